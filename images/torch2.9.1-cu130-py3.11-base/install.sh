@@ -1,0 +1,37 @@
+#!/bin/sh
+# Rendered by torchstack. Runs in the build stage only: installs this layer's Python packages
+# into /opt/venv, then copies exactly what changed to /layer-delta, which the final stage COPYs.
+# The CA bundle and index URLs are used here and never reach the final image.
+set -eu
+cd "$(dirname "$0")"
+ca=/tmp/build-inputs/ca-bundle.crt
+if [ -s "$ca" ]; then
+    export PIP_CERT="$ca" SSL_CERT_FILE="$ca"
+fi
+export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore
+
+stamp=/tmp/layer-stamp
+touch "$stamp"
+[ -x /opt/venv/bin/python ] || python3 -m venv /opt/venv
+pip=/opt/venv/bin/pip
+
+# Parent packages are constraints: a layer may add packages, never change its parent's.
+"$pip" freeze --all | grep -v '^-e ' > parent-freeze.txt
+if [ -s requirements.txt ]; then
+    "$pip" install --index-url "$PIP_INDEX_URL" -c parent-freeze.txt -r requirements.txt \
+        || { echo "torchstack: installing requirements.txt from $PIP_INDEX_URL failed" >&2; exit 1; }
+fi
+if [ -s torch-requirements.txt ]; then
+    "$pip" install --index-url "$TORCH_INDEX_URL" -c parent-freeze.txt -c requirements.txt \
+        -r torch-requirements.txt \
+        || { echo "torchstack: installing torch-requirements.txt from $TORCH_INDEX_URL failed;" \
+                  "if that index is unreachable, point --index at a mirror" >&2; exit 1; }
+fi
+"$pip" check
+
+# Everything created or changed since the stamp, directories without their contents.
+cd /
+find opt/venv -cnewer "$stamp" > /tmp/layer-files
+mkdir -p /layer-delta
+tar -cf - --no-recursion -T /tmp/layer-files | tar -xf - -C /layer-delta
+echo "torchstack: layer adds $(wc -l < /tmp/layer-files) paths"

@@ -1,0 +1,3 @@
+from torchstack.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""`torchstack <verb>`: argument parsing, exit codes and error output.
+
+Each verb lives in `torchstack.commands.<verb>` with `register(subparsers)` and `run(args)`.
+Expected failures (TorchstackError) print `error:` and `tip:` lines and return their exit code;
+nothing else reaches the user as a traceback except a genuine bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from pathlib import Path
+
+from torchstack import __version__, commands
+from torchstack.errors import Interrupted, TorchstackError
+
+# Help lists verbs in flow order; any other module in torchstack.commands follows.
+FLOW = ("plan", "render", "base", "build", "check", "promote", "k8s", "bake")
+
+
+def verbs() -> list[str]:
+    found = {m.name for m in pkgutil.iter_modules(commands.__path__)} - {"common"}
+    return [v for v in FLOW if v in found] + sorted(found - set(FLOW))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torchstack",
+        description="Build, check and promote a matrix of layered PyTorch + CUDA images.",
+    )
+    parser.add_argument("--version", action="version", version=f"torchstack {__version__}")
+    parser.add_argument(
+        "--matrix", type=Path, default=Path(os.environ.get("TORCHSTACK_MATRIX", "matrix.yaml")),
+        help="the matrix file; layers/ and images/ sit beside it (default: ./matrix.yaml)",
+    )
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb in verbs():
+        module = importlib.import_module(f"torchstack.commands.{verb}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.run(args)
+        return result
+    except TorchstackError as exc:
+        report_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        report_error(Interrupted("interrupted; work in flight was stopped and cleaned up"))
+        return Interrupted.exit_code
+
+
+def report_error(exc: TorchstackError) -> None:
+    print(f"error: {exc.message}", file=sys.stderr)
+    if exc.tip:
+        print(f"tip: {exc.tip}", file=sys.stderr)

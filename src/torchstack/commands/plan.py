@@ -1,0 +1,44 @@
+"""`torchstack plan`: the images the matrix expands to, as a table or as JSON for CI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from torchstack.commands.common import add_selection, matrix_of
+from torchstack.plan import make_plan, plan_rows
+
+COLUMNS = ("id", "parent", "flavor", "torch", "cuda", "python", "index", "tags")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("plan", help="list the images the matrix expands to")
+    add_selection(parser)
+    parser.add_argument("--json", action="store_true",
+                        help='print {"include": [...]}, usable as a GitHub Actions fromJSON matrix')
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    matrix = matrix_of(args)
+    rows = plan_rows(make_plan(matrix, args.globs, everything=args.everything))
+    if args.json:
+        print(json.dumps({"include": rows}, indent=2))
+        return 0
+    table = [
+        [r["id"], r["parent"] or "-", r["flavor"], r["torch"], r["cuda"], r["python"],
+         r["index"] + (" (legacy)" if r["legacy"] else ""),
+         " ".join([r["release_tag"], *r["aliases"]])]
+        for r in rows
+    ]
+    print(format_table(COLUMNS, table))
+    print(f"\n{len(rows)} images; default group: {', '.join(matrix.default_group) or '(none)'}")
+    return 0
+
+
+def format_table(header: tuple[str, ...], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,123 @@
+"""Load `layers/<name>/layer.yaml` (+ `Dockerfile.fragment`) into `Layer` objects."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from torchstack.errors import ConfigError
+from torchstack.model import Layer
+from torchstack.yamlsource import Located, load_yaml
+
+LAYER_KEYS = {"parent", "description", "packages", "torch_packages", "env", "checks"}
+TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
+# An exact pin: name==version, nothing looser, so a rebuild installs the same thing.
+EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,-]+\])?==[A-Za-z0-9.+!_-]+$")
+CHECK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+FRAGMENT = "Dockerfile.fragment"
+
+
+def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
+    if not layers_dir.is_dir():
+        raise ConfigError(f"{layers_dir}: layers folder not found",
+                          tip="every matrix needs a layers/ folder beside matrix.yaml")
+    layers: dict[str, Layer] = {}
+    parent_at: dict[str, str] = {}  # layer -> "file:line" of its `parent:` key, for errors
+    for folder in sorted(p for p in layers_dir.iterdir() if p.is_dir()):
+        spec = folder / "layer.yaml"
+        if not spec.exists():
+            raise ConfigError(f"{_display(folder, display_root)}: no layer.yaml in this layer folder")
+        layers[folder.name], parent_at[folder.name] = _load_layer(folder, spec, display_root)
+    _check_parents(layers, parent_at)
+    return layers
+
+
+def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, str]:
+    doc = load_yaml(spec, _display(spec, display_root))
+    fields = doc.mapping(LAYER_KEYS, required={"parent"})
+    parent = fields["parent"]
+    packages = [_pin(item) for item in fields["packages"].list()] if "packages" in fields else []
+    torch_packages = _torch_packages(fields.get("torch_packages"))
+    env: list[tuple[str, str]] = []
+    if "env" in fields:
+        for name, value in fields["env"].items():
+            if not ENV_NAME.match(name):
+                value.fail(f"'{name}' is not a valid environment variable name")
+            env.append((name, value.str(allow_numbers=True)))
+    checks = []
+    for item in fields["checks"].list() if "checks" in fields else []:
+        if not CHECK_ID.match(item.str()):
+            item.fail(f"'{item.value}' is not a check id (lower case letters, digits, _)")
+        checks.append(item.value)
+    fragment_path = folder / FRAGMENT
+    fragment = fragment_path.read_text(encoding="utf-8") if fragment_path.exists() else ""
+    layer = Layer(
+        name=folder.name,
+        parent=None if parent.value is None else parent.str(),
+        description=fields["description"].str() if "description" in fields else "",
+        packages=tuple(packages),
+        torch_packages=tuple(torch_packages),
+        env=tuple(env),
+        checks=tuple(checks),
+        fragment=fragment.strip(),
+    )
+    return layer, parent.where
+
+
+def _pin(item: Located) -> str:
+    pin = item.str()
+    if not EXACT_PIN.match(pin):
+        item.fail(f"'{pin}' is not an exact pin", tip="write packages as name==version")
+    if pin.split("==")[0].lower() in TORCH_FAMILY:
+        item.fail(f"'{pin}' belongs in torch_packages, where its version follows torch")
+    return pin
+
+
+def _torch_packages(node: Located | None) -> list[str]:
+    if node is None:
+        return []
+    names = []
+    for item in node.list():
+        name = item.str()
+        if name not in TORCH_FAMILY:
+            item.fail(f"'{name}' is not a torch-family package",
+                      tip=f"torch_packages takes {', '.join(TORCH_FAMILY)}; pin others in packages")
+        names.append(name)
+    return names
+
+
+def _check_parents(layers: dict[str, Layer], parent_at: dict[str, str]) -> None:
+    for layer in layers.values():
+        where = parent_at[layer.name]
+        if layer.parent is not None and layer.parent not in layers:
+            raise ConfigError(
+                f"{where} (parent): layer '{layer.name}' names parent '{layer.parent}',"
+                f" which is not a folder under layers/",
+                tip=f"layers found: {', '.join(sorted(layers))}",
+            )
+        seen = [layer.name]
+        current = layer.parent
+        while current is not None:
+            if current in seen:
+                cycle = " -> ".join([*seen, current])
+                raise ConfigError(f"{where} (parent): layers form a cycle: {cycle}")
+            seen.append(current)
+            current = layers[current].parent
+
+
+def layer_chain(layers: dict[str, Layer], name: str) -> tuple[str, ...]:
+    """Root first: ("torch", "vision")."""
+    chain = [name]
+    parent = layers[name].parent
+    while parent is not None:
+        chain.append(parent)
+        parent = layers[parent].parent
+    return tuple(reversed(chain))
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,321 @@
+"""matrix.yaml -> a validated, compatibility-checked, frozen `Matrix` of `ImageSpec`s."""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import string
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from torchstack.compat import CompatError, cuda_tag, load_compat
+from torchstack.errors import ConfigError
+from torchstack.layers import layer_chain, load_layers
+from torchstack.model import Alias, ImageSpec, Layer, Matrix, OsBase, TagPolicy, template_fields
+from torchstack.yamlsource import Located, load_yaml
+
+TOP_KEYS = {
+    "schema_version", "id_template", "os_bases", "flavors", "axes", "include", "exclude",
+    "default_group", "indexes", "registry", "tags", "promotion", "checks",
+}
+REQUIRED_TOP = {"os_bases", "flavors", "axes", "registry", "tags"}
+AXIS_KEYS = {"torch", "cuda", "os", "flavor"}
+ENTRY_KEYS = AXIS_KEYS | {"legacy"}
+OS_KEYS = {"image", "python", "bootstrap"}
+BOOTSTRAP_KEYS = {"suite", "mirror"}
+INDEX_KEYS = {"pypi", "pytorch"}
+REGISTRY_KEYS = {"local", "push"}
+TAG_KEYS = {"release", "candidate", "aliases"}
+ALIAS_KEYS = {"tag", "default", "flavor"}
+PROMOTION_KEYS = {"require"}
+CHECKS_KEYS = {"shm_size", "timeout_s", "thresholds"}
+# Fields a template may use; `hash12` only exists once an image is built.
+TEMPLATE_FIELDS = {"id", "torch", "torch_minor", "cuda", "cuda_tag", "python", "flavor", "os",
+                   "cudnn_major", "hash12"}
+DEFAULT_ID_TEMPLATE = "torch{torch}-{cuda_tag}-py{python}-{flavor}"
+DEFAULT_INDEXES = {"pypi": "https://pypi.org/simple",
+                   "pytorch": "https://download.pytorch.org/whl/{cuda_tag}"}
+
+
+def load_matrix(path: Path) -> Matrix:
+    path = path.resolve() if path.exists() else path
+    root = path.parent
+    doc = load_yaml(path, path.name)
+    top = doc.mapping(TOP_KEYS, REQUIRED_TOP)
+    if "schema_version" in top and top["schema_version"].value != 1:
+        top["schema_version"].fail("only schema_version 1 is understood")
+    layers = load_layers(root / "layers", root)
+    os_bases = _os_bases(top["os_bases"])
+    flavors = _flavors(top["flavors"], layers)
+    tags = _tags(top["tags"], flavors)
+    id_template = top["id_template"].str() if "id_template" in top else DEFAULT_ID_TEMPLATE
+    if "id_template" in top:
+        _check_template(top["id_template"], forbidden={"id", "hash12", "cudnn_major"})
+    indexes = _indexes(top.get("indexes"))
+    entries = _entries(top, os_bases, flavors)
+    images = _expand(entries, layers, flavors, os_bases, indexes, tags, id_template)
+    default_group = tuple(top["default_group"].strings()) if "default_group" in top else ()
+    for glob_node in top["default_group"].list() if "default_group" in top else []:
+        if not any(_glob(i.id, glob_node.value) for i in images):
+            glob_node.fail(f"default_group pattern '{glob_node.value}' matches no image")
+    images = tuple(_mark_default(images, default_group, tags))
+    _unique_tags(images, top["tags"])
+    registry = top["registry"].mapping(REGISTRY_KEYS, REGISTRY_KEYS)
+    checks = top["checks"].mapping(CHECKS_KEYS) if "checks" in top else {}
+    return Matrix(
+        root=root,
+        file=path.name,
+        images=images,
+        layers=layers,
+        os_bases=os_bases,
+        default_group=default_group,
+        local_repository=registry["local"].str(),
+        push_repository=registry["push"].str(),
+        tags=tags,
+        promotion_level=_promotion(top.get("promotion")),
+        thresholds=checks["thresholds"].plain() if "thresholds" in checks else {},
+        run_options={
+            "shm_size": checks["shm_size"].str() if "shm_size" in checks else "2g",
+            "timeout_s": checks["timeout_s"].number(minimum=1) if "timeout_s" in checks else 900,
+        },
+    )
+
+
+def _os_bases(node: Located) -> dict[str, OsBase]:
+    bases = {}
+    for name, entry in node.items():
+        fields = entry.mapping(OS_KEYS, {"image", "python"})
+        bootstrap = fields["bootstrap"].mapping(BOOTSTRAP_KEYS, {"suite"}) if "bootstrap" in fields else {}
+        bases[name] = OsBase(
+            name=name,
+            image=fields["image"].str(),
+            python=fields["python"].str(allow_numbers=True),
+            bootstrap_suite=bootstrap["suite"].str() if bootstrap else None,
+            bootstrap_mirror=bootstrap["mirror"].str() if "mirror" in bootstrap
+            else "http://deb.debian.org/debian",
+        )
+    if not bases:
+        node.fail("at least one OS base is needed")
+    return bases
+
+
+def _flavors(node: Located, layers: dict[str, Layer]) -> dict[str, str]:
+    """flavor name -> its top layer; every layer in a flavor's chain must itself be a flavor."""
+    flavors: dict[str, str] = {}
+    for name, layer_node in node.items():
+        layer = layer_node.str()
+        if layer not in layers:
+            layer_node.fail(f"flavor '{name}' uses unknown layer '{layer}'",
+                            tip=f"layers under layers/: {', '.join(sorted(layers))}")
+        flavors[name] = layer
+    by_layer = {layer: flavor for flavor, layer in flavors.items()}
+    for name, layer in flavors.items():
+        for ancestor in layer_chain(layers, layer)[:-1]:
+            if ancestor not in by_layer:
+                node.value[name].fail(
+                    f"flavor '{name}' builds on layer '{ancestor}', which no flavor builds",
+                    tip=f"add a flavor for layer '{ancestor}'",
+                )
+    return flavors
+
+
+def _tags(node: Located, flavors: dict[str, str]) -> TagPolicy:
+    fields = node.mapping(TAG_KEYS, {"release", "candidate"})
+    for key in ("release", "candidate"):
+        _check_template(fields[key], forbidden=set() if key == "candidate" else {"hash12"})
+    if "{hash12}" not in fields["candidate"].value:
+        fields["candidate"].fail("the candidate tag must contain {hash12}, so it names one build")
+    aliases = []
+    for item in fields["aliases"].list() if "aliases" in fields else []:
+        alias = item.mapping(ALIAS_KEYS, {"tag"})
+        _check_template(alias["tag"], forbidden={"hash12"})
+        flavor = alias["flavor"].str() if "flavor" in alias else None
+        if flavor is not None and flavor not in flavors:
+            alias["flavor"].fail(f"unknown flavor '{flavor}'", tip=f"flavors: {', '.join(flavors)}")
+        aliases.append(Alias(alias["tag"].str(), alias["default"].bool() if "default" in alias
+                             else False, flavor))
+    return TagPolicy(fields["release"].str(), fields["candidate"].str(), tuple(aliases))
+
+
+def _check_template(node: Located, forbidden: set[str]) -> None:
+    text = node.str()
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        node.fail(f"bad template '{text}': {exc}")
+    for name in sorted(names):
+        if name not in TEMPLATE_FIELDS or name in forbidden:
+            allowed = ", ".join("{" + f + "}" for f in sorted(TEMPLATE_FIELDS - forbidden))
+            node.fail(f"unknown placeholder {{{name}}} in '{text}'", tip=f"use {allowed}")
+
+
+def _indexes(node: Located | None) -> dict[str, str]:
+    indexes = dict(DEFAULT_INDEXES)
+    if node is not None:
+        for key, value in node.mapping(INDEX_KEYS).items():
+            indexes[key] = value.str()
+            if not indexes[key].startswith(("http://", "https://", "file://")):
+                value.fail(f"'{indexes[key]}' is not a URL")
+    return indexes
+
+
+def _promotion(node: Located | None) -> Any:
+    if node is None:
+        return "gpu"
+    level = node.mapping(PROMOTION_KEYS, {"require"})["require"]
+    if level.value not in ("cpu", "gpu"):
+        level.fail(f"require must be 'gpu' (full suite on a GPU runner) or 'cpu', got {level.value!r}")
+    return level.value
+
+
+Entry = tuple[dict[str, Located], bool]  # axis values with their locations, legacy
+
+
+def _entries(top: dict[str, Located], os_bases: dict[str, OsBase], flavors: dict[str, str]) -> list[Entry]:
+    axes = top["axes"].mapping(AXIS_KEYS, {"torch", "cuda"})
+    axis_values = {key: axes[key].list() for key in axes}
+    for key, values in axis_values.items():
+        if not values:
+            axes[key].fail(f"axis '{key}' is empty")
+    axis_values.setdefault("os", [Located(next(iter(os_bases)), top["axes"].file, top["axes"].line, "axes.os")])
+    axis_values.setdefault("flavor", [Located(f, top["axes"].file, top["axes"].line, "axes.flavor") for f in flavors])
+    keys = sorted(axis_values)
+    excludes = [item.mapping(AXIS_KEYS) for item in top["exclude"].list()] if "exclude" in top else []
+    entries: list[Entry] = []
+    for combo in itertools.product(*(axis_values[k] for k in keys)):
+        values = dict(zip(keys, combo, strict=True))
+        if not any(_matches(values, ex) for ex in excludes):
+            entries.append((values, False))
+    for item in top["include"].list() if "include" in top else []:
+        fields = item.mapping(ENTRY_KEYS, {"torch", "cuda"})
+        legacy = fields.pop("legacy").bool() if "legacy" in fields else False
+        fields.setdefault("os", axis_values["os"][0])
+        fields.setdefault("flavor", Located("base" if "base" in flavors else next(iter(flavors)),
+                                            item.file, item.line, item.path + ".flavor"))
+        entries.append((fields, legacy))
+    return entries
+
+
+def _matches(values: dict[str, Located], exclude: dict[str, Located]) -> bool:
+    return all(_text(values[k]) == _text(v) for k, v in exclude.items())
+
+
+def _text(node: Located) -> str:
+    return node.str(allow_numbers=True)
+
+
+def _expand(entries: list[Entry], layers: dict[str, Layer], flavors: dict[str, str],
+            os_bases: dict[str, OsBase], indexes: dict[str, str], tags: TagPolicy,
+            id_template: str) -> list[ImageSpec]:
+    images: dict[str, ImageSpec] = {}
+    flavor_of = {layer: flavor for flavor, layer in flavors.items()}
+    for values, legacy in entries:
+        torch, cuda, os_name, flavor = (_text(values[k]) for k in ("torch", "cuda", "os", "flavor"))
+        if os_name not in os_bases:
+            values["os"].fail(f"unknown OS base '{os_name}'", tip=f"os_bases: {', '.join(os_bases)}")
+        if flavor not in flavors:
+            values["flavor"].fail(f"unknown flavor '{flavor}'", tip=f"flavors: {', '.join(flavors)}")
+        os_base = os_bases[os_name]
+        _compatible(values, torch, cuda, os_base)
+        parent_id = None
+        for layer_name in layer_chain(layers, flavors[flavor]):
+            spec = _image(layers, layer_name, flavor_of[layer_name], torch, cuda, os_base,
+                          parent_id, legacy, indexes, tags, id_template)
+            known = images.get(spec.id)
+            if known is not None and known != spec and known.layer != spec.layer:
+                values["flavor"].fail(f"two images get the id '{spec.id}'",
+                                      tip="add {os} or {flavor} to id_template")
+            images.setdefault(spec.id, spec)
+            parent_id = spec.id
+    return list(images.values())
+
+
+def _compatible(values: dict[str, Located], torch: str, cuda: str, os_base: OsBase) -> None:
+    compat = load_compat()
+    try:
+        compat.release(torch)
+    except CompatError as exc:
+        values["torch"].fail(str(exc))
+    try:
+        compat.variant(torch, cuda)
+    except CompatError as exc:
+        values["cuda"].fail(str(exc), tip="pick a CUDA version the torch release ships, or an older torch")
+    try:
+        compat.check_python(torch, os_base.python)
+    except CompatError as exc:
+        values["os"].fail(f"{exc} (OS base '{os_base.name}' has Python {os_base.python})")
+
+
+def _image(layers: dict[str, Layer], layer_name: str, flavor: str, torch: str, cuda: str,
+           os_base: OsBase, parent_id: str | None, legacy: bool, indexes: dict[str, str],
+           tags: TagPolicy, id_template: str) -> ImageSpec:
+    compat = load_compat()
+    release = compat.release(torch)
+    variant = release.variants[cuda]
+    chain = layer_chain(layers, layer_name)
+    on_pypi = cuda == release.pypi_default
+    local = "" if on_pypi else f"+{cuda_tag(cuda)}"
+    layer = layers[layer_name]
+    versions = {"torch": torch, "torchvision": release.torchvision, "torchaudio": release.torchaudio}
+    installed = {p for name in chain for p in layers[name].torch_packages}
+    spec = ImageSpec(
+        id="",
+        flavor=flavor,
+        layer=layer_name,
+        layers=chain,
+        parent_id=parent_id,
+        os=os_base.name,
+        base_image=os_base.image,
+        torch=torch,
+        cuda=cuda,
+        cuda_tag=cuda_tag(cuda),
+        python=os_base.python,
+        torchvision=release.torchvision if "torchvision" in installed else None,
+        torchaudio=release.torchaudio if "torchaudio" in installed else None,
+        cudnn=variant.cudnn,
+        nccl=variant.nccl,
+        driver_min=compat.driver(cuda).driver_min,
+        experimental=variant.experimental,
+        legacy=legacy,
+        default=False,
+        index_kind="pypi" if on_pypi else "pytorch",
+        torch_index=indexes["pypi"] if on_pypi else indexes["pytorch"].format(cuda_tag=cuda_tag(cuda)),
+        pip_index=indexes["pypi"],
+        torch_requirements=tuple(f"{p}=={versions[p]}{local}" for p in layer.torch_packages),
+        requirements=layer.packages,
+        checks=tuple(dict.fromkeys(c for name in chain for c in layers[name].checks)),
+        release_tag="",
+        aliases=(),
+    )
+    image_id = id_template.format(**template_fields(spec))
+    spec = replace(spec, id=image_id)
+    return replace(spec, release_tag=tags.release.format(**template_fields(spec)))
+
+
+def _mark_default(images: list[ImageSpec], default_group: tuple[str, ...],
+                  tags: TagPolicy) -> list[ImageSpec]:
+    marked = []
+    for image in images:
+        default = any(_glob(image.id, g) for g in default_group)
+        fields = template_fields(image)
+        aliases = tuple(
+            a.template.format(**fields) for a in tags.aliases
+            if (default or not a.only_default) and a.only_flavor in (None, image.flavor)
+        )
+        marked.append(replace(image, default=default, aliases=aliases))
+    return marked
+
+
+def _unique_tags(images: tuple[ImageSpec, ...], node: Located) -> None:
+    owner: dict[str, str] = {}
+    for image in images:
+        for tag in (image.release_tag, *image.aliases):
+            if tag in owner and owner[tag] != image.id:
+                node.fail(f"tag '{tag}' would name both {owner[tag]} and {image.id}",
+                          tip="make the template more specific, or limit the alias with default/flavor")
+            owner[tag] = image.id
+
+
+def _glob(image_id: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(image_id, pattern)

@@ -1,0 +1,191 @@
+"""Read YAML into plain values that remember where each one was written.
+
+PyYAML's composer gives nodes with line marks; we turn them into `Located` values ourselves so
+that duplicate keys, alias bombs and non-string keys become `ConfigError`s naming file:line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from torchstack.errors import ConfigError
+
+# A document that expands past this many nodes (through aliases) is refused, not built.
+MAX_NODES = 50_000
+
+
+@dataclass(frozen=True)
+class Located:
+    """A YAML value with its file, line and key path (`flavors.vision[0]`)."""
+
+    value: Any
+    file: str
+    line: int
+    path: str
+    # For mappings: key -> line of the key itself.
+    key_lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def fail(self, message: str, tip: str | None = None) -> NoReturn:
+        at = f" ({self.path})" if self.path else ""
+        raise ConfigError(f"{self.where}{at}: {message}", tip=tip)
+
+    # Typed accessors: each fails with this value's location when the type is wrong.
+    def mapping(self, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Located]:  # type: ignore[assignment]
+        if not isinstance(self.value, dict):
+            self.fail(f"expected a mapping, got {type_name(self.value)}")
+        for key, child in self.value.items():
+            if key not in allowed:
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                child.fail(f"unknown key '{key}'{hint}",
+                           tip=f"allowed keys here: {', '.join(sorted(allowed))}")
+        for key in sorted(required - self.value.keys()):
+            self.fail(f"missing required key '{key}'")
+        return dict(self.value)
+
+    def items(self) -> Iterator[tuple[str, Located]]:
+        """A mapping with free-form keys (names chosen by the user)."""
+        if not isinstance(self.value, dict):
+            self.fail(f"expected a mapping, got {type_name(self.value)}")
+        yield from self.value.items()
+
+    def list(self) -> list[Located]:
+        if not isinstance(self.value, list):
+            self.fail(f"expected a list, got {type_name(self.value)}")
+        return list(self.value)
+
+    def str(self, *, allow_numbers: bool = False) -> str:
+        value = self.value
+        if allow_numbers and isinstance(value, int | float) and not isinstance(value, bool):
+            # `cuda: 12.8` reads as a float; accept it but keep the written text.
+            return str(value)
+        if not isinstance(value, str) or not value:
+            self.fail(f"expected a non-empty string, got {type_name(value)}")
+        return value
+
+    def bool(self) -> bool:
+        if not isinstance(self.value, bool):
+            self.fail(f"expected true or false, got {type_name(self.value)}")
+        return self.value
+
+    def number(self, *, minimum: float = 0) -> float:
+        value = self.value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(f"expected a number, got {type_name(value)}")
+        if value < minimum:
+            self.fail(f"must be at least {minimum}, got {value}")
+        return float(value)
+
+    def strings(self, *, allow_numbers: bool = False) -> list[str]:
+        return [item.str(allow_numbers=allow_numbers) for item in self.list()]
+
+    def plain(self) -> Any:
+        """The value with locations stripped (for free-form data such as env maps)."""
+        return strip(self)
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, Located):
+        return type_name(value.value)
+    return {dict: "a mapping", list: "a list", str: f"the string {value!r}", bool: f"{value}"}.get(
+        type(value), f"{type(value).__name__} {value!r}"
+    )
+
+
+def strip(located: Located) -> Any:
+    value = located.value
+    if isinstance(value, dict):
+        return {k: strip(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strip(v) for v in value]
+    return value
+
+
+def load_yaml(path: Path, display: str | None = None) -> Located:
+    """Parse one YAML document; every problem is a ConfigError with file:line."""
+    name = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: cannot read: {exc}") from None
+    return parse_yaml(text, name)
+
+
+def parse_yaml(text: str, name: str) -> Located:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError(f"{name}:{line}: YAML syntax error: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: YAML error: {exc}") from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise ConfigError(f"{name}:1: the document is empty", tip="see matrix.yaml in the repo")
+    return _Builder(name, loader).build(node, "")
+
+
+class _Builder:
+    def __init__(self, name: str, loader: yaml.SafeLoader) -> None:
+        self.name = name
+        self.loader = loader
+        self.visited = 0
+
+    def build(self, node: yaml.Node, path: str) -> Located:
+        self.visited += 1
+        line = node.start_mark.line + 1
+        if self.visited > MAX_NODES:
+            raise ConfigError(
+                f"{self.name}:{line} ({path or 'document'}): the document expands to more than"
+                f" {MAX_NODES} values through aliases (an alias bomb?); write it out plainly"
+            )
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, line)
+        if isinstance(node, yaml.SequenceNode):
+            items = [self.build(child, f"{path}[{i}]") for i, child in enumerate(node.value)]
+            return Located(items, self.name, line, path)
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{self.name}:{line} ({path}): bad value: {exc}") from None
+        return Located(value, self.name, line, path)
+
+    def _mapping(self, node: yaml.MappingNode, path: str, line: int) -> Located:
+        if any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value):
+            raise ConfigError(f"{self.name}:{line} ({path}): merge keys (<<) are not supported")
+        result: dict[str, Located] = {}
+        key_lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            key = self.build(key_node, path).value
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"{self.name}:{key_line} ({path or 'document'}): keys must be strings,"
+                    f" got {type_name(key)}; quote it"
+                )
+            child_path = f"{path}.{key}" if path else key
+            if key in result:
+                raise ConfigError(
+                    f"{self.name}:{key_line} ({child_path}): duplicate key '{key}'"
+                    f" (first at line {key_lines[key]})"
+                )
+            key_lines[key] = key_line
+            result[key] = self.build(value_node, child_path)
+        return Located(result, self.name, line, path, key_lines)
