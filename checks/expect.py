@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,8 @@ def load_expect(path: str) -> Expect:
             text = handle.read()
     except OSError as exc:
         raise ExpectError(f"cannot read expect file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ExpectError(f"cannot read expect file {path}: not UTF-8 ({exc.reason})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -119,11 +121,14 @@ def _parse_thresholds(raw: object, source: str) -> Thresholds:
     obj = _object(raw, source, "thresholds")
     _reject_unknown(obj, Thresholds.__dataclass_fields__.keys(), source, "thresholds.")
     base = Thresholds()
-    fractions = _num_map(obj.get("matmul_min_fraction_of_peak"), source, "matmul_min_fraction_of_peak")
+    key = "matmul_min_fraction_of_peak"
+    fractions = _num_map(obj.get(key), source, key)
     return Thresholds(
         matmul_min_fraction_of_peak=fractions or base.matmul_min_fraction_of_peak,
         matmul_size=_pos_int(obj.get("matmul_size"), source, "matmul_size", base.matmul_size),
-        shm_min_bytes=_pos_int(obj.get("shm_min_bytes"), source, "shm_min_bytes", base.shm_min_bytes),
+        shm_min_bytes=_pos_int(
+            obj.get("shm_min_bytes"), source, "shm_min_bytes", base.shm_min_bytes
+        ),
         nccl_max_bytes=_pos_int(
             obj.get("nccl_max_bytes"), source, "nccl_max_bytes", base.nccl_max_bytes
         ),
@@ -145,7 +150,9 @@ def _object(value: object, source: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _reject_unknown(obj: Mapping[str, Any], known: Any, source: str, prefix: str) -> None:
+def _reject_unknown(
+    obj: Mapping[str, Any], known: Collection[str], source: str, prefix: str
+) -> None:
     for key in obj:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1)
@@ -175,9 +182,7 @@ def _opt_cudnn(value: object, source: str) -> int | None:
         return value
     if isinstance(value, str) and value.isdigit():
         return int(value)
-    raise ExpectError(
-        f"{source}: expected.cudnn must be an integer like 91002, got {value!r}"
-    )
+    raise ExpectError(f"{source}: expected.cudnn must be an integer like 91002, got {value!r}")
 
 
 def _pos_int(value: object, source: str, key: str, default: int) -> int:

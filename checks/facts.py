@@ -57,7 +57,7 @@ def static_facts() -> dict[str, Any]:
     facts["cuda"] = torch.version.cuda
     # Neither call creates a CUDA context: cudnnGetVersion and ncclGetVersion are pure queries.
     facts["cudnn"] = _guard(torch.backends.cudnn.version)
-    facts["nccl"] = _guard(lambda: nccl_string(torch.cuda.nccl.version()))
+    facts["nccl"] = _guard(lambda: nccl_string(torch.cuda.nccl.version()))  # type: ignore[no-untyped-call]
     return facts
 
 
@@ -80,19 +80,21 @@ def gpu_facts() -> dict[str, Any]:
     return {"gpus": gpus, "driver": driver_version()}
 
 
-def gather_facts(gpu_mode: GpuMode) -> tuple[dict[str, Any], bool]:
-    """All facts, and whether a usable GPU is present."""
+def gather_facts(gpu_mode: GpuMode) -> tuple[dict[str, Any], bool, str | None]:
+    """All facts, whether a usable GPU is present, and why GPU facts are missing if they
+    could not be read (a hung or crashing CUDA init must not pass as "no GPU")."""
     facts = static_facts()
-    if gpu_mode == "off":
+    if gpu_mode == "off" or facts["torch"] is None:
         facts["driver"] = proc_driver_version()  # a file read; touches no GPU
-        return facts, False
-    if facts["torch"] is None:
-        facts["driver"] = proc_driver_version()
-        return facts, False
+        return facts, False, None
     report = run_isolated(gpu_facts, GPU_FACTS_TIMEOUT_S)
     if report.kind == "returned" and isinstance(report.value, dict):
         facts.update(report.value)
-    else:
-        log(f"facts: gathering GPU facts failed ({report.kind}: {report.error})")
-        facts["driver"] = proc_driver_version()
-    return facts, bool(facts["gpus"])
+        return facts, bool(facts["gpus"]), None
+    facts["driver"] = proc_driver_version()
+    problem = (
+        f"reading GPU facts (torch.cuda device properties) failed: {report.error or report.kind}; "
+        "the CUDA driver or a GPU may be hung - check nvidia-smi on the host"
+    )
+    log(f"facts: {problem}")
+    return facts, False, problem

@@ -8,6 +8,7 @@ child together with any workers it started (the nccl check starts one process pe
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -40,7 +41,9 @@ def run_isolated(fn: Callable[[], object], timeout_s: float) -> ChildReport:
     started = time.monotonic()
     proc = ctx.Process(target=_child_main, args=(fn, sender), daemon=False)
     proc.start()
-    _set_group(proc.pid)  # also done by the child: whichever runs first wins the race
+    pid = proc.pid
+    assert pid is not None  # set by start()
+    _set_group(pid)  # also done by the child: whichever runs first wins the race
     sender.close()
     try:
         if receiver.poll(max(timeout_s, 0.0)):
@@ -50,13 +53,18 @@ def run_isolated(fn: Callable[[], object], timeout_s: float) -> ChildReport:
                 proc.join(5)
                 return ChildReport("died", error=_death(proc.exitcode), elapsed_s=_since(started))
             proc.join(10)
-            return ChildReport(kind, payload if kind == "returned" else None,
-                               "" if kind == "returned" else str(payload), _since(started))
-        return ChildReport("timeout", error=f"timed out after {timeout_s:g}s",
-                           elapsed_s=_since(started))
+            return ChildReport(
+                kind,
+                payload if kind == "returned" else None,
+                "" if kind == "returned" else str(payload),
+                _since(started),
+            )
+        return ChildReport(
+            "timeout", error=f"timed out after {timeout_s:g}s", elapsed_s=_since(started)
+        )
     finally:
         receiver.close()
-        _kill_group(proc.pid)
+        _kill_group(pid)
         if proc.is_alive():
             proc.kill()
         proc.join(5)
@@ -67,18 +75,14 @@ def _since(started: float) -> float:
 
 
 def _set_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(OSError):  # the child already did it, or already exited
         os.setpgid(pid, pid)
-    except OSError:
-        pass  # the child already did it, or already exited
 
 
 def _kill_group(pgid: int) -> None:
     # Also run after a normal return: it reaps workers a check left behind.
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _death(exitcode: int | None) -> str:
@@ -101,9 +105,7 @@ def _child_main(fn: Callable[[], object], sender: Connection) -> None:
     except BaseException as exc:  # report everything, including SystemExit
         traceback.print_exc(file=sys.stderr)
         message = f"{type(exc).__name__}: {exc}".rstrip(": ")
-        try:
+        with contextlib.suppress(Exception):  # else the parent reports the child as died
             sender.send(("raised", message))
-        except Exception:
-            pass  # the parent will report the child as died
     finally:
         sender.close()

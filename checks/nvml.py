@@ -6,6 +6,7 @@ missing, and callers say so instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import re
 from typing import Any
@@ -63,10 +64,8 @@ class Nvml:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.module.nvmlShutdown()
-        except Exception:
-            pass
 
     def driver_version(self) -> str:
         return _text(self.module.nvmlSystemGetDriverVersion())

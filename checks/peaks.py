@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 _FACTS = "shared/facts/torch-cuda.md (secondary sources, checked 2026-11-28)"
+_A100 = f"{_FACTS}; NVIDIA A100 datasheet (same peak for SXM4/PCIe, 40/80 GB)"
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,21 @@ PEAKS: tuple[Peak, ...] = (
     _row("H100 PCIe", "H100", "H100 PCIE", 756.5, 378.0, "NVIDIA H100 PCIe datasheet"),
     # torch names the SXM part "NVIDIA H100 80GB HBM3": any other H100 is taken as SXM.
     _row("H100 SXM", "H100", "H100", 989.0, 495.0, f"{_FACTS}; NVIDIA H100 SXM datasheet"),
-    _row("A100 SXM4 80GB", "A100", "A100 SXM4 80GB", 312.0, 156.0, f"{_FACTS}; NVIDIA A100 datasheet"),
-    _row("A100 SXM4 40GB", "A100", "A100 SXM4", 312.0, 156.0, f"{_FACTS}; NVIDIA A100 datasheet"),
-    _row("A100 PCIe 80GB", "A100", "A100 80GB", 312.0, 156.0, f"{_FACTS}; NVIDIA A100 datasheet"),
-    _row("A100 PCIe 40GB", "A100", "A100", 312.0, 156.0, f"{_FACTS}; NVIDIA A100 datasheet"),
+    _row("A100 SXM4 80GB", "A100", "A100 SXM4 80GB", 312.0, 156.0, _A100),
+    _row("A100 SXM4 40GB", "A100", "A100 SXM4", 312.0, 156.0, _A100),
+    _row("A100 PCIe 80GB", "A100", "A100 80GB", 312.0, 156.0, _A100),
+    _row("A100 PCIe 40GB", "A100", "A100", 312.0, 156.0, _A100),
     _row("L40S", "L40S", "L40S", 362.05, 183.0, "NVIDIA L40S datasheet"),
     _row("L4", "L4", "L4", 121.0, 60.0, "NVIDIA L4 datasheet (half the sparse 242/120)"),
     # NVIDIA publishes no A10G sheet; AWS's variant has less tensor throughput than the A10.
     _row("A10G", "A10G", "A10G", 70.0, 35.0, "AWS A10G figures as compiled by Baseten (secondary)"),
     _row("A10", "A10", "A10", 125.0, 62.5, "NVIDIA A10 datasheet"),
     _row(
-        "RTX 4090", "RTX 4090", "RTX 4090", 165.2, 82.6,
+        "RTX 4090",
+        "RTX 4090",
+        "RTX 4090",
+        165.2,
+        82.6,
         "NVIDIA Ada GPU architecture whitepaper (FP32 accumulate, dense)",
     ),
 )

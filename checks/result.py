@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Status = Literal["pass", "fail", "skip", "error"]
@@ -83,7 +83,7 @@ class CheckResult:
 
 
 def summarize(results: list[CheckResult]) -> dict[str, int]:
-    counts = {status: 0 for status in STATUSES}
+    counts: dict[str, int] = {status: 0 for status in STATUSES}
     for result in results:
         counts[result.status] += 1
     return counts

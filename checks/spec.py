@@ -20,7 +20,8 @@ GpuMode = Literal["required", "auto", "off"]
 GPU_MODES: tuple[GpuMode, ...] = ("required", "auto", "off")
 
 # True: needs a GPU; False: never; "partly": has a CPU stand-in when no GPU may be used.
-NeedsGpu = Union[bool, Literal["partly"]]
+# Union, not `|`: this alias is evaluated at runtime and the suite supports Python 3.9.
+NeedsGpu = Union[bool, Literal["partly"]]  # noqa: UP007
 
 LAYERS = ("torch", "vision", "nlp")
 

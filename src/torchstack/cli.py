@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         report_error(Interrupted("interrupted; work in flight was stopped and cleaned up"))
         return Interrupted.exit_code
+    except BrokenPipeError:
+        # Whoever read stdout left (`torchstack plan --json | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def report_error(exc: TorchstackError) -> None:

@@ -20,14 +20,16 @@ FRAGMENT = "Dockerfile.fragment"
 
 def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
     if not layers_dir.is_dir():
-        raise ConfigError(f"{layers_dir}: layers folder not found",
+        raise ConfigError(f"{_display(layers_dir, display_root)}/: the layers folder is missing",
                           tip="every matrix needs a layers/ folder beside matrix.yaml")
     layers: dict[str, Layer] = {}
     parent_at: dict[str, str] = {}  # layer -> "file:line" of its `parent:` key, for errors
-    for folder in sorted(p for p in layers_dir.iterdir() if p.is_dir()):
+    # Hidden folders (.git, editor state) are not layers.
+    for folder in sorted(p for p in layers_dir.iterdir() if p.is_dir() and p.name[0] != "."):
         spec = folder / "layer.yaml"
-        if not spec.exists():
-            raise ConfigError(f"{_display(folder, display_root)}: no layer.yaml in this layer folder")
+        if not spec.is_file():
+            raise ConfigError(f"{_display(folder, display_root)}: no layer.yaml in this folder",
+                              tip="add one (parent, packages, ...) or remove the folder")
         layers[folder.name], parent_at[folder.name] = _load_layer(folder, spec, display_root)
     _check_parents(layers, parent_at)
     return layers
@@ -51,7 +53,10 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
             item.fail(f"'{item.value}' is not a check id (lower case letters, digits, _)")
         checks.append(item.value)
     fragment_path = folder / FRAGMENT
-    fragment = fragment_path.read_text(encoding="utf-8") if fragment_path.exists() else ""
+    try:
+        fragment = fragment_path.read_text(encoding="utf-8") if fragment_path.exists() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{_display(fragment_path, display_root)}: cannot read: {exc}") from None
     layer = Layer(
         name=folder.name,
         parent=None if parent.value is None else parent.str(),
@@ -88,20 +93,24 @@ def _torch_packages(node: Located | None) -> list[str]:
 
 
 def _check_parents(layers: dict[str, Layer], parent_at: dict[str, str]) -> None:
+    # Every parent first, so that walking a chain below never meets a missing one.
     for layer in layers.values():
-        where = parent_at[layer.name]
         if layer.parent is not None and layer.parent not in layers:
             raise ConfigError(
-                f"{where} (parent): layer '{layer.name}' names parent '{layer.parent}',"
-                f" which is not a folder under layers/",
+                f"{parent_at[layer.name]} (parent): layer '{layer.name}' names parent"
+                f" '{layer.parent}', which is not a folder under layers/",
                 tip=f"layers found: {', '.join(sorted(layers))}",
             )
+    for layer in layers.values():
         seen = [layer.name]
         current = layer.parent
         while current is not None:
             if current in seen:
-                cycle = " -> ".join([*seen, current])
-                raise ConfigError(f"{where} (parent): layers form a cycle: {cycle}")
+                # Name the cycle itself, at the `parent:` that closes it.
+                cycle = " -> ".join([*seen[seen.index(current):], current])
+                raise ConfigError(f"{parent_at[seen[-1]]} (parent): layers form a cycle: {cycle}",
+                                  tip="one layer of the cycle must have `parent: null` or"
+                                      " another parent")
             seen.append(current)
             current = layers[current].parent
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import re
 import string
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from torchstack.compat import CompatError, cuda_tag, load_compat
-from torchstack.errors import ConfigError
 from torchstack.layers import layer_chain, load_layers
 from torchstack.model import Alias, ImageSpec, Layer, Matrix, OsBase, TagPolicy, template_fields
-from torchstack.yamlsource import Located, load_yaml
+from torchstack.yamlsource import Located, load_yaml, type_name
 
 TOP_KEYS = {
     "schema_version", "id_template", "os_bases", "flavors", "axes", "include", "exclude",
@@ -36,6 +37,13 @@ TEMPLATE_FIELDS = {"id", "torch", "torch_minor", "cuda", "cuda_tag", "python", "
 DEFAULT_ID_TEMPLATE = "torch{torch}-{cuda_tag}-py{python}-{flavor}"
 DEFAULT_INDEXES = {"pypi": "https://pypi.org/simple",
                    "pytorch": "https://download.pytorch.org/whl/{cuda_tag}"}
+URL_SCHEMES = ("http", "https", "file")
+# A Docker tag (image ids and release tags are both used as tags) and a repository name.
+DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+DOCKER_REPO = re.compile(
+    r"^([A-Za-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$"
+)
+PYTHON_VERSION = re.compile(r"^[0-9]+\.[0-9]+$")
 
 
 def load_matrix(path: Path) -> Matrix:
@@ -43,8 +51,9 @@ def load_matrix(path: Path) -> Matrix:
     root = path.parent
     doc = load_yaml(path, path.name)
     top = doc.mapping(TOP_KEYS, REQUIRED_TOP)
-    if "schema_version" in top and top["schema_version"].value != 1:
-        top["schema_version"].fail("only schema_version 1 is understood")
+    version = top.get("schema_version")
+    if version is not None and (type(version.value) is not int or version.value != 1):
+        version.fail(f"only schema_version 1 is understood, got {type_name(version.value)}")
     layers = load_layers(root / "layers", root)
     os_bases = _os_bases(top["os_bases"])
     flavors = _flavors(top["flavors"], layers)
@@ -54,15 +63,20 @@ def load_matrix(path: Path) -> Matrix:
         _check_template(top["id_template"], forbidden={"id", "hash12", "cudnn_major"})
     indexes = _indexes(top.get("indexes"))
     entries = _entries(top, os_bases, flavors)
-    images = _expand(entries, layers, flavors, os_bases, indexes, tags, id_template)
+    expanded = _expand(entries, layers, flavors, os_bases, indexes, tags, id_template)
+    if not expanded:
+        top["axes"].fail("the matrix expands to no images (is everything excluded?)")
     default_group = tuple(top["default_group"].strings()) if "default_group" in top else ()
     for glob_node in top["default_group"].list() if "default_group" in top else []:
-        if not any(_glob(i.id, glob_node.value) for i in images):
-            glob_node.fail(f"default_group pattern '{glob_node.value}' matches no image")
-    images = tuple(_mark_default(images, default_group, tags))
+        if not any(_glob(i.id, glob_node.value) for i in expanded):
+            glob_node.fail(f"default_group pattern '{glob_node.value}' matches no image",
+                           tip=f"ids look like {expanded[0].id}; see `torchstack plan --all`")
+    images = tuple(_mark_default(expanded, default_group, tags))
     _unique_tags(images, top["tags"])
-    registry = top["registry"].mapping(REGISTRY_KEYS, REGISTRY_KEYS)
+    registry = _registry(top["registry"])
     checks = top["checks"].mapping(CHECKS_KEYS) if "checks" in top else {}
+    if "thresholds" in checks:
+        dict(checks["thresholds"].items())  # a mapping of free-form names; fails otherwise
     return Matrix(
         root=root,
         file=path.name,
@@ -70,8 +84,8 @@ def load_matrix(path: Path) -> Matrix:
         layers=layers,
         os_bases=os_bases,
         default_group=default_group,
-        local_repository=registry["local"].str(),
-        push_repository=registry["push"].str(),
+        local_repository=registry["local"],
+        push_repository=registry["push"],
         tags=tags,
         promotion_level=_promotion(top.get("promotion")),
         thresholds=checks["thresholds"].plain() if "thresholds" in checks else {},
@@ -86,13 +100,17 @@ def _os_bases(node: Located) -> dict[str, OsBase]:
     bases = {}
     for name, entry in node.items():
         fields = entry.mapping(OS_KEYS, {"image", "python"})
-        bootstrap = fields["bootstrap"].mapping(BOOTSTRAP_KEYS, {"suite"}) if "bootstrap" in fields else {}
+        bootstrap = (fields["bootstrap"].mapping(BOOTSTRAP_KEYS, {"suite"})
+                     if "bootstrap" in fields else {})
+        python = fields["python"].str(allow_numbers=True)
+        if not PYTHON_VERSION.match(python):
+            fields["python"].fail(f"python must be major.minor such as \"3.11\", got {python!r}")
         bases[name] = OsBase(
             name=name,
             image=fields["image"].str(),
-            python=fields["python"].str(allow_numbers=True),
+            python=python,
             bootstrap_suite=bootstrap["suite"].str() if bootstrap else None,
-            bootstrap_mirror=bootstrap["mirror"].str() if "mirror" in bootstrap
+            bootstrap_mirror=_url(bootstrap["mirror"]) if "mirror" in bootstrap
             else "http://deb.debian.org/debian",
         )
     if not bases:
@@ -108,7 +126,13 @@ def _flavors(node: Located, layers: dict[str, Layer]) -> dict[str, str]:
         if layer not in layers:
             layer_node.fail(f"flavor '{name}' uses unknown layer '{layer}'",
                             tip=f"layers under layers/: {', '.join(sorted(layers))}")
+        if layer in flavors.values():
+            other = next(f for f, used in flavors.items() if used == layer)
+            layer_node.fail(f"flavors '{other}' and '{name}' both use layer '{layer}'",
+                            tip="give each flavor its own layer")
         flavors[name] = layer
+    if not flavors:
+        node.fail("at least one flavor is needed")
     by_layer = {layer: flavor for flavor, layer in flavors.items()}
     for name, layer in flavors.items():
         for ancestor in layer_chain(layers, layer)[:-1]:
@@ -139,25 +163,53 @@ def _tags(node: Located, flavors: dict[str, str]) -> TagPolicy:
 
 
 def _check_template(node: Located, forbidden: set[str]) -> None:
+    _check_placeholders(node, TEMPLATE_FIELDS - forbidden)
+
+
+def _check_placeholders(node: Located, fields: set[str]) -> None:
+    """Every {name} in the string is one of `fields`, and the string formats."""
     text = node.str()
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
     except ValueError as exc:
         node.fail(f"bad template '{text}': {exc}")
+    allowed = ", ".join("{" + f + "}" for f in sorted(fields)) or "no placeholders"
     for name in sorted(names):
-        if name not in TEMPLATE_FIELDS or name in forbidden:
-            allowed = ", ".join("{" + f + "}" for f in sorted(TEMPLATE_FIELDS - forbidden))
+        if name not in fields:
             node.fail(f"unknown placeholder {{{name}}} in '{text}'", tip=f"use {allowed}")
+    try:
+        text.format(**{f: "x" for f in fields})
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        node.fail(f"bad template '{text}': {exc}", tip=f"use {allowed}")
 
 
 def _indexes(node: Located | None) -> dict[str, str]:
     indexes = dict(DEFAULT_INDEXES)
     if node is not None:
         for key, value in node.mapping(INDEX_KEYS).items():
-            indexes[key] = value.str()
-            if not indexes[key].startswith(("http://", "https://", "file://")):
-                value.fail(f"'{indexes[key]}' is not a URL")
+            # The PyTorch index names the variant: .../whl/{cuda_tag}
+            _check_placeholders(value, {"cuda_tag"} if key == "pytorch" else set())
+            indexes[key] = _url(value)
     return indexes
+
+
+def _url(node: Located) -> str:
+    url = node.str()
+    parts = urlsplit(url)
+    if parts.scheme not in URL_SCHEMES or not (parts.netloc or parts.scheme == "file"):
+        node.fail(f"'{url}' is not a URL", tip=f"write {'://, '.join(URL_SCHEMES)}:// URLs")
+    return url
+
+
+def _registry(node: Located) -> dict[str, str]:
+    fields = node.mapping(REGISTRY_KEYS, REGISTRY_KEYS)
+    names = {key: value.str() for key, value in fields.items()}
+    for key, name in names.items():
+        if not DOCKER_REPO.match(name):
+            fields[key].fail(f"'{name}' is not an image repository name",
+                             tip="write host[:port]/name in lower case, without a scheme or tag,"
+                                 " e.g. 127.0.0.1:5000/torchstack")
+    return names
 
 
 def _promotion(node: Located | None) -> Any:
@@ -165,28 +217,41 @@ def _promotion(node: Located | None) -> Any:
         return "gpu"
     level = node.mapping(PROMOTION_KEYS, {"require"})["require"]
     if level.value not in ("cpu", "gpu"):
-        level.fail(f"require must be 'gpu' (full suite on a GPU runner) or 'cpu', got {level.value!r}")
+        level.fail(f"require must be 'gpu' (full suite on a GPU runner) or 'cpu',"
+                   f" got {type_name(level.value)}")
     return level.value
 
 
 Entry = tuple[dict[str, Located], bool]  # axis values with their locations, legacy
 
 
-def _entries(top: dict[str, Located], os_bases: dict[str, OsBase], flavors: dict[str, str]) -> list[Entry]:
-    axes = top["axes"].mapping(AXIS_KEYS, {"torch", "cuda"})
+def _entries(top: dict[str, Located], os_bases: dict[str, OsBase],
+             flavors: dict[str, str]) -> list[Entry]:
+    axes_node = top["axes"]
+    axes = axes_node.mapping(AXIS_KEYS, {"torch", "cuda"})
     axis_values = {key: axes[key].list() for key in axes}
-    for key, values in axis_values.items():
-        if not values:
+    for key, listed in axis_values.items():
+        if not listed:
             axes[key].fail(f"axis '{key}' is empty")
-    axis_values.setdefault("os", [Located(next(iter(os_bases)), top["axes"].file, top["axes"].line, "axes.os")])
-    axis_values.setdefault("flavor", [Located(f, top["axes"].file, top["axes"].line, "axes.flavor") for f in flavors])
+    axis_values.setdefault(
+        "os", [Located(next(iter(os_bases)), axes_node.file, axes_node.line, "axes.os")])
+    axis_values.setdefault(
+        "flavor", [Located(f, axes_node.file, axes_node.line, "axes.flavor") for f in flavors])
     keys = sorted(axis_values)
-    excludes = [item.mapping(AXIS_KEYS) for item in top["exclude"].list()] if "exclude" in top else []
+    exclude_nodes = top["exclude"].list() if "exclude" in top else []
+    excludes = [item.mapping(AXIS_KEYS) for item in exclude_nodes]
+    used = [False] * len(excludes)
     entries: list[Entry] = []
     for combo in itertools.product(*(axis_values[k] for k in keys)):
         values = dict(zip(keys, combo, strict=True))
-        if not any(_matches(values, ex) for ex in excludes):
+        hits = [i for i, ex in enumerate(excludes) if _matches(values, ex)]
+        for i in hits:
+            used[i] = True
+        if not hits:
             entries.append((values, False))
+    for item, was_used in zip(exclude_nodes, used, strict=True):
+        if not was_used:
+            item.fail("this exclude entry matches no combination of the axes (a typo?)")
     for item in top["include"].list() if "include" in top else []:
         fields = item.mapping(ENTRY_KEYS, {"torch", "cuda"})
         legacy = fields.pop("legacy").bool() if "legacy" in fields else False
@@ -211,24 +276,41 @@ def _expand(entries: list[Entry], layers: dict[str, Layer], flavors: dict[str, s
     images: dict[str, ImageSpec] = {}
     flavor_of = {layer: flavor for flavor, layer in flavors.items()}
     for values, legacy in entries:
-        torch, cuda, os_name, flavor = (_text(values[k]) for k in ("torch", "cuda", "os", "flavor"))
+        torch, cuda, os_name, flavor = (_text(values[k])
+                                        for k in ("torch", "cuda", "os", "flavor"))
         if os_name not in os_bases:
-            values["os"].fail(f"unknown OS base '{os_name}'", tip=f"os_bases: {', '.join(os_bases)}")
+            values["os"].fail(f"unknown OS base '{os_name}'",
+                              tip=f"os_bases: {', '.join(os_bases)}")
         if flavor not in flavors:
-            values["flavor"].fail(f"unknown flavor '{flavor}'", tip=f"flavors: {', '.join(flavors)}")
+            values["flavor"].fail(f"unknown flavor '{flavor}'",
+                                  tip=f"flavors: {', '.join(flavors)}")
         os_base = os_bases[os_name]
         _compatible(values, torch, cuda, os_base)
         parent_id = None
         for layer_name in layer_chain(layers, flavors[flavor]):
             spec = _image(layers, layer_name, flavor_of[layer_name], torch, cuda, os_base,
                           parent_id, legacy, indexes, tags, id_template)
+            if not DOCKER_TAG.match(spec.id):
+                values["flavor"].fail(f"the image id '{spec.id}' is not a valid Docker tag",
+                                      tip="ids come from id_template and the OS and flavor names,"
+                                          " which may use letters, digits, '_', '.', '-'")
             known = images.get(spec.id)
-            if known is not None and known != spec and known.layer != spec.layer:
-                values["flavor"].fail(f"two images get the id '{spec.id}'",
-                                      tip="add {os} or {flavor} to id_template")
+            # The same parent reached from two flavors is the same image; anything else is not.
+            if known is not None and known != spec:
+                values["flavor"].fail(
+                    f"two different images get the id '{spec.id}'"
+                    f" ({_difference(known, spec)})",
+                    tip="add the differing field ({os}, {python}, {flavor}) to id_template,"
+                        " or drop the duplicate entry")
             images.setdefault(spec.id, spec)
             parent_id = spec.id
     return list(images.values())
+
+
+def _difference(a: ImageSpec, b: ImageSpec) -> str:
+    fields = ("layer", "os", "base_image", "python", "legacy", "torch", "cuda")
+    return ", ".join(f"{f}: {getattr(a, f)} vs {getattr(b, f)}" for f in fields
+                     if getattr(a, f) != getattr(b, f)) or "different parents"
 
 
 def _compatible(values: dict[str, Located], torch: str, cuda: str, os_base: OsBase) -> None:
@@ -240,7 +322,8 @@ def _compatible(values: dict[str, Located], torch: str, cuda: str, os_base: OsBa
     try:
         compat.variant(torch, cuda)
     except CompatError as exc:
-        values["cuda"].fail(str(exc), tip="pick a CUDA version the torch release ships, or an older torch")
+        values["cuda"].fail(str(exc),
+                            tip="pick a CUDA version the torch release ships, or an older torch")
     try:
         compat.check_python(torch, os_base.python)
     except CompatError as exc:
@@ -257,7 +340,8 @@ def _image(layers: dict[str, Layer], layer_name: str, flavor: str, torch: str, c
     on_pypi = cuda == release.pypi_default
     local = "" if on_pypi else f"+{cuda_tag(cuda)}"
     layer = layers[layer_name]
-    versions = {"torch": torch, "torchvision": release.torchvision, "torchaudio": release.torchaudio}
+    versions = {"torch": torch, "torchvision": release.torchvision,
+                "torchaudio": release.torchaudio}
     installed = {p for name in chain for p in layers[name].torch_packages}
     spec = ImageSpec(
         id="",
@@ -280,7 +364,8 @@ def _image(layers: dict[str, Layer], layer_name: str, flavor: str, torch: str, c
         legacy=legacy,
         default=False,
         index_kind="pypi" if on_pypi else "pytorch",
-        torch_index=indexes["pypi"] if on_pypi else indexes["pytorch"].format(cuda_tag=cuda_tag(cuda)),
+        torch_index=(indexes["pypi"] if on_pypi
+                     else indexes["pytorch"].format(cuda_tag=cuda_tag(cuda))),
         pip_index=indexes["pypi"],
         torch_requirements=tuple(f"{p}=={versions[p]}{local}" for p in layer.torch_packages),
         requirements=layer.packages,
@@ -301,7 +386,7 @@ def _mark_default(images: list[ImageSpec], default_group: tuple[str, ...],
         fields = template_fields(image)
         aliases = tuple(
             a.template.format(**fields) for a in tags.aliases
-            if (default or not a.only_default) and a.only_flavor in (None, image.flavor)
+            if a.applies(default=default, flavor=image.flavor)
         )
         marked.append(replace(image, default=default, aliases=aliases))
     return marked
@@ -309,11 +394,17 @@ def _mark_default(images: list[ImageSpec], default_group: tuple[str, ...],
 
 def _unique_tags(images: tuple[ImageSpec, ...], node: Located) -> None:
     owner: dict[str, str] = {}
+    fields = node.value
     for image in images:
         for tag in (image.release_tag, *image.aliases):
+            # Point at the template that made it: the release tag, else the aliases.
+            source = fields["release"] if tag == image.release_tag else fields["aliases"]
+            if not DOCKER_TAG.match(tag):
+                source.fail(f"'{tag}' (for {image.id}) is not a valid Docker tag")
             if tag in owner and owner[tag] != image.id:
-                node.fail(f"tag '{tag}' would name both {owner[tag]} and {image.id}",
-                          tip="make the template more specific, or limit the alias with default/flavor")
+                source.fail(
+                    f"tag '{tag}' would name both {owner[tag]} and {image.id}",
+                    tip="make the template more specific, or limit the alias with default/flavor")
             owner[tag] = image.id
 
 

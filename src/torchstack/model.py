@@ -42,6 +42,9 @@ class Alias:
     only_default: bool  # only for images in the default group
     only_flavor: str | None
 
+    def applies(self, *, default: bool, flavor: str) -> bool:
+        return (default or not self.only_default) and self.only_flavor in (None, flavor)
+
 
 @dataclass(frozen=True)
 class TagPolicy:
@@ -114,13 +117,15 @@ class Matrix:
     def local_tag(self, image_id: str) -> str:
         return f"{self.local_repository}:{image_id}"
 
-    def select(self, globs: list[str] | tuple[str, ...], *, everything: bool = False) -> list[ImageSpec]:
+    def select(self, globs: list[str] | tuple[str, ...], *,
+               everything: bool = False) -> list[ImageSpec]:
         """Images whose id matches any glob, in matrix order; the default group when none."""
         if everything:
             return list(self.images)
         patterns = list(globs) or list(self.default_group)
         chosen = [i for i in self.images if any(fnmatch.fnmatchcase(i.id, p) for p in patterns)]
-        unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(i.id, p) for i in self.images)]
+        unmatched = [p for p in patterns
+                     if not any(fnmatch.fnmatchcase(i.id, p) for i in self.images)]
         if unmatched:
             ids = ", ".join(i.id for i in self.images[:6])
             raise ConfigError(

@@ -28,6 +28,9 @@ HADOLINT_IGNORED = {
               " OS base image is the pin",
 }
 # Ignored on one line only: DL3002 on the build stage's `USER 0`; that stage is discarded.
+# An extension's stages start FROM its parent, which carries the parent's input-hash label;
+# unset at once, so no intermediate or half-built image can pass for the parent.
+_UNSET_HASH = f'LABEL {LABEL_PREFIX}.input-hash=""'
 
 
 def render_image(image: ImageSpec, matrix: Matrix) -> dict[str, str]:
@@ -60,7 +63,7 @@ def dockerfile(image: ImageSpec, matrix: Matrix) -> str:
             *_build_steps(image),
             "",
             "FROM runtime",
-            f"COPY --from=builder /layer-delta/ /",
+            "COPY --from=builder /layer-delta/ /",
             *_environment(image, layer.env, root=True),
         ]
     else:
@@ -70,12 +73,15 @@ def dockerfile(image: ImageSpec, matrix: Matrix) -> str:
             f"ARG PARENT_IMAGE={parent_tag}",
             "",
             "FROM ${PARENT_IMAGE} AS builder",
+            "# Images are found by input hash: this stage's must not carry the parent's.",
+            _UNSET_HASH,
             "# Installing needs root; this stage is discarded (final stage: USER 1000).",
             "# hadolint ignore=DL3002",
             "USER 0",
             *_build_steps(image),
             "",
             "FROM ${PARENT_IMAGE}",
+            _UNSET_HASH,
             "COPY --from=builder /layer-delta/ /",
         ]
         if layer.fragment:
@@ -91,7 +97,8 @@ def dockerfile(image: ImageSpec, matrix: Matrix) -> str:
 
 def _header(image: ImageSpec, matrix: Matrix) -> str:
     ignored = "\n".join(f"#   {rule}: {why}" for rule, why in HADOLINT_IGNORED.items())
-    legacy = "# LEGACY: kept for clusters whose drivers are too old for newer CUDA.\n" if image.legacy else ""
+    legacy = ("# LEGACY: kept for clusters whose drivers are too old for newer CUDA.\n"
+              if image.legacy else "")
     return (
         f"# {image.id}: torch {image.torch} + CUDA {image.cuda}, Python {image.python} on"
         f" {image.os}, layers {' > '.join(image.layers)}.\n{legacy}"

@@ -6,6 +6,7 @@ that duplicate keys, alias bombs and non-string keys become `ConfigError`s namin
 
 from __future__ import annotations
 
+import builtins
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from torchstack.errors import ConfigError
 
 # A document that expands past this many nodes (through aliases) is refused, not built.
 MAX_NODES = 50_000
+# Nesting deeper than this is refused (a real matrix needs about 5 levels).
+MAX_DEPTH = 50
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Located:
     path: str
     # For mappings: key -> line of the key itself.
     key_lines: dict[str, int] = field(default_factory=dict, compare=False)
+    # For scalars: the text as written, so `cuda: 12.10` is "12.10", not the float 12.1.
+    text: str | None = field(default=None, compare=False)
 
     @property
     def where(self) -> str:
@@ -40,15 +45,19 @@ class Located:
         raise ConfigError(f"{self.where}{at}: {message}", tip=tip)
 
     # Typed accessors: each fails with this value's location when the type is wrong.
-    def mapping(self, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Located]:  # type: ignore[assignment]
+    def mapping(
+        self, allowed: set[str], required: frozenset[str] | set[str] = frozenset()
+    ) -> dict[str, Located]:
         if not isinstance(self.value, dict):
             self.fail(f"expected a mapping, got {type_name(self.value)}")
         for key, child in self.value.items():
             if key not in allowed:
                 close = difflib.get_close_matches(key, sorted(allowed), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
-                child.fail(f"unknown key '{key}'{hint}",
-                           tip=f"allowed keys here: {', '.join(sorted(allowed))}")
+                # Point at the key itself: a nested value starts on a later line.
+                at = self.key_lines.get(key, child.line)
+                raise ConfigError(f"{self.file}:{at} ({child.path}): unknown key '{key}'{hint}",
+                                  tip=f"allowed keys here: {', '.join(sorted(allowed))}")
         for key in sorted(required - self.value.keys()):
             self.fail(f"missing required key '{key}'")
         return dict(self.value)
@@ -59,7 +68,7 @@ class Located:
             self.fail(f"expected a mapping, got {type_name(self.value)}")
         yield from self.value.items()
 
-    def list(self) -> list[Located]:
+    def list(self) -> builtins.list[Located]:
         if not isinstance(self.value, list):
             self.fail(f"expected a list, got {type_name(self.value)}")
         return list(self.value)
@@ -68,7 +77,7 @@ class Located:
         value = self.value
         if allow_numbers and isinstance(value, int | float) and not isinstance(value, bool):
             # `cuda: 12.8` reads as a float; accept it but keep the written text.
-            return str(value)
+            return self.text if self.text is not None else builtins.str(value)
         if not isinstance(value, str) or not value:
             self.fail(f"expected a non-empty string, got {type_name(value)}")
         return value
@@ -86,7 +95,7 @@ class Located:
             self.fail(f"must be at least {minimum}, got {value}")
         return float(value)
 
-    def strings(self, *, allow_numbers: bool = False) -> list[str]:
+    def strings(self, *, allow_numbers: builtins.bool = False) -> builtins.list[builtins.str]:
         return [item.str(allow_numbers=allow_numbers) for item in self.list()]
 
     def plain(self) -> Any:
@@ -126,15 +135,29 @@ def load_yaml(path: Path, display: str | None = None) -> Located:
 
 
 def parse_yaml(text: str, name: str) -> Located:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character, checked before parsing
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        raise ConfigError(f"{name}:{line}: not YAML text: {exc.reason}"
+                          f" (character #x{exc.character:04x})") from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise ConfigError(f"{name}:{line}: YAML syntax error: {exc.problem or exc}") from None
+        context = f"{exc.context}, " if exc.context and exc.problem else ""
+        if context and exc.context_mark and exc.context_mark.line + 1 != line:
+            # An unclosed quote or bracket is noticed far from where it was opened.
+            context = f"{exc.context} (line {exc.context_mark.line + 1}), "
+        tip = "YAML indents with spaces, never tabs" if "'\\t'" in str(exc.problem) else None
+        raise ConfigError(f"{name}:{line}: YAML syntax error: {context}{exc.problem or exc}",
+                          tip=tip) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{name}: YAML error: {exc}") from None
+        raise ConfigError(f"{name}:1: YAML error: {exc}") from None
+    except RecursionError:
+        line = loader.get_mark().line + 1
+        raise ConfigError(f"{name}:{line}: nested too deeply for a configuration file") from None
     finally:
         loader.dispose()
     if node is None:
@@ -147,8 +170,9 @@ class _Builder:
         self.name = name
         self.loader = loader
         self.visited = 0
+        self.open: set[int] = set()  # nodes being built: an alias to one of them is a cycle
 
-    def build(self, node: yaml.Node, path: str) -> Located:
+    def build(self, node: yaml.Node, path: str, depth: int = 0) -> Located:
         self.visited += 1
         line = node.start_mark.line + 1
         if self.visited > MAX_NODES:
@@ -156,25 +180,35 @@ class _Builder:
                 f"{self.name}:{line} ({path or 'document'}): the document expands to more than"
                 f" {MAX_NODES} values through aliases (an alias bomb?); write it out plainly"
             )
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path, line)
-        if isinstance(node, yaml.SequenceNode):
-            items = [self.build(child, f"{path}[{i}]") for i, child in enumerate(node.value)]
-            return Located(items, self.name, line, path)
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{self.name}:{line} ({path}): nested more than {MAX_DEPTH} levels")
+        if isinstance(node, yaml.CollectionNode):
+            if id(node) in self.open:
+                raise ConfigError(f"{self.name}:{line} ({path or 'document'}): an alias refers to"
+                                  f" a value that contains it (a recursive alias)")
+            self.open.add(id(node))
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self._mapping(node, path, line, depth)
+                items = [self.build(child, f"{path}[{i}]", depth + 1)
+                         for i, child in enumerate(node.value)]
+                return Located(items, self.name, line, path)
+            finally:
+                self.open.discard(id(node))
         try:
             value = self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{self.name}:{line} ({path}): bad value: {exc}") from None
-        return Located(value, self.name, line, path)
+        return Located(value, self.name, line, path, text=node.value)
 
-    def _mapping(self, node: yaml.MappingNode, path: str, line: int) -> Located:
+    def _mapping(self, node: yaml.MappingNode, path: str, line: int, depth: int) -> Located:
         if any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value):
             raise ConfigError(f"{self.name}:{line} ({path}): merge keys (<<) are not supported")
         result: dict[str, Located] = {}
         key_lines: dict[str, int] = {}
         for key_node, value_node in node.value:
             key_line = key_node.start_mark.line + 1
-            key = self.build(key_node, path).value
+            key = self.build(key_node, path, depth + 1).value
             if not isinstance(key, str):
                 raise ConfigError(
                     f"{self.name}:{key_line} ({path or 'document'}): keys must be strings,"
@@ -187,5 +221,5 @@ class _Builder:
                     f" (first at line {key_lines[key]})"
                 )
             key_lines[key] = key_line
-            result[key] = self.build(value_node, child_path)
+            result[key] = self.build(value_node, child_path, depth + 1)
         return Located(result, self.name, line, path, key_lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from torchstack.matrix import load_matrix
 from torchstack.model import Matrix
@@ -17,3 +18,8 @@ def add_selection(parser: argparse.ArgumentParser) -> None:
 
 def matrix_of(args: argparse.Namespace) -> Matrix:
     return load_matrix(args.matrix)
+
+
+def push_repository(matrix: Matrix) -> str:
+    """Where candidates and releases go: $TORCHSTACK_REGISTRY, else matrix.yaml's registry.push."""
+    return os.environ.get("TORCHSTACK_REGISTRY") or matrix.push_repository

@@ -1,0 +1,1 @@
+"""One module per check; each exposes `CHECK: CheckSpec`. The order lives in checks.registry."""

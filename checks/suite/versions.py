@@ -1,0 +1,126 @@
+"""versions: what is installed equals what the expect file asked for ("facts over config").
+
+torch (public version, plus the +cuXXX label when asked), CUDA, cuDNN, NCCL and Python must
+equal the expectation; torchvision and torchaudio, when installed, must be the releases paired
+with this torch, and equal the expectation when one is given.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from checks.expect import Expected
+from checks.facts import dist_version
+from checks.result import Outcome, failed, passed
+from checks.spec import CheckContext, CheckSpec
+from checks.versioning import (
+    cudnn_string,
+    nccl_string,
+    paired_torchaudio,
+    paired_torchvision,
+    prefix_equal,
+    public_equal,
+    split_local,
+    torch_matches,
+)
+
+FIX = "rebuild the image or re-pin the version in matrix.yaml / the layer so they agree"
+
+
+def compare_core(
+    expected: Expected,
+    torch_version: str,
+    cuda: str | None,
+    cudnn: int | None,
+    nccl: str | None,
+    python: str,
+) -> list[str]:
+    """One sentence per value that differs from the expectation (empty when all agree)."""
+    problems = []
+    if expected.torch and not torch_matches(torch_version, expected.torch):
+        problems.append(f"torch is {torch_version}, expected {expected.torch}")
+    if expected.cuda and (cuda is None or not prefix_equal(expected.cuda, cuda)):
+        shown = cuda or "none (CPU-only torch build)"
+        problems.append(f"torch.version.cuda is {shown}, expected {expected.cuda}")
+    if expected.cudnn is not None and cudnn != expected.cudnn:
+        shown = f"{cudnn} ({cudnn_string(cudnn)})" if cudnn else "unavailable"
+        problems.append(
+            f"cuDNN is {shown}, expected {expected.cudnn} ({cudnn_string(expected.cudnn)})"
+        )
+    if expected.nccl and (nccl is None or not public_equal(nccl, expected.nccl)):
+        problems.append(f"NCCL is {nccl or 'unavailable'}, expected {expected.nccl}")
+    if expected.python and not prefix_equal(expected.python, python):
+        problems.append(f"Python is {python}, expected {expected.python}")
+    return problems
+
+
+def compare_companion(
+    name: str, installed: str | None, paired: str | None, expected: str | None, torch_version: str
+) -> tuple[list[str], list[str]]:
+    """(problems, notes) for torchvision or torchaudio."""
+    problems: list[str] = []
+    notes: list[str] = []
+    if installed is None:
+        if expected:
+            problems.append(f"{name} is not installed, expected {expected}")
+        return problems, notes
+    public = split_local(installed)[0]
+    if paired is None:
+        notes.append(f"no {name} pairing known for torch {torch_version}")
+    elif not public_equal(public, paired):
+        problems.append(
+            f"{name} {installed} does not pair with torch {torch_version} (needs {paired})"
+        )
+    if expected and not public_equal(public, split_local(expected)[0]):
+        problems.append(f"{name} is {installed}, expected {expected}")
+    return problems, notes
+
+
+def run(ctx: CheckContext) -> Outcome:
+    try:
+        import torch
+    except Exception as exc:
+        return failed(f"torch is not importable ({type(exc).__name__}: {exc}); {FIX}")
+    torch_version = str(torch.__version__)
+    cuda = torch.version.cuda
+    try:
+        cudnn = torch.backends.cudnn.version()  # type: ignore[no-untyped-call]
+    except Exception:
+        cudnn = None
+    try:
+        nccl = nccl_string(torch.cuda.nccl.version())  # type: ignore[no-untyped-call]
+    except Exception:
+        nccl = None
+    python = platform.python_version()
+    expected = ctx.expect.expected
+    problems = compare_core(expected, torch_version, cuda, cudnn, nccl, python)
+    notes: list[str] = []
+    for name, paired, want in (
+        ("torchvision", paired_torchvision(torch_version), expected.torchvision),
+        ("torchaudio", paired_torchaudio(torch_version), expected.torchaudio),
+    ):
+        more_problems, more_notes = compare_companion(
+            name, dist_version(name), paired, want, torch_version
+        )
+        problems += more_problems
+        notes += more_notes
+    if problems:
+        return failed("; ".join(problems) + f". Fix: {FIX}.")
+    seen = f"torch {torch_version}, CUDA {cuda}, cuDNN {cudnn}, NCCL {nccl}, Python {python}"
+    asked = any(
+        getattr(expected, field) is not None
+        for field in ("torch", "cuda", "cudnn", "nccl", "python", "torchvision", "torchaudio")
+    )
+    lead = "match the expect file" if asked else "(no expected versions given; reported only)"
+    tail = f" Note: {'; '.join(notes)}." if notes else ""
+    return passed(f"{seen} {lead}.{tail}")
+
+
+CHECK = CheckSpec(
+    id="versions",
+    layers=("torch",),
+    needs_gpu=False,
+    timeout_s=60,
+    run=run,
+    summary="torch/CUDA/cuDNN/NCCL/Python (+ torchvision/torchaudio) equal the expectation",
+)

@@ -1,0 +1,99 @@
+"""Developer and CI entry points. Each session is thin: it calls `torchstack <verb>`.
+
+`nox -s build` builds the default group, runs the checks that need no GPU and promotes what
+the promotion policy allows; `nox -s gpu_smoke` runs the full suite on a GPU runner.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+PYTHON = "3.11"
+# The host's CPU build of torch, for the checks suite's unit tests (lies on disk on CI machines).
+TORCH_CPU = "torch==2.13.0"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit and integration tests (needs a running Docker Engine; see scripts/start-services.sh)."""
+    session.install("-e", ".[test]", TORCH_CPU)
+    session.run("pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session(python=PYTHON)
+def unit(session: nox.Session) -> None:
+    """Unit tests only: no Docker, no network."""
+    session.install("-e", ".[test]", TORCH_CPU)
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff, mypy --strict, and hadolint on every rendered Dockerfile."""
+    session.install("-e", ".[lint,test]")
+    session.run("ruff", "check", "src", "checks", "tests", "bench", "noxfile.py")
+    session.run("mypy")
+    session.run("python", "-m", "torchstack", "render", "--check")
+    dockerfiles = sorted(str(p) for p in __import__("pathlib").Path("images").glob("*/Dockerfile"))
+    session.run("hadolint", *dockerfiles)
+
+
+@nox.session(python=PYTHON)
+def render(session: nox.Session) -> None:
+    """Write images/<id>/ from matrix.yaml and layers/ (commit the result)."""
+    session.install("-e", ".")
+    session.run("torchstack", "render", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bootstrap(session: nox.Session) -> None:
+    """Make the OS base images locally with debootstrap (hosts that cannot pull)."""
+    session.install("-e", ".")
+    session.run("torchstack", "base", "bootstrap", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build the selected images (default group), run the CPU-safe checks, promote."""
+    session.install("-e", ".")
+    selection, build_options, promote_options = _split(session.posargs)
+    session.run("torchstack", "build", *selection, *build_options)
+    session.run("torchstack", "check", "--gpu", "auto", *selection)
+    session.run("torchstack", "promote", *selection, *promote_options)
+
+
+@nox.session(python=PYTHON)
+def gpu_smoke(session: nox.Session) -> None:
+    """On a GPU runner: the full check suite with --gpu required, then promote."""
+    session.install("-e", ".")
+    selection, _, promote_options = _split(session.posargs)
+    session.run("torchstack", "check", "--gpu", "required", *selection)
+    session.run("torchstack", "promote", *selection, *promote_options)
+
+
+# Options after `--` that belong to one verb only; everything else is an image selection.
+BUILD_OPTIONS = {"--ca-bundle": 1, "--index": 1, "--no-progress": 0}
+PROMOTE_OPTIONS = {"--push": 0}
+
+
+def _split(posargs: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """Split `nox -s build -- ...` into (globs and --all, build options, promote options)."""
+    selection: list[str] = []
+    build_options: list[str] = []
+    promote_options: list[str] = []
+    args = iter(posargs)
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if name in BUILD_OPTIONS or name in PROMOTE_OPTIONS:
+            target = build_options if name in BUILD_OPTIONS else promote_options
+            target.append(arg)
+            takes_value = {**BUILD_OPTIONS, **PROMOTE_OPTIONS}[name] and "=" not in arg
+            if takes_value:
+                target.append(next(args, ""))
+        else:
+            selection.append(arg)
+    return selection, build_options, promote_options

@@ -1,0 +1,261 @@
+"""Build planned images parents first: reuse by input hash, isolate failures, log to a run.
+
+An image whose input hash (rendered context + the exact parent image ID) already labels a local
+image is not rebuilt: its local tag is pointed at that image. Otherwise it is built untagged FROM
+the parent's exact image ID and tagged once complete. A failed image skips its descendants only.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from torchstack.buildinputs import BuildInputs, context_tar, mirror_tip, probe_index, redact_url
+from torchstack.docker_backend import DockerBackend
+from torchstack.errors import ConfigError, Interrupted
+from torchstack.model import ImageSpec, Matrix
+from torchstack.plan import BuildPlan, PlannedImage, context_hash, input_hash
+from torchstack.render import LABEL_PREFIX, render_image
+from torchstack.runs import BUILD_JSON, RunDir
+
+HASH_LABEL = f"{LABEL_PREFIX}.input-hash"
+STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+TAIL_LINES = 20
+# (index URL, CA bundle) -> None when reachable, else why not
+Prober = Callable[[str, Path | None], str | None]
+INSTALL_STEP = "install.sh"
+
+
+@dataclass(frozen=True)
+class Step:
+    n: int
+    total: int
+    instruction: str
+
+    def __str__(self) -> str:
+        return f"step {self.n}/{self.total}: {self.instruction}"
+
+
+@dataclass
+class ImageResult:
+    """One image's outcome; `status` moves waiting -> building -> built|cached|failed|skipped."""
+
+    id: str
+    parent: str | None
+    requested: bool
+    status: str = "waiting"
+    image_id: str | None = None
+    input_hash: str | None = None
+    duration_s: float = 0.0
+    size: int | None = None
+    reason: str | None = None
+    failed_step: str | None = None
+    log: str | None = None  # file name inside the run directory
+    log_tail: list[str] = field(default_factory=list)
+    step: Step | None = None
+    started: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for transient in ("step", "started"):
+            del data[transient]
+        return data
+
+
+class Reporter(Protocol):
+    """What build progress goes to; the UI (progress.py) implements it, builds never print."""
+
+    def begin(self, results: list[ImageResult]) -> None: ...
+    def update(self, result: ImageResult) -> None: ...
+    def line(self, result: ImageResult, text: str) -> None: ...
+    def end(self, summary: BuildSummary) -> None: ...
+
+
+@dataclass
+class BuildSummary:
+    run: RunDir
+    results: list[ImageResult]
+    docker_builds: int = 0
+    duration_s: float = 0.0
+
+    @property
+    def failed(self) -> list[ImageResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run.name, "docker_builds": self.docker_builds,
+                "duration_s": round(self.duration_s, 3),
+                "images": {r.id: r.to_json() for r in self.results}}
+
+
+def parse_step(line: str) -> Step | None:
+    match = STEP.match(line)
+    return Step(int(match.group(1)), int(match.group(2)), match.group(3)) if match else None
+
+
+def skip_reason(parent: ImageResult | None) -> str | None:
+    """Why an image cannot be built because of its parent, or None."""
+    if parent is None or parent.status in ("built", "cached"):
+        return None
+    return f"parent {parent.id} {parent.status}"
+
+
+def read_contexts(matrix: Matrix, specs: list[ImageSpec]) -> dict[str, dict[str, bytes]]:
+    """images/<id>/ files per image, after checking they equal a fresh render."""
+    contexts: dict[str, dict[str, bytes]] = {}
+    stale: list[str] = []
+    for spec in specs:
+        files: dict[str, bytes] = {}
+        for name, text in render_image(spec, matrix).items():
+            path = matrix.images_dir / spec.id / name
+            files[name] = path.read_bytes() if path.is_file() else b""
+            if not path.is_file() or files[name] != text.encode():
+                stale.append(str(path.relative_to(matrix.root)))
+        contexts[spec.id] = files
+    if stale:
+        raise ConfigError(f"images/ is stale; these files differ from a fresh render:"
+                          f" {', '.join(stale)}",
+                          tip="run `torchstack render` (or `nox -s render`) and commit images/")
+    return contexts
+
+
+def find_built(backend: DockerBackend, matrix: Matrix, spec: ImageSpec,
+               memo: dict[str, str | None] | None = None) -> str | None:
+    """The local image ID that the current matrix resolves `spec` to, without building."""
+    memo = {} if memo is None else memo
+    if spec.id not in memo:
+        parent = (backend.image_id(spec.base_image) if spec.parent_id is None
+                  else find_built(backend, matrix, matrix.by_id()[spec.parent_id], memo))
+        found = None
+        if parent is not None:
+            wanted = input_hash(context_hash(render_image(spec, matrix)), parent)
+            found = next(iter(backend.images_with_label(HASH_LABEL, wanted)), None)
+        memo[spec.id] = found
+    return memo[spec.id]
+
+
+class Builder:
+    def __init__(self, matrix: Matrix, backend: DockerBackend, inputs: BuildInputs, run: RunDir,
+                 reporter: Reporter, probe: Prober = probe_index) -> None:
+        self.matrix, self.backend, self.inputs = matrix, backend, inputs
+        self.run, self.reporter, self.probe = run, reporter, probe
+        self.probed: dict[str, str | None] = {}
+
+    def build(self, plan: BuildPlan) -> BuildSummary:
+        contexts = read_contexts(self.matrix, [p.spec for p in plan.images])
+        results = {p.spec.id: ImageResult(p.spec.id, p.spec.parent_id, p.requested)
+                   for p in plan.images}
+        summary = BuildSummary(self.run, list(results.values()))
+        started, builds_before = time.monotonic(), self.backend.builds
+        self.reporter.begin(summary.results)
+        current: ImageResult | None = None
+        try:
+            for planned in plan.images:
+                current = results[planned.spec.id]
+                parent = results.get(planned.spec.parent_id or "")
+                reason = skip_reason(parent)
+                if reason is not None:
+                    self._finish(current, "skipped", reason=reason)
+                else:
+                    self._one(planned, current, parent, contexts[planned.spec.id])
+                summary.docker_builds = self.backend.builds - builds_before
+                summary.duration_s = time.monotonic() - started
+                self.run.write_json(BUILD_JSON, summary.to_json())
+        except KeyboardInterrupt:
+            for result in summary.results:
+                if result.status in ("waiting", "building"):
+                    status = "failed" if result is current else "skipped"
+                    self._finish(result, status, reason="interrupted")
+            self.run.write_json(BUILD_JSON, summary.to_json())
+            self.reporter.end(summary)
+            where = f" while building {current.id}" if current else ""
+            raise Interrupted(f"interrupted{where}; the build container was removed and no tag"
+                              " was moved", tip=f"build log: {self.run.path}") from None
+        self.reporter.end(summary)
+        return summary
+
+    def _one(self, planned: PlannedImage, result: ImageResult, parent: ImageResult | None,
+             files: dict[str, bytes]) -> None:
+        spec = planned.spec
+        result.started = time.monotonic()
+        if parent is None:
+            parent_id = self.backend.image_id(spec.base_image)
+            if parent_id is None:
+                self._finish(result, "failed", reason=self._missing_base(spec))
+                return
+        else:
+            parent_id = str(parent.image_id)
+        result.input_hash = input_hash(planned.context_hash, parent_id)
+        existing = self.backend.images_with_label(HASH_LABEL, result.input_hash)
+        if existing:
+            self.backend.tag(existing[0], self.matrix.local_tag(spec.id))
+            self._finish(result, "cached", image_id=existing[0])
+            return
+        for url in self.inputs.indexes_to_probe(spec):
+            if url not in self.probed:
+                self.probed[url] = self.probe(url, self.inputs.ca_bundle)
+            if self.probed[url] is not None:
+                self._finish(result, "failed", reason=f"the package index {redact_url(url)}:"
+                             f" {self.probed[url]}; {mirror_tip(spec)}")
+                return
+        result.status = "building"
+        self.reporter.update(result)
+        self._docker_build(spec, result, parent_id, files)
+
+    def _docker_build(self, spec: ImageSpec, result: ImageResult, parent_id: str,
+                      files: dict[str, bytes]) -> None:
+        args = self.inputs.build_args(spec)
+        args["BASE_IMAGE" if spec.parent_id is None else "PARENT_IMAGE"] = parent_id
+        args["TORCHSTACK_INPUT_HASH"] = str(result.input_hash)
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        result.log = self.run.log_path(spec.id).name
+        with self.run.open_log(spec.id) as log:
+
+            def on_line(raw: str) -> None:
+                text = self.inputs.redact(raw)
+                log.write(text + "\n")
+                tail.append(text)
+                step = parse_step(text)
+                if step is not None:
+                    result.step = step
+                    self.reporter.update(result)
+                self.reporter.line(result, text)
+
+            outcome = self.backend.build(context_tar(files, self.inputs.ca_bundle), args, on_line)
+            if outcome.error is not None:
+                log.write(f"ERROR: {self.inputs.redact(outcome.error)}\n")
+        result.log_tail = list(tail)
+        if outcome.image_id is None:
+            self._finish(result, "failed", reason=self._failure(spec, result, outcome.error))
+            return
+        self.backend.tag(outcome.image_id, self.matrix.local_tag(spec.id))
+        self._finish(result, "built", image_id=outcome.image_id)
+
+    def _failure(self, spec: ImageSpec, result: ImageResult, error: str | None) -> str:
+        result.failed_step = str(result.step) if result.step else None
+        reason = self.inputs.redact(error or "the build failed")
+        if result.step and INSTALL_STEP in result.step.instruction:
+            reason += (f"; packages came from {redact_url(self.inputs.pip_index_for(spec))},"
+                       f" torch wheels from {redact_url(self.inputs.torch_index_for(spec))}")
+        return reason
+
+    def _missing_base(self, spec: ImageSpec) -> str:
+        os_base = self.matrix.os_bases[spec.os]
+        how = f"run `torchstack base bootstrap {os_base.name}` or " if os_base.bootstrap_suite \
+            else ""
+        return (f"the OS base image {spec.base_image} is not available locally; {how}make it"
+                f" available (`docker pull {spec.base_image}` or `docker load`)")
+
+    def _finish(self, result: ImageResult, status: str, *, reason: str | None = None,
+                image_id: str | None = None) -> None:
+        result.status, result.reason, result.image_id = status, reason, image_id
+        if result.started:
+            result.duration_s = round(time.monotonic() - result.started, 3)
+        if image_id is not None:
+            result.size = self.backend.image_size(image_id)
+        self.reporter.update(result)

@@ -1,0 +1,174 @@
+"""What a build receives besides its rendered context: CA bundle, index URLs, proxies.
+
+None of these change an image's input hash (a mirror does not change the image), and none may
+reach the shipped image: the CA bundle travels only in the context streamed to Docker (never in
+images/), index URLs are build args of the discarded build stage, and proxies are Docker's
+predefined proxy args, which `docker history` leaves out.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import ssl
+import tarfile
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from torchstack.errors import ConfigError
+from torchstack.model import ImageSpec
+
+CA_ENV = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY", "ALL_PROXY")
+PIP_INDEX_ENV = "TORCHSTACK_PIP_INDEX_URL"
+TORCH_INDEX_ENV = "TORCHSTACK_TORCH_INDEX_URL"
+CA_IN_CONTEXT = "build-inputs/ca-bundle.crt"
+INDEX_KEY = re.compile(r"^(pypi|pytorch|cu\d+)$")
+PROBE_TIMEOUT_S = 10.0
+MIRROR_TIP = ("point at a reachable mirror with `--index {key}=URL` or {env}"
+              " (may contain {{cuda_tag}}), or build another CUDA variant")
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    ca_bundle: Path | None = None
+    pip_index: str | None = None  # replaces the matrix's PyPI index (and PyPI torch wheels)
+    torch_indexes: Mapping[str, str] = field(default_factory=dict)  # cu126 / pytorch -> URL
+    proxies: Mapping[str, str] = field(default_factory=dict)
+
+    def pip_index_for(self, spec: ImageSpec) -> str:
+        return self.pip_index or spec.pip_index
+
+    def torch_index_for(self, spec: ImageSpec) -> str:
+        if spec.cuda_tag in self.torch_indexes:
+            return self.torch_indexes[spec.cuda_tag].format(cuda_tag=spec.cuda_tag)
+        if spec.index_kind == "pytorch" and "pytorch" in self.torch_indexes:
+            return self.torch_indexes["pytorch"].format(cuda_tag=spec.cuda_tag)
+        return self.pip_index if spec.index_kind == "pypi" and self.pip_index else spec.torch_index
+
+    def indexes_to_probe(self, spec: ImageSpec) -> list[str]:
+        """Index URLs this image installs from that are not the matrix's stock PyPI index."""
+        urls = []
+        if spec.torch_requirements:
+            torch_index = self.torch_index_for(spec)
+            if spec.index_kind == "pytorch" or torch_index != spec.torch_index:
+                urls.append(torch_index)
+        if spec.requirements and self.pip_index:
+            urls.append(self.pip_index)
+        return list(dict.fromkeys(urls))
+
+    def build_args(self, spec: ImageSpec) -> dict[str, str]:
+        """Build args that carry these inputs; none of them changes the input hash."""
+        return {"PIP_INDEX_URL": self.pip_index_for(spec),
+                "TORCH_INDEX_URL": self.torch_index_for(spec), **self.proxies}
+
+    def secrets(self) -> list[str]:
+        """Credentials (user:password, each part) in index and proxy URLs: never shown or logged.
+
+        pip masks the password but prints the user, which is often a token: both are hidden.
+        """
+        urls = [self.pip_index or "", *self.torch_indexes.values(), *self.proxies.values()]
+        found: set[str] = set()
+        for url in urls:
+            userinfo = urlsplit(url).netloc.rpartition("@")[0]
+            if userinfo:
+                found |= {userinfo, *(part for part in userinfo.split(":", 1) if len(part) > 2)}
+        return sorted(found, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets():
+            text = text.replace(secret, "***")
+        return text
+
+
+def resolve_inputs(ca_option: Path | None, index_options: list[str],
+                   environ: Mapping[str, str]) -> BuildInputs:
+    """Options win over the environment; a file or URL that is wrong is a ConfigError."""
+    if ca_option is not None and not ca_option.is_file():
+        raise ConfigError(f"--ca-bundle {ca_option}: no such file",
+                          tip="pass a PEM file, e.g. /etc/ssl/certs/ca-certificates.crt")
+    ca_bundle = ca_option or next(
+        (Path(environ[k]) for k in CA_ENV if environ.get(k) and Path(environ[k]).is_file()), None)
+    indexes: dict[str, str] = {}
+    if environ.get(PIP_INDEX_ENV):
+        indexes["pypi"] = _url(environ[PIP_INDEX_ENV], PIP_INDEX_ENV)
+    if environ.get(TORCH_INDEX_ENV):
+        indexes["pytorch"] = _url(environ[TORCH_INDEX_ENV], TORCH_INDEX_ENV)
+    for option in index_options:
+        key, sep, url = option.partition("=")
+        if not sep or not INDEX_KEY.match(key):
+            raise ConfigError(f"--index {option}: expected KEY=URL with KEY pypi, pytorch or a CUDA"
+                              " tag such as cu126", tip="e.g. --index cu126=https://mirror/whl/cu126")
+        indexes[key] = _url(url, f"--index {key}")
+    proxies = {name: environ[name] for upper in PROXY_ENV
+               for name in (upper, upper.lower()) if environ.get(name)}
+    pip_index = indexes.pop("pypi", None)
+    return BuildInputs(ca_bundle, pip_index, indexes, proxies)
+
+
+def _url(url: str, where: str) -> str:
+    if not url.startswith(("http://", "https://", "file://")):
+        raise ConfigError(f"{where}: '{url}' is not an http(s) or file URL")
+    return url.rstrip("/")
+
+
+def context_tar(files: Mapping[str, bytes], ca_bundle: Path | None) -> io.BytesIO:
+    """The build context as an in-memory tar: the rendered files plus the CA bundle, if any."""
+    members = dict(files)
+    if ca_bundle is not None:
+        members[CA_IN_CONTEXT] = ca_bundle.read_bytes()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        folders = sorted({str(Path(n).parent) for n in members} - {"."})
+        for name in folders:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for name in sorted(members):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(members[name]), 0o644
+            tar.addfile(info, io.BytesIO(members[name]))
+    buffer.seek(0)
+    return buffer
+
+
+def probe_index(url: str, ca_bundle: Path | None, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """GET <index>/torch/ from the host; None when it answers, else why it does not."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return None if Path(parts.path).is_dir() else f"{parts.path} is not a folder"
+    userinfo, _, host = parts.netloc.rpartition("@")
+    request = urllib.request.Request(urlunsplit(parts._replace(netloc=host)) + "/torch/")
+    if userinfo:
+        token = base64.b64encode(unquote(userinfo).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"cannot reach it ({reason})"
+    return None if status < 400 else f"it answers HTTP {status}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without its user:password, for messages."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def mirror_tip(spec: ImageSpec) -> str:
+    key = spec.cuda_tag if spec.index_kind == "pytorch" else "pypi"
+    env = TORCH_INDEX_ENV if spec.index_kind == "pytorch" else PIP_INDEX_ENV
+    return MIRROR_TIP.format(key=key, env=env)

@@ -1,0 +1,39 @@
+"""`torchstack bake`: the matrix as docker-bake.json for `docker buildx bake`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from torchstack.bake import bake_file, to_json
+from torchstack.commands.common import add_selection, matrix_of, push_repository
+from torchstack.plan import make_plan
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "bake", help="export the matrix as docker-bake.json for `docker buildx bake`",
+        description="One bake target per image (ancestors included), children chained to their"
+                    " parent target through a named context. Group `default`: the selected"
+                    " images (the matrix's default group unless GLOBs are given); `all`: every"
+                    " target in the file.")
+    add_selection(parser)
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="write FILE (e.g. docker-bake.json) instead of printing to stdout")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    matrix = matrix_of(args)
+    plan = make_plan(matrix, args.globs, everything=args.everything)
+    default_ids = [i.id for i in matrix.select(args.globs)]
+    text = to_json(bake_file(plan, matrix, push_repository(matrix), default_ids))
+    if args.out is None:
+        print(text, end="")
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    targets = len(plan.images)
+    print(f"wrote {args.out} ({targets} targets); build with: docker buildx bake -f {args.out}")
+    return 0

@@ -1,0 +1,84 @@
+"""Check records: which level of the check suite an exact image passed.
+
+A record is keyed by Docker image ID, input hash and checks-suite version, so a rebuilt image
+or a new suite is checked again. Levels: `cpu` (the checks that need no GPU, `--gpu auto` on a
+host without one) and `gpu` (the full suite with `--gpu required`); `gpu` implies `cpu`.
+Records live in `.torchstack/records/` beside matrix.yaml, one JSON file per image ID, written
+atomically (temp file + rename) so an interrupted run never leaves half a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from torchstack.model import CheckLevel, Matrix
+
+LEVEL_RANK = {"cpu": 1, "gpu": 2}
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    image_id: str  # the torchstack id, e.g. torch2.9.1-cu128-py3.11-base
+    docker_id: str  # sha256:... of the exact image the checks ran in
+    input_hash: str
+    suite_version: str
+    level: CheckLevel
+    passed: bool
+    facts: dict[str, Any]  # versions read inside the image (torch, cuda, cudnn, nccl, python)
+    summary: dict[str, int]
+    report: str  # path of the run's report.json
+    checked_at: float
+
+    def satisfies(self, level: CheckLevel) -> bool:
+        return self.passed and LEVEL_RANK[self.level] >= LEVEL_RANK[level]
+
+
+class RecordStore:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @classmethod
+    def for_matrix(cls, matrix: Matrix) -> RecordStore:
+        return cls(matrix.root / ".torchstack" / "records")
+
+    def _path(self, docker_id: str) -> Path:
+        return self.folder / (docker_id.replace("sha256:", "") + ".json")
+
+    def all_for(self, docker_id: str) -> list[CheckRecord]:
+        path = self._path(docker_id)
+        if not path.exists():
+            return []
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            return [CheckRecord(**row) for row in rows]
+        except (ValueError, TypeError):
+            return []  # an unreadable record counts as no record: the image is checked again
+
+    def best(self, docker_id: str, input_hash: str, suite_version: str) -> CheckRecord | None:
+        """The highest passing level for exactly this image, hash and suite; else the latest."""
+        matching = [r for r in self.all_for(docker_id)
+                    if r.input_hash == input_hash and r.suite_version == suite_version]
+        passing = [r for r in matching if r.passed]
+        if passing:
+            return max(passing, key=lambda r: (LEVEL_RANK[r.level], r.checked_at))
+        return max(matching, key=lambda r: r.checked_at) if matching else None
+
+    def add(self, record: CheckRecord) -> None:
+        rows = [asdict(r) for r in self.all_for(record.docker_id)]
+        rows.append(asdict(record))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self._path(record.docker_id)
+        fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".record-")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(rows, handle, indent=2, sort_keys=True)
+        os.replace(temp, target)
+
+
+def new_record(**fields: Any) -> CheckRecord:
+    return CheckRecord(checked_at=time.time(), **fields)

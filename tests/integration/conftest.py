@@ -1,0 +1,106 @@
+"""Integration tests talk to a real Docker Engine.
+
+Without one they are skipped with the reason, except when CI is set: there a missing daemon
+is a failure, so a broken runner cannot pass by skipping everything.
+Images the tests build are tagged `torchstack-it:*` and removed at the end of the session with
+the dangling intermediates their builds left (set TORCHSTACK_IT_KEEP=1 to keep them); the real
+torch images and debian:bookworm-slim are never removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.dockerutil import images_in_logs, remove_test_images
+from tests.integration.fixture_matrix import (
+    LOCAL_REPOSITORY,
+    copy_matrix,
+    rerender,
+    write_fixture_matrix,
+)
+from torchstack.cli import main
+from torchstack.docker_backend import DockerBackend
+from torchstack.errors import DockerUnavailableError
+
+REPO = Path(__file__).resolve().parents[2]
+OS_IMAGE = "debian:bookworm-slim"
+# Variables that would change what a build does; tests set them explicitly where needed.
+BUILD_ENV = ("TORCHSTACK_PIP_INDEX_URL", "TORCHSTACK_TORCH_INDEX_URL", "GITHUB_ACTIONS",
+             "TORCHSTACK_MATRIX")
+
+
+@pytest.fixture(autouse=True)
+def _plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in BUILD_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def docker_api() -> Iterator[Any]:
+    """The Engine API client; skip (or, with CI set, fail) when no daemon answers."""
+    try:
+        backend = DockerBackend.connect()
+    except DockerUnavailableError as exc:
+        message = f"integration tests need a running Docker Engine: {exc.message} ({exc.tip})"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set, so this is a failure, not a skip: {message}")
+        pytest.skip(message)
+    yield backend.api
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def os_base(docker_api: Any) -> str:
+    """The real debian:bookworm-slim, bootstrapped with the verb under test when missing."""
+    try:
+        docker_api.inspect_image(OS_IMAGE)
+    except Exception:
+        code = main(["--matrix", str(REPO / "matrix.yaml"), "base", "bootstrap", "bookworm"])
+        assert code == 0, f"`torchstack base bootstrap bookworm` failed ({code})"
+    return OS_IMAGE
+
+
+@pytest.fixture(scope="session")
+def _built_roots(docker_api: Any) -> Iterator[list[Path]]:
+    """Every matrix folder the session built in; their logs name the images to clean up."""
+    roots: list[Path] = []
+    yield roots
+    if not os.environ.get("TORCHSTACK_IT_KEEP"):
+        remove_test_images(docker_api, LOCAL_REPOSITORY, images_in_logs(roots))
+
+
+@pytest.fixture(scope="session")
+def fixture_template(tmp_path_factory: pytest.TempPathFactory, os_base: str,
+                     _built_roots: list[Path]) -> Path:
+    """The fixture matrix with a per-session salt in its root layer, built once (default group)."""
+    root = tmp_path_factory.mktemp("fixture") / "matrix"
+    write_fixture_matrix(root, salt=uuid.uuid4().hex[:12], base_image=os_base)
+    _built_roots.append(root)
+    code = main(["--matrix", str(root / "matrix.yaml"), "build", "--no-progress"])
+    assert code == 0, f"building the fixture matrix failed ({code}); see {root}/.torchstack/runs"
+    return root
+
+
+@pytest.fixture
+def fixture_copy(fixture_template: Path, tmp_path: Path, _built_roots: list[Path]) -> Path:
+    """A private copy of the built fixture matrix: same input hashes, free to change."""
+    root = copy_matrix(fixture_template, tmp_path / "matrix")
+    _built_roots.append(root)
+    return root
+
+
+@pytest.fixture
+def repo_matrix_copy(tmp_path: Path) -> Path:
+    """The repository's matrix.yaml and layers/, rendered afresh in tmp_path (runs stay there)."""
+    root = tmp_path / "repo-matrix"
+    shutil.copytree(REPO / "layers", root / "layers")
+    shutil.copy2(REPO / "matrix.yaml", root / "matrix.yaml")
+    rerender(root)
+    return root

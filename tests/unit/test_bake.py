@@ -1,0 +1,133 @@
+"""`torchstack bake`: docker-bake.json mirrors `torchstack plan --json --all` one to one."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from torchstack.bake import PARENT_CONTEXT, target_name, target_names
+from torchstack.cli import main
+from torchstack.errors import ConfigError
+from torchstack.matrix import load_matrix
+from torchstack.model import Matrix
+
+REPO = Path(__file__).resolve().parents[2]
+MATRIX = str(REPO / "matrix.yaml")
+
+
+@pytest.fixture(autouse=True)
+def _no_registry_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TORCHSTACK_REGISTRY", raising=False)
+
+
+@pytest.fixture(scope="module")
+def matrix() -> Matrix:
+    return load_matrix(REPO / "matrix.yaml")
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    assert main(["--matrix", MATRIX, *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def plan(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = run_json(capsys, "plan", "--json", "--all")["include"]
+    return rows
+
+
+@pytest.fixture
+def bake(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    document: dict[str, Any] = run_json(capsys, "bake", "--all")
+    return document
+
+
+def test_structure(bake: dict[str, Any]) -> None:
+    assert set(bake) == {"group", "target"}
+    assert set(bake["group"]) == {"default", "all"}
+    for name, target in bake["target"].items():
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", name), name
+        assert {"context", "dockerfile", "args", "tags"} <= set(target)
+        assert target["dockerfile"] == "Dockerfile"
+        assert (REPO / target["context"] / target["dockerfile"]).is_file()
+        assert {"PIP_INDEX_URL", "TORCH_INDEX_URL"} <= set(target["args"])
+
+
+def test_exactly_one_target_per_planned_image(plan: list[dict[str, Any]],
+                                              bake: dict[str, Any]) -> None:
+    ids = [row["id"] for row in plan]
+    names = [target_name(i) for i in ids]
+    assert len(set(names)) == len(ids) == len(bake["target"])
+    assert sorted(names) == sorted(bake["target"])
+    for image_id in ids:
+        assert bake["target"][target_name(image_id)]["context"] == f"images/{image_id}"
+    assert bake["group"]["all"]["targets"] == names
+
+
+def test_tags_are_torchstacks(plan: list[dict[str, Any]], bake: dict[str, Any],
+                              matrix: Matrix) -> None:
+    for row in plan:
+        expected = [matrix.local_tag(row["id"])] + [
+            f"{matrix.push_repository}:{tag}" for tag in [row["release_tag"], *row["aliases"]]]
+        assert bake["target"][target_name(row["id"])]["tags"] == expected
+    every = [t for target in bake["target"].values() for t in target["tags"]]
+    assert len(every) == len(set(every)), "two targets share a tag"
+
+
+def test_children_chain_to_their_parent_target(plan: list[dict[str, Any]],
+                                               bake: dict[str, Any], matrix: Matrix) -> None:
+    for row in plan:
+        target = bake["target"][target_name(row["id"])]
+        dockerfile = (REPO / target["context"] / "Dockerfile").read_text(encoding="utf-8")
+        if row["parent"] is None:
+            assert "contexts" not in target and "PARENT_IMAGE" not in target["args"]
+            assert target["args"]["BASE_IMAGE"] == matrix.by_id()[row["id"]].base_image
+            continue
+        # The Dockerfile builds FROM ${PARENT_IMAGE}; bake names it and maps the name.
+        assert "FROM ${PARENT_IMAGE}" in dockerfile
+        assert target["args"]["PARENT_IMAGE"] == PARENT_CONTEXT
+        assert target["contexts"] == {PARENT_CONTEXT: f"target:{target_name(row['parent'])}"}
+        assert target_name(row["parent"]) in bake["target"]
+
+
+def test_default_group_is_the_matrix_default_group(bake: dict[str, Any],
+                                                   matrix: Matrix) -> None:
+    assert bake["group"]["default"]["targets"] == [target_name(i.id) for i in matrix.select([])]
+
+
+def test_a_selection_brings_its_ancestors(capsys: pytest.CaptureFixture[str]) -> None:
+    document = run_json(capsys, "bake", "torch2.9.1-cu126-py3.11-nlp")
+    assert sorted(document["target"]) == ["torch2_9_1-cu126-py3_11-base",
+                                          "torch2_9_1-cu126-py3_11-nlp"]
+    assert document["group"]["default"]["targets"] == ["torch2_9_1-cu126-py3_11-nlp"]
+
+
+def test_registry_override_and_out_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TORCHSTACK_REGISTRY", "ghcr.io/acme/torchstack")
+    out = tmp_path / "docker-bake.json"
+    assert main(["--matrix", MATRIX, "bake", "--all", "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    document = json.loads(out.read_text())
+    tags = [t for target in document["target"].values() for t in target["tags"][1:]]
+    assert tags and all(t.startswith("ghcr.io/acme/torchstack:") for t in tags)
+
+
+def test_output_is_deterministic(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--matrix", MATRIX, "bake", "--all"]) == 0
+    first = capsys.readouterr().out
+    assert main(["--matrix", MATRIX, "bake", "--all"]) == 0
+    assert capsys.readouterr().out == first
+
+
+def test_ids_that_collide_as_target_names_are_refused(matrix: Matrix) -> None:
+    from dataclasses import replace
+
+    spec = matrix.images[0]
+    twin = replace(spec, id=spec.id.replace(".", "_"))
+    with pytest.raises(ConfigError):
+        target_names([spec, twin])
