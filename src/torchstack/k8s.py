@@ -31,7 +31,8 @@ DEADLINE_MARGIN_S = 600  # on top of the suite's own timeout: image pull and sch
 CONFIGMAP_LIMIT = 1 << 20  # what the API server accepts for one object
 EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 DEFAULT_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _DOCKER_SIZE = re.compile(r"^(\d+)([bkmg]?)b?$", re.IGNORECASE)
 
@@ -93,7 +94,7 @@ def checks_files(checks_dir: Path) -> dict[str, str]:
     """ConfigMap key -> source for every .py of the package; keys spell the path with dots."""
     if not (checks_dir / "__init__.py").is_file():
         raise ConfigError(f"no checks package at {checks_dir}",
-                          tip="run torchstack from the repository root (checks/ beside matrix.yaml)")
+                          tip="run torchstack where checks/ sits beside matrix.yaml")
     files = {}
     for path in sorted(checks_dir.rglob("*.py")):
         relative = path.relative_to(checks_dir)
@@ -155,7 +156,7 @@ def _job(spec: ImageSpec, matrix: Matrix, repository: str, options: ClusterOptio
     resources = {"nvidia.com/gpu": str(gpus), "cpu": options.cpu or str(4 * gpus),
                  "memory": memory}
     image = options.image_ref or f"{repository}:{spec.release_tag}"
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "PYTHONPATH", "value": CHECKS_ROOT},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         {"name": "HOME", "value": "/tmp"},

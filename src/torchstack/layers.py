@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
+from checks.registry import ALL_CHECKS
 from torchstack.errors import ConfigError
 from torchstack.model import Layer
 from torchstack.yamlsource import Located, load_yaml
@@ -13,7 +15,8 @@ LAYER_KEYS = {"parent", "description", "packages", "torch_packages", "env", "che
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 # An exact pin: name==version, nothing looser, so a rebuild installs the same thing.
 EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,-]+\])?==[A-Za-z0-9.+!_-]+$")
-CHECK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+# The in-container suite's own ids (importing the registry does not import torch).
+CHECK_IDS = [spec.id for spec in ALL_CHECKS]
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FRAGMENT = "Dockerfile.fragment"
 
@@ -49,8 +52,11 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
             env.append((name, value.str(allow_numbers=True)))
     checks = []
     for item in fields["checks"].list() if "checks" in fields else []:
-        if not CHECK_ID.match(item.str()):
-            item.fail(f"'{item.value}' is not a check id (lower case letters, digits, _)")
+        if item.str() not in CHECK_IDS:
+            close = difflib.get_close_matches(item.value, CHECK_IDS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            item.fail(f"unknown check '{item.value}'{hint}",
+                      tip=f"checks the suite has: {', '.join(CHECK_IDS)}")
         checks.append(item.value)
     fragment_path = folder / FRAGMENT
     try:

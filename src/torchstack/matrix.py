@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from checks.expect import ExpectError, parse_expect
 from torchstack.compat import CompatError, cuda_tag, load_compat
 from torchstack.layers import layer_chain, load_layers
 from torchstack.model import Alias, ImageSpec, Layer, Matrix, OsBase, TagPolicy, template_fields
@@ -76,7 +77,7 @@ def load_matrix(path: Path) -> Matrix:
     registry = _registry(top["registry"])
     checks = top["checks"].mapping(CHECKS_KEYS) if "checks" in top else {}
     if "thresholds" in checks:
-        dict(checks["thresholds"].items())  # a mapping of free-form names; fails otherwise
+        _check_thresholds(checks["thresholds"])
     return Matrix(
         root=root,
         file=path.name,
@@ -94,6 +95,16 @@ def load_matrix(path: Path) -> Matrix:
             "timeout_s": checks["timeout_s"].number(minimum=1) if "timeout_s" in checks else 900,
         },
     )
+
+
+def _check_thresholds(node: Located) -> None:
+    """The in-container suite's own parser judges thresholds, so the two cannot drift."""
+    dict(node.items())  # a mapping, or fail here with the location
+    try:
+        parse_expect({"thresholds": node.plain()}, source="thresholds")
+    except ExpectError as exc:
+        node.fail(str(exc).removeprefix("thresholds: "),
+                  tip="see checks/expect.py for the thresholds the suite understands")
 
 
 def _os_bases(node: Located) -> dict[str, OsBase]:

@@ -73,6 +73,9 @@ def test_ca_bundle_index_credentials_and_proxies_never_land(
                         "FTP_PROXY": f"http://{markers['ftp_proxy']}.invalid:21"}.items():
         monkeypatch.setenv(name, value)
         monkeypatch.setenv(name.lower(), value)
+    # A RUN step of alpha's final stage counts the proxy variables it sees: they are there.
+    (fixture_copy / "layers/alpha/Dockerfile.fragment").write_text(
+        'RUN echo "proxy variables seen: $(env | grep -c -i _proxy=)"\n')
     # Rebuild the root too, so both a root and an extension build see every input.
     change_layer(fixture_copy, "root", f"leak-test-{uuid.uuid4().hex[:8]}")
     pip_index = f"https://{markers['index user']}:{markers['index password']}@pypi.org/simple"
@@ -91,6 +94,7 @@ def test_ca_bundle_index_credentials_and_proxies_never_land(
 
     # Control: the discarded build stage did receive them, and the scan sees them there.
     log = (fixture_copy / ".torchstack/runs/latest" / build["images"][ALPHA]["log"]).read_text()
+    assert "proxy variables seen: 10" in log
     stage = INSTALL_STEP_IMAGE.search(log)
     assert stage, "no image after the install step in the build log"
     control = scan(docker_api, stage.group(1), markers)

@@ -7,6 +7,7 @@ as a traceback, so it fails these tests.
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,35 @@ TEXTS = st.lists(
 ).map("".join)
 
 
+# Trees written as YAML text by `emit`, with anchors on collections and aliases that may
+# point at an earlier anchor or at an enclosing one (a recursive alias), and merge keys.
+TREES = st.recursive(
+    st.one_of(st.tuples(st.just("scalar"), SCALARS), st.tuples(st.just("alias"), st.integers(0, 9))),
+    lambda inner: st.one_of(
+        st.tuples(st.just("seq"), st.lists(inner, max_size=4), st.booleans()),
+        st.tuples(st.just("map"), st.lists(st.tuples(st.one_of(KEYS, st.just("<<")), inner),
+                                           max_size=4), st.booleans()),
+    ),
+    max_leaves=30,
+)
+
+
+def emit(tree: Any, anchors: list[str]) -> str:
+    kind = tree[0]
+    if kind == "scalar":
+        return json.dumps(tree[1])
+    if kind == "alias":
+        return f"*{anchors[tree[1] % len(anchors)]}" if anchors else "null"
+    anchor = ""
+    if tree[2]:
+        anchors.append(f"a{len(anchors)}")
+        anchor = f"&{anchors[-1]} "
+    if kind == "seq":
+        return anchor + "[" + ", ".join(emit(item, anchors) for item in tree[1]) + "]"
+    items = (f"{json.dumps(k) if k != '<<' else k}: {emit(v, anchors)}" for k, v in tree[1])
+    return anchor + "{" + ", ".join(items) + "}"
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fuzz")
@@ -132,6 +162,15 @@ def test_random_mappings_with_real_and_near_miss_keys(fresh: Path, doc: dict[str
 @SETTINGS
 @given(text=TEXTS)
 def test_random_text(fresh: Path, text: str) -> None:
+    load_or_config_error(put(fresh, text))
+
+
+@SETTINGS
+@given(tree=TREES, key=st.sampled_from(REAL_KEYS))
+def test_documents_with_anchors_aliases_and_merge_keys(fresh: Path, tree: Any, key: str) -> None:
+    text = emit(tree, [])
+    assert yaml.compose(text) is not None or text == "null"  # the emitter writes valid YAML
+    load_or_config_error(put(fresh, f"{key}: {text}\n"))
     load_or_config_error(put(fresh, text))
 
 

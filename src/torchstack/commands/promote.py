@@ -1,0 +1,100 @@
+"""`torchstack promote [GLOB] [--push]`: tag (and push) what passed, per the promotion policy."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from torchstack.build import find_built
+from torchstack.commands.common import add_selection, matrix_of
+from torchstack.docker_backend import DockerBackend
+from torchstack.errors import PromoteError
+from torchstack.manifests import inventory, write_manifest
+from torchstack.promote import Journal, Promoter, TagResult
+from torchstack.records import RecordStore
+from torchstack.run_checks import suite_version
+from torchstack.runs import create_run
+from torchstack.tags import decide
+
+HASH_LABEL = "io.torchstack.input-hash"
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("promote", help="tag images that passed their checks (and push)")
+    add_selection(parser)
+    parser.add_argument("--push", action="store_true",
+                        help="push the tags and verify the registry serves the checked image")
+    parser.add_argument("--registry", metavar="REPO",
+                        help="repository to tag into (default: TORCHSTACK_REGISTRY or"
+                             " matrix.yaml registry.push)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    matrix = matrix_of(args)
+    images = matrix.select(args.globs, everything=args.everything)
+    repository = args.registry or os.environ.get("TORCHSTACK_REGISTRY") or matrix.push_repository
+    backend = DockerBackend.connect()
+    store = RecordStore.for_matrix(matrix)
+    run_dir = create_run(matrix.root)
+    promoter = Promoter(backend, Journal(matrix.root / ".torchstack" / "promote-journal.json"),
+                        args.push, lambda line: print(f"  {line}", flush=True))
+    failures = [r for r in promoter.resume() if r.error]
+    refused: list[str] = []
+    memo: dict[str, str | None] = {}
+    print(f"promote into {repository} (policy: release needs {matrix.promotion_level} checks)")
+    for spec in images:
+        docker_id = find_built(backend, matrix, spec, memo)
+        labels = ((backend.inspect(docker_id) or {}).get("Config", {}).get("Labels") or {}
+                  if docker_id else {})
+        input_hash = labels.get(HASH_LABEL) or None
+        record = store.best(docker_id, input_hash, suite_version()) if docker_id and input_hash \
+            else None
+        decision = decide(spec, matrix, repository, input_hash, record, matrix.promotion_level)
+        results: list[TagResult] = []
+        if docker_id and (decision.candidate or decision.releases):
+            results = promoter.promote(decision, docker_id)
+        failures += [r for r in results if r.error]
+        if not decision.releases:
+            print(f"{spec.id}: no release tag: {decision.reason}")
+            if decision.candidate is None or "disagree" in decision.reason:
+                refused.append(f"{spec.id} ({decision.reason})")
+        for result in results:
+            state = "pushed" if result.pushed else "tagged"
+            print(f"  {state if not result.error else 'FAILED'} {result.ref}"
+                  + (f": {result.error}" if result.error else ""))
+        if docker_id:
+            _manifest(backend, run_dir.path, spec.id, docker_id, input_hash, record, results,
+                      spec.os)
+    print(f"manifests in {run_dir.path.relative_to(matrix.root)}/manifests/")
+    if failures:
+        raise PromoteError(
+            f"{len(failures)} tags could not be pushed: "
+            + "; ".join(f"{r.ref}: {r.error}" for r in failures),
+            tip="release tags that users pull were not moved past what the registry holds;"
+                " fix the registry and run `torchstack promote --push` again")
+    if refused:
+        raise PromoteError("not promoted: " + "; ".join(refused),
+                           tip="build and check these images; their previous tags are untouched")
+    return 0
+
+
+def _manifest(backend: DockerBackend, run_path: Any, image_id: str, docker_id: str,
+              input_hash: str | None, record: Any, results: list[TagResult], os_name: str) -> None:
+    inspected = backend.inspect(docker_id) or {}
+    summary = {
+        "image_id": image_id,
+        "docker_id": docker_id,
+        "repo_digests": inspected.get("RepoDigests", []),
+        "size_bytes": inspected.get("Size"),
+        "input_hash": input_hash,
+        "checks": {"level": record.level, "passed": record.passed, "summary": record.summary,
+                   "suite_version": record.suite_version, "facts": record.facts}
+        if record else None,
+        "tags": [{"ref": r.ref, "pushed": r.pushed, "digest": r.digest, "error": r.error}
+                 for r in results],
+        "release_tag": next((r.ref.rsplit(":", 1)[1] for r in results[1:2]), None),
+    }
+    write_manifest(run_path / "manifests", image_id, summary, inventory(backend, docker_id),
+                   os_name)

@@ -1,0 +1,142 @@
+"""Move release tags to images that passed, and push them; lose nothing on failure.
+
+Order matters. A candidate tag (`<id>-<hash12>`, unique to one build) is pushed first: that
+uploads every layer and the manifest while no tag a user pulls has moved. Only then do the
+release tags move, locally and remotely, which is quick (no layer uploads). That short stretch
+runs with SIGINT/SIGTERM deferred and behind a journal: a kill -9 leaves the journal, and the
+next `torchstack promote` finishes the move before doing anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from torchstack.docker_backend import DockerBackend
+from torchstack.errors import Interrupted, PromoteError
+from torchstack.registry import RegistryError, fetch_manifest
+from torchstack.tags import TagDecision
+
+RETRIES = 4
+BACKOFF_S = 2.0
+# Test hook: seconds to sleep between two release tags, so a test can kill us mid-move.
+PAUSE_ENV = "TORCHSTACK_TEST_PAUSE_BETWEEN_TAGS"
+
+
+@dataclass(frozen=True)
+class TagResult:
+    ref: str
+    pushed: bool
+    digest: str | None  # registry manifest digest when pushed
+    error: str | None
+
+
+class Journal:
+    """Release moves in progress, one JSON file written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def pending(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        entries: list[dict[str, Any]] = json.loads(self.path.read_text())
+        return entries
+
+    def write(self, entries: list[dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(entries, indent=2))
+        os.replace(partial, self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class Promoter:
+    def __init__(self, backend: DockerBackend, journal: Journal, push: bool,
+                 on_event: Callable[[str], None]) -> None:
+        self.backend, self.journal, self.push, self.say = backend, journal, push, on_event
+
+    def resume(self) -> list[TagResult]:
+        """Finish a move a killed run left half done (its images had passed)."""
+        results = []
+        for entry in self.journal.pending():
+            self.say(f"resuming the interrupted promotion of {entry['image']}")
+            results += self._move(entry["docker_id"], entry["refs"], bool(entry["push"]))
+        self.journal.clear()
+        return results
+
+    def promote(self, decision: TagDecision, docker_id: str) -> list[TagResult]:
+        results = []
+        if decision.candidate:
+            self.backend.tag(docker_id, decision.candidate)
+            results.append(self._publish(docker_id, decision.candidate) if self.push
+                           else TagResult(decision.candidate, False, None, None))
+            if results[-1].error:
+                return results  # layers are not in the registry: no release tag may move
+        if decision.releases:
+            entry = {"image": decision.image_id, "docker_id": docker_id,
+                     "refs": list(decision.releases), "push": self.push}
+            with deferred_signals():
+                self.journal.write([entry])
+                results += self._move(docker_id, list(decision.releases), self.push)
+                self.journal.clear()
+        return results
+
+    def _move(self, docker_id: str, refs: list[str], push: bool) -> list[TagResult]:
+        pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
+        for index, ref in enumerate(refs):
+            if index and pause:
+                time.sleep(pause)
+            self.backend.tag(docker_id, ref)
+        if not push:
+            return [TagResult(ref, False, None, None) for ref in refs]
+        return [self._publish(docker_id, ref) for ref in refs]
+
+    def _publish(self, docker_id: str, ref: str) -> TagResult:
+        """Push with retries, then confirm through the registry's own API."""
+        last_error = ""
+        for attempt in range(RETRIES):
+            if attempt:
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+            try:
+                pushed = self.backend.push(ref)
+                remote = fetch_manifest(ref)
+            except (PromoteError, RegistryError) as exc:
+                last_error = str(exc)
+                self.say(f"push {ref}: attempt {attempt + 1} of {RETRIES} failed: {last_error}")
+                continue
+            if remote.config_digest != docker_id or (pushed and remote.digest != pushed):
+                return TagResult(ref, True, remote.digest,
+                                 f"the registry's {ref} is {remote.config_digest[:19]},"
+                                 f" not the local {docker_id[:19]}")
+            self.say(f"pushed {ref} ({remote.digest})")
+            return TagResult(ref, True, remote.digest, None)
+        return TagResult(ref, False, None, last_error)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends, then act on them."""
+    caught: list[int] = []
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        caught.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise Interrupted("interrupted after finishing the tag move in progress")
