@@ -46,50 +46,58 @@ def main(argv: list[str] | None = None) -> int:
     else:
         device = torch.device("cpu")
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     # The launcher hosts the store (port 0 picked by the OS), so there is no port race.
     store = dist.TCPStore(  # type: ignore[attr-defined]
         "127.0.0.1", args.port, is_master=False, timeout=timeout
     )
     dist.init_process_group(args.backend, store=store, rank=rank, world_size=world, timeout=timeout)
+    document = measure(device, [int(s) for s in args.sizes.split(",")], args.warmup, args.iters)
+    if rank == 0:
+        print(RESULT_PREFIX + json.dumps({"backend": args.backend, **document}), flush=True)
+    dist.destroy_process_group()
+    return 0
+
+
+def measure(device: Any, sizes: list[int], warmup: int, iters: int) -> dict[str, Any]:
+    """All-reduce each size on an initialised process group; every rank calls this.
+
+    Returns the world size, the count of wrong elements across all ranks and, per size, the
+    slowest rank's mean seconds (as nccl-tests reports).
+    """
+    import torch
+    import torch.distributed as dist
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    rank, world = dist.get_rank(), dist.get_world_size()
     expected = float(world * (world + 1) // 2)
     mismatches = 0
     results: list[dict[str, Any]] = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in sizes:
         buffer = torch.full((size // 4,), float(rank + 1), dtype=torch.float32, device=device)
         dist.all_reduce(buffer)
         mismatches += int((buffer != expected).sum().item())
         buffer.zero_()  # keeps the timed repeats finite; timing does not depend on values
-        for _ in range(max(args.warmup - 1, 0)):
+        for _ in range(max(warmup - 1, 0)):
             dist.all_reduce(buffer)
         dist.all_reduce(torch.zeros(1, device=device))  # line the ranks up before timing
         sync()
         start = time.perf_counter()
-        for _ in range(args.iters):
+        for _ in range(iters):
             dist.all_reduce(buffer)
         sync()
         mean = torch.tensor(
-            [(time.perf_counter() - start) / args.iters], dtype=torch.float64, device=device
+            [(time.perf_counter() - start) / iters], dtype=torch.float64, device=device
         )
         dist.all_reduce(mean, op=dist.ReduceOp.MAX)
         results.append({"bytes": size, "seconds": float(mean.item())})
         del buffer
     total = torch.tensor([mismatches], dtype=torch.int64, device=device)
     dist.all_reduce(total)
-    if rank == 0:
-        document = {
-            "backend": args.backend,
-            "world_size": world,
-            "mismatches": int(total.item()),
-            "expected_value": expected,
-            "results": results,
-        }
-        print(RESULT_PREFIX + json.dumps(document), flush=True)
-    dist.destroy_process_group()
-    return 0
+    return {"world_size": world, "mismatches": int(total.item()), "expected_value": expected,
+            "results": results}
 
 
 if __name__ == "__main__":

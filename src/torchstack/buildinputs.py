@@ -24,7 +24,9 @@ from torchstack.errors import ConfigError
 from torchstack.model import ImageSpec
 
 CA_ENV = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
-PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY", "ALL_PROXY")
+# Docker's predefined proxy args (left out of `docker history`). The classic builder does not
+# predefine ALL_PROXY: passed, it would be ignored ("not consumed"), so it is not passed.
+PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY")
 PIP_INDEX_ENV = "TORCHSTACK_PIP_INDEX_URL"
 TORCH_INDEX_ENV = "TORCHSTACK_TORCH_INDEX_URL"
 CA_IN_CONTEXT = "build-inputs/ca-bundle.crt"

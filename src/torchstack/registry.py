@@ -1,12 +1,19 @@
 """Ask a registry (Docker Registry HTTP API v2) what a tag points at: an independent check of
-what `docker push` reported. Anonymous or basic-auth (TORCHSTACK_REGISTRY_USER/_PASSWORD)."""
+what `docker push` reported.
+
+Credentials come from TORCHSTACK_REGISTRY_USER/_PASSWORD: sent as Basic auth, or traded for a
+bearer token when the registry asks for one (`WWW-Authenticate: Bearer realm=...`, as GHCR and
+Docker Hub do). Plain HTTP is used for loopback registries only.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -38,15 +45,19 @@ def split_reference(ref: str) -> tuple[str, str, str]:
 def fetch_manifest(ref: str, timeout_s: float = 30) -> RemoteImage:
     host, repository, tag = split_reference(ref)
     scheme = "http" if _is_local(host) else "https"
-    request = urllib.request.Request(f"{scheme}://{host}/v2/{repository}/manifests/{tag}",
-                                     headers={"Accept": MANIFEST_TYPES, **_auth_header()})
+    url = f"{scheme}://{host}/v2/{repository}/manifests/{tag}"
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            body = response.read()
-            digest = response.headers.get("Docker-Content-Digest", "")
+        try:
+            body, digest = _get(url, _basic_auth(), timeout_s)
+        except urllib.error.HTTPError as exc:
+            challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
+            if not challenge.lower().startswith("bearer "):
+                raise
+            token = _bearer_token(challenge, timeout_s)
+            body, digest = _get(url, {"Authorization": f"Bearer {token}"}, timeout_s)
     except urllib.error.HTTPError as exc:
         raise RegistryError(f"{ref}: the registry answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, ValueError) as exc:
         raise RegistryError(f"{ref}: cannot reach the registry ({exc})") from None
     try:
         config = json.loads(body)["config"]["digest"]
@@ -60,7 +71,29 @@ def _is_local(host: str) -> bool:
     return name in ("localhost", "::1") or name.startswith("127.")
 
 
-def _auth_header() -> dict[str, str]:
+def _get(url: str, headers: dict[str, str], timeout_s: float) -> tuple[bytes, str]:
+    request = urllib.request.Request(url, headers={"Accept": MANIFEST_TYPES, **headers})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return response.read(), response.headers.get("Docker-Content-Digest", "")
+
+
+def parse_challenge(challenge: str) -> dict[str, str]:
+    """`Bearer realm="https://x/token",service="x",scope="repository:a:pull"` -> its fields."""
+    fields = re.findall(r'(\w+)="([^"]*)"', challenge)
+    return dict(fields)
+
+
+def _bearer_token(challenge: str, timeout_s: float) -> str:
+    fields = parse_challenge(challenge)
+    if "realm" not in fields:
+        raise ValueError(f"unusable auth challenge: {challenge}")
+    query = urllib.parse.urlencode({k: v for k, v in fields.items() if k != "realm"})
+    body, _ = _get(f"{fields['realm']}?{query}", _basic_auth(), timeout_s)
+    answer = json.loads(body)
+    return str(answer.get("token") or answer["access_token"])
+
+
+def _basic_auth() -> dict[str, str]:
     user = os.environ.get("TORCHSTACK_REGISTRY_USER")
     password = os.environ.get("TORCHSTACK_REGISTRY_PASSWORD", "")
     if not user:
