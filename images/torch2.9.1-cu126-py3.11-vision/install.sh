@@ -29,9 +29,26 @@ if [ -s torch-requirements.txt ]; then
 fi
 "$pip" check
 
-# Everything created or changed since the stamp, directories without their contents.
+# Move everything created or changed since the stamp to /layer-delta (directories are
+# recreated with their metadata, not moved). Moving, not copying: this stage is discarded, and
+# files created in this step and gone by its end never reach the stage's layer.
 cd /
 find opt/venv -cnewer "$stamp" > /tmp/layer-files
-mkdir -p /layer-delta
-tar -cf - --no-recursion -T /tmp/layer-files | tar -xf - -C /layer-delta
-echo "torchstack: layer adds $(wc -l < /tmp/layer-files) paths"
+mkdir -p /layer-delta  # a layer with no packages adds nothing, but COPY needs the folder
+python3 - /tmp/layer-files /layer-delta <<'PY'
+import os, shutil, sys
+listing, target = sys.argv[1], sys.argv[2]
+paths = [line.rstrip("\n") for line in open(listing)]
+for path in paths:
+    source, dest = "/" + path, os.path.join(target, path)
+    if os.path.isdir(source) and not os.path.islink(source):
+        os.makedirs(dest, exist_ok=True)
+        shutil.copystat(source, dest)
+    else:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.rename(source, dest)
+for path in reversed(paths):  # directory times again, now that their entries exist
+    if os.path.isdir("/" + path) and not os.path.islink("/" + path):
+        shutil.copystat("/" + path, os.path.join(target, path))
+print(f"torchstack: layer adds {len(paths)} paths")
+PY

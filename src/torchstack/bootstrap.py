@@ -56,12 +56,7 @@ class Bootstrapped:
 def bootstrap(backend: DockerBackend, os_base: OsBase, *, force: bool = False,
               runner: Runner | None = None,
               announce: Callable[[str], None] = lambda _text: None) -> Bootstrapped:
-    if os_base.bootstrap_suite is None:
-        raise ConfigError(
-            f"OS base '{os_base.name}' ({os_base.image}) has no `bootstrap:` entry in the matrix,"
-            " so it cannot be built locally",
-            tip=f"`docker pull {os_base.image}` or `docker load` it, or add `bootstrap: {{suite:"
-            " ..., mirror: ...}` under os_bases." + os_base.name)
+    suite = _require_bootstrap(os_base)
     existing = backend.image_id(os_base.image)
     if existing is not None and not force:
         return Bootstrapped(os_base.name, os_base.image, existing, created=False)
@@ -72,9 +67,9 @@ def bootstrap(backend: DockerBackend, os_base: OsBase, *, force: bool = False,
         work = Path(tmp)
         rootfs, log = work / "rootfs", work / "debootstrap.log"
         run = runner or _run
-        announce(f"debootstrap {os_base.bootstrap_suite} from {os_base.bootstrap_mirror}"
+        announce(f"debootstrap {suite} from {os_base.bootstrap_mirror}"
                  f" (log: {log}); this takes a few minutes")
-        command = ["debootstrap", "--variant=minbase", os_base.bootstrap_suite, str(rootfs),
+        command = ["debootstrap", "--variant=minbase", suite, str(rootfs),
                    os_base.bootstrap_mirror]
         try:
             run(command, log)
@@ -141,13 +136,27 @@ def bases_to_bootstrap(matrix: Matrix, names: list[str]) -> list[OsBase]:
         raise ConfigError(f"unknown OS base {', '.join(unknown)}",
                           tip=f"os_bases in {matrix.file}: {', '.join(matrix.os_bases)}")
     if names:
-        return [matrix.os_bases[n] for n in dict.fromkeys(names)]
+        chosen = [matrix.os_bases[n] for n in dict.fromkeys(names)]
+        for os_base in chosen:
+            _require_bootstrap(os_base)
+        return chosen
     used = [matrix.os_bases[n] for n in dict.fromkeys(image.os for image in matrix.images)]
     bootstrappable = [b for b in used if b.bootstrap_suite]
     if not bootstrappable:
         raise ConfigError(f"no OS base used by {matrix.file} has a `bootstrap:` entry",
                           tip="name one explicitly, or add bootstrap: {suite: ...} to it")
     return bootstrappable
+
+
+def _require_bootstrap(os_base: OsBase) -> str:
+    """The debootstrap suite of an OS base; a ConfigError when it has none."""
+    if os_base.bootstrap_suite is None:
+        raise ConfigError(
+            f"OS base '{os_base.name}' ({os_base.image}) has no `bootstrap:` entry in the matrix,"
+            " so it cannot be built locally",
+            tip=f"`docker pull {os_base.image}` or `docker load` it, or add `bootstrap: {{suite:"
+            " ..., mirror: ...}` under os_bases." + os_base.name)
+    return os_base.bootstrap_suite
 
 
 def _run(command: list[str], log: Path) -> None:

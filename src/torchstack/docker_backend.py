@@ -21,7 +21,7 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from torchstack.errors import DockerUnavailableError
+from torchstack.errors import DockerUnavailableError, PromoteError
 
 NO_DAEMON_TIP = (
     "start the Docker Engine (`sudo systemctl start docker`, or `dockerd &` as root, or"
@@ -109,6 +109,19 @@ class DockerBackend:
         if image_id is None:
             raise DockerUnavailableError(f"docker import of {ref} reported no image")
         return image_id
+
+    def push(self, ref: str) -> str | None:
+        """Push a tag; returns the manifest digest the daemon reports. PromoteError on failure."""
+        repository, _, tag = ref.rpartition(":")
+        digest = None
+        for chunk in self._call(self.api.push, repository, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+                raise PromoteError(f"docker push {ref} failed: {str(detail).strip()}")
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and aux.get("Digest"):
+                digest = str(aux["Digest"])
+        return digest
 
     # Builds -------------------------------------------------------------------------------
     def build(self, context: IO[bytes], buildargs: dict[str, str],

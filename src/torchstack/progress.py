@@ -52,7 +52,8 @@ def human_duration(seconds: float) -> str:
 
 
 def summary_rows(summary: BuildSummary) -> list[list[str]]:
-    return [[r.id, r.status, human_duration(r.duration_s), human_size(r.size),
+    return [[r.id, r.status, "-" if r.status == "skipped" else human_duration(r.duration_s),
+             human_size(r.size),
              (r.image_id or "-").removeprefix("sha256:")[:12],
              r.reason if r.status == "skipped" and r.reason else ""]
             for r in summary.results]

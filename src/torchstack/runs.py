@@ -31,7 +31,7 @@ class RunDir:
         return self.path / f"{image_id}.{kind}.log"
 
     def open_log(self, image_id: str, kind: str = "build") -> TextIO:
-        return self.log_path(image_id, kind).open("w", encoding="utf-8")
+        return self.log_path(image_id, kind).open("w", encoding="utf-8", buffering=1)
 
     def write_json(self, name: str, data: Any) -> Path:
         """Write atomically: a reader never sees half a document."""

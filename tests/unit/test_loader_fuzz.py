@@ -76,7 +76,8 @@ TEXTS = st.lists(
 # Trees written as YAML text by `emit`, with anchors on collections and aliases that may
 # point at an earlier anchor or at an enclosing one (a recursive alias), and merge keys.
 TREES = st.recursive(
-    st.one_of(st.tuples(st.just("scalar"), SCALARS), st.tuples(st.just("alias"), st.integers(0, 9))),
+    st.one_of(st.tuples(st.just("scalar"), SCALARS),
+              st.tuples(st.just("alias"), st.integers(0, 9))),
     lambda inner: st.one_of(
         st.tuples(st.just("seq"), st.lists(inner, max_size=4), st.booleans()),
         st.tuples(st.just("map"), st.lists(st.tuples(st.one_of(KEYS, st.just("<<")), inner),

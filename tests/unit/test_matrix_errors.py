@@ -227,8 +227,11 @@ CASES = [
          ("'FOO-BAR' is not a valid environment variable name",)),
     case("env-name-digit", V, 'FOO: "1"', '1FOO: "1"', V, "1FOO", "env.1FOO",
          ("'1FOO' is not a valid environment variable name",)),
-    case("bad-check-id", V, "checks: [vision]", "checks: [Vision-Check]", V, "checks:",
-         "checks[0]", ("'Vision-Check' is not a check id",)),
+    case("unknown-check", V, "checks: [vision]", "checks: [visoin]", V, "checks:",
+         "checks[0]", ("unknown check 'visoin'; did you mean 'vision'?",
+                       "tip: checks the suite has: versions")),
+    case("check-not-a-string", V, "checks: [vision]", "checks: [{vision: 1}]", V, "checks:",
+         "checks[0]", ("expected a non-empty string, got a mapping",)),
     # Templates and tags.
     case("unknown-placeholder", M, 'id_template: "torch{torch}-{cuda_tag}-py{python}-{flavor}"',
          'id_template: "torch{torch}-{cuda_version}-{flavor}"', M, "id_template", "id_template",

@@ -34,6 +34,7 @@ fi
 # files created in this step and gone by its end never reach the stage's layer.
 cd /
 find opt/venv -cnewer "$stamp" > /tmp/layer-files
+mkdir -p /layer-delta  # a layer with no packages adds nothing, but COPY needs the folder
 python3 - /tmp/layer-files /layer-delta <<'PY'
 import os, shutil, sys
 listing, target = sys.argv[1], sys.argv[2]

@@ -1,0 +1,85 @@
+"""The release move: journal written before, cleared after, signals held during it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from torchstack.errors import Interrupted
+from torchstack.promote import Journal, Promoter, deferred_signals
+from torchstack.tags import TagDecision
+
+IMAGE = "sha256:" + "c" * 64
+
+
+class FakeTags:
+    """Stands in for the Docker backend's tag/push; records what moved."""
+
+    def __init__(self, journal: Journal | None = None, fail_push: bool = False) -> None:
+        self.tags: dict[str, str] = {}
+        self.journal_seen: list[bool] = []
+        self.journal = journal
+        self.fail_push = fail_push
+
+    def tag(self, image: str, ref: str) -> None:
+        if self.journal is not None:
+            self.journal_seen.append(self.journal.path.exists())
+        self.tags[ref] = image
+
+    def push(self, ref: str) -> str:
+        from torchstack.errors import PromoteError
+
+        raise PromoteError(f"{ref}: registry down")
+
+
+def decision(*releases: str) -> TagDecision:
+    return TagDecision("img", "repo:img-abc", tuple(releases), "passed")
+
+
+def test_release_move_is_journaled_then_cleared(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.json")
+    fake = FakeTags(journal)
+    promoter = Promoter(fake, journal, push=False, on_event=lambda _: None)  # type: ignore[arg-type]
+    results = promoter.promote(decision("repo:1.0", "repo:latest"), IMAGE)
+    assert [r.ref for r in results] == ["repo:img-abc", "repo:1.0", "repo:latest"]
+    assert fake.tags == {"repo:img-abc": IMAGE, "repo:1.0": IMAGE, "repo:latest": IMAGE}
+    # The candidate is tagged before the journal exists; release tags move under it.
+    assert fake.journal_seen == [False, True, True]
+    assert not journal.path.exists()
+
+
+def test_a_left_journal_is_finished_on_the_next_run(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.json")
+    journal.write([{"image": "img", "docker_id": IMAGE, "refs": ["repo:1.0", "repo:latest"],
+                    "push": False}])
+    fake = FakeTags()
+    events: list[str] = []
+    results = Promoter(fake, journal, push=False, on_event=events.append).resume()  # type: ignore[arg-type]
+    assert fake.tags == {"repo:1.0": IMAGE, "repo:latest": IMAGE}
+    assert [r.ref for r in results] == ["repo:1.0", "repo:latest"]
+    assert "resuming" in events[0]
+    assert not journal.path.exists()
+
+
+def test_failed_candidate_push_moves_no_release_tag(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.0)
+    journal = Journal(tmp_path / "journal.json")
+    fake = FakeTags()
+    results = Promoter(fake, journal, push=True, on_event=lambda _: None).promote(  # type: ignore[arg-type]
+        decision("repo:1.0"), IMAGE)
+    assert len(results) == 1 and results[0].error and "registry down" in results[0].error
+    assert "repo:1.0" not in fake.tags
+
+
+def test_signals_are_held_until_the_block_ends() -> None:
+    finished: list[Any] = []
+    with pytest.raises(Interrupted), deferred_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        finished.append("after the signal")
+    assert finished == ["after the signal"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

@@ -1,0 +1,179 @@
+"""schema/*.schema.json: valid draft 2020-12, accepts the repo's files, rejects bad ones, and
+names exactly the keys the loader accepts (so editor validation and the loader cannot drift)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from checks.expect import Thresholds
+from torchstack import layers, matrix
+from torchstack.model import CheckLevel
+
+REPO = Path(__file__).resolve().parents[2]
+MATRIX_SCHEMA = REPO / "schema" / "matrix.schema.json"
+LAYER_SCHEMA = REPO / "schema" / "layer.schema.json"
+
+# Where each of the loader's key sets lives in the matrix schema.
+KEY_SETS = {
+    "TOP_KEYS": (),
+    "AXIS_KEYS": ("$defs", "axes"),
+    "ENTRY_KEYS": ("$defs", "include_entry"),
+    "OS_KEYS": ("$defs", "os_base"),
+    "BOOTSTRAP_KEYS": ("$defs", "bootstrap"),
+    "INDEX_KEYS": ("$defs", "indexes"),
+    "REGISTRY_KEYS": ("$defs", "registry"),
+    "TAG_KEYS": ("$defs", "tags"),
+    "ALIAS_KEYS": ("$defs", "alias"),
+    "PROMOTION_KEYS": ("$defs", "promotion"),
+    "CHECKS_KEYS": ("$defs", "checks"),
+}
+
+
+def load(path: Path) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return schema
+
+
+def at(schema: dict[str, Any], where: tuple[str, ...]) -> dict[str, Any]:
+    node = schema
+    for step in where:
+        node = node[step]
+    return node
+
+
+@pytest.fixture(scope="module")
+def matrix_schema() -> dict[str, Any]:
+    return load(MATRIX_SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def layer_schema() -> dict[str, Any]:
+    return load(LAYER_SCHEMA)
+
+
+def errors(schema: dict[str, Any], document: Any) -> list[str]:
+    """'path: message' for each validation error, path in dotted form."""
+    found = Draft202012Validator(schema).iter_errors(document)
+    return sorted(".".join(str(p) for p in e.absolute_path) + ": " + e.message for e in found)
+
+
+def test_schemas_are_valid_draft_2020_12(matrix_schema: dict[str, Any],
+                                          layer_schema: dict[str, Any]) -> None:
+    for schema in (matrix_schema, layer_schema):
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        Draft202012Validator.check_schema(schema)
+
+
+def test_matrix_yaml_points_editors_at_the_schema() -> None:
+    first = (REPO / "matrix.yaml").read_text(encoding="utf-8").splitlines()[0]
+    assert first == "# yaml-language-server: $schema=schema/matrix.schema.json"
+    assert (REPO / first.split("$schema=")[1]).is_file()
+
+
+def test_the_repo_matrix_and_layers_are_valid(matrix_schema: dict[str, Any],
+                                              layer_schema: dict[str, Any]) -> None:
+    assert errors(matrix_schema, yaml.safe_load((REPO / "matrix.yaml").read_text())) == []
+    layer_files = sorted((REPO / "layers").glob("*/layer.yaml"))
+    assert len(layer_files) >= 3
+    for path in layer_files:
+        assert errors(layer_schema, yaml.safe_load(path.read_text())) == [], path
+
+
+def test_property_names_equal_the_loader_key_sets(matrix_schema: dict[str, Any],
+                                                 layer_schema: dict[str, Any]) -> None:
+    loader_sets = {name for name in vars(matrix) if name.endswith("_KEYS")}
+    assert loader_sets == set(KEY_SETS), "a key set was added or removed: map it to the schema"
+    for name, where in KEY_SETS.items():
+        assert set(at(matrix_schema, where)["properties"]) == getattr(matrix, name), name
+    assert set(at(matrix_schema, ("$defs", "exclude_entry"))["properties"]) == matrix.AXIS_KEYS
+    assert set(matrix_schema["required"]) == matrix.REQUIRED_TOP
+    assert set(layer_schema["properties"]) == layers.LAYER_KEYS
+    # Thresholds are judged by the check suite's own parser; the schema names the same keys.
+    thresholds = matrix_schema["$defs"]["thresholds"]["properties"]
+    assert set(thresholds) == {f.name for f in dataclasses.fields(Thresholds)}
+
+
+def test_every_fixed_object_refuses_unknown_keys(matrix_schema: dict[str, Any],
+                                                 layer_schema: dict[str, Any]) -> None:
+    objects = [matrix_schema, layer_schema, *matrix_schema["$defs"].values()]
+    for node in objects:
+        if "properties" in node:
+            assert node["additionalProperties"] is False, node.get("description", node)
+
+
+def test_value_rules_match_the_loader(matrix_schema: dict[str, Any],
+                                      layer_schema: dict[str, Any]) -> None:
+    defs = matrix_schema["$defs"]
+    assert defs["registry"]["properties"]["push"]["pattern"] == matrix.DOCKER_REPO.pattern
+    assert defs["os_base"]["properties"]["python"]["pattern"] == matrix.PYTHON_VERSION.pattern
+    assert set(defs["promotion"]["properties"]["require"]["enum"]) == set(
+        typing.get_args(CheckLevel))
+    props = layer_schema["properties"]
+    assert props["packages"]["items"]["pattern"] == layers.EXACT_PIN.pattern
+    assert props["env"]["propertyNames"]["pattern"] == layers.ENV_NAME.pattern
+    assert props["checks"]["items"]["enum"] == list(layers.CHECK_IDS), (
+        "the check suite changed: update the enum in schema/layer.schema.json")
+    assert props["torch_packages"]["items"]["enum"] == list(layers.TORCH_FAMILY)
+
+
+def edit(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    node = doc
+    for step in path[:-1]:
+        node = node[step]
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return doc
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("promotoin",), {"require": "gpu"}, ": Additional properties are not allowed ('promotoin'"),
+    (("registry",), DELETE, ": 'registry' is a required property"),
+    (("axes", "torch"), "2.9.1", "axes.torch: '2.9.1' is not of type 'array'"),
+    (("axes", "cuda"), [], "axes.cuda: [] should be non-empty"),
+    (("os_bases", "bookworm", "pyhton"), "3.11", "os_bases.bookworm: Additional properties"),
+    (("os_bases", "bookworm", "python"), "three", "os_bases.bookworm.python: 'three' does not"),
+    (("promotion", "require"), "always", "promotion.require: 'always' is not one of"),
+    (("indexes", "pypi"), "pypi.org/simple", "indexes.pypi: 'pypi.org/simple' does not match"),
+    (("registry", "push"), "https://r/x", "registry.push: 'https://r/x' does not match"),
+    (("tags", "candidate"), "{id}", "tags.candidate: '{id}' does not match"),
+    (("include", 0, "legacy"), "yes", "include.0.legacy: 'yes' is not of type 'boolean'"),
+    (("schema_version",), 2, "schema_version: 1 was expected"),
+    (("checks", "timeout_s"), 0, "checks.timeout_s: 0 is less than the minimum of 1"),
+    (("checks", "thresholds", "shm_min_byte"), 1, "checks.thresholds: Additional properties"),
+    (("checks", "thresholds", "matmul_size"), 0.5, "checks.thresholds.matmul_size: 0.5 is not"),
+])
+def test_bad_matrices_are_rejected(matrix_schema: dict[str, Any], path: tuple[Any, ...],
+                                   value: Any, expected: str) -> None:
+    doc = yaml.safe_load((REPO / "matrix.yaml").read_text())
+    found = errors(matrix_schema, edit(doc, path, value))
+    assert any(e.startswith(expected) for e in found), found
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("pakages",), [], ": Additional properties are not allowed ('pakages'"),
+    (("parent",), DELETE, ": 'parent' is a required property"),
+    (("packages",), ["numpy>=1"], "packages.0: 'numpy>=1' does not match"),
+    (("env",), {"1BAD": "x"}, "env: '1BAD' does not match"),
+    (("torch_packages",), ["numpy"], "torch_packages.0: 'numpy' is not one of"),
+    (("checks",), ["visoin"], "checks.0: 'visoin' is not one of"),
+])
+def test_bad_layers_are_rejected(layer_schema: dict[str, Any], path: tuple[Any, ...],
+                                 value: Any, expected: str) -> None:
+    doc = yaml.safe_load((REPO / "layers" / "vision" / "layer.yaml").read_text())
+    found = errors(layer_schema, edit(doc, path, value))
+    assert any(e.startswith(expected) for e in found), found
