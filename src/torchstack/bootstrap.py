@@ -67,8 +67,8 @@ def bootstrap(backend: DockerBackend, os_base: OsBase, *, force: bool = False,
         work = Path(tmp)
         rootfs, log = work / "rootfs", work / "debootstrap.log"
         run = runner or _run
-        announce(f"debootstrap {suite} from {os_base.bootstrap_mirror}"
-                 f" (log: {log}); this takes a few minutes")
+        announce(f"debootstrap {suite} from {os_base.bootstrap_mirror} (a minute or more;"
+                 " on failure the end of its log is shown)")
         command = ["debootstrap", "--variant=minbase", suite, str(rootfs),
                    os_base.bootstrap_mirror]
         try:

@@ -29,6 +29,8 @@ TAIL_LINES = 20
 # (index URL, CA bundle) -> None when reachable, else why not
 Prober = Callable[[str, Path | None], str | None]
 INSTALL_STEP = "install.sh"
+# The classic builder's bookkeeping: in the log, not in the failure summary's tail.
+BOOKKEEPING = re.compile(r"^( ---> |Removing intermediate container )")
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,11 @@ def find_built(backend: DockerBackend, matrix: Matrix, spec: ImageSpec,
 
 class Builder:
     def __init__(self, matrix: Matrix, backend: DockerBackend, inputs: BuildInputs, run: RunDir,
-                 reporter: Reporter, probe: Prober = probe_index) -> None:
+                 reporter: Reporter, probe: Prober = probe_index,
+                 keep_stages: bool = False) -> None:
         self.matrix, self.backend, self.inputs = matrix, backend, inputs
         self.run, self.reporter, self.probe = run, reporter, probe
+        self.keep_stages = keep_stages  # keep the build stage's images (Docker's build cache)
         self.probed: dict[str, str | None] = {}
 
     def build(self, plan: BuildPlan) -> BuildSummary:
@@ -154,6 +158,7 @@ class Builder:
         started, builds_before = time.monotonic(), self.backend.builds
         self.reporter.begin(summary.results)
         current: ImageResult | None = None
+        interrupted = False
         try:
             for planned in plan.images:
                 current = results[planned.spec.id]
@@ -163,21 +168,26 @@ class Builder:
                     self._finish(current, "skipped", reason=reason)
                 else:
                     self._one(planned, current, parent, contexts[planned.spec.id])
-                summary.docker_builds = self.backend.builds - builds_before
-                summary.duration_s = time.monotonic() - started
-                self.run.write_json(BUILD_JSON, summary.to_json())
+                self._record(summary, started, builds_before)
         except KeyboardInterrupt:
+            interrupted = True
             for result in summary.results:
                 if result.status in ("waiting", "building"):
                     status = "failed" if result is current else "skipped"
                     self._finish(result, status, reason="interrupted")
-            self.run.write_json(BUILD_JSON, summary.to_json())
+        finally:  # also when the daemon went away: the record and the view are closed
+            self._record(summary, started, builds_before)
             self.reporter.end(summary)
+        if interrupted:
             where = f" while building {current.id}" if current else ""
             raise Interrupted(f"interrupted{where}; the build container was removed and no tag"
-                              " was moved", tip=f"build log: {self.run.path}") from None
-        self.reporter.end(summary)
+                              " was moved", tip=f"build logs: {self.run.path}")
         return summary
+
+    def _record(self, summary: BuildSummary, started: float, builds_before: int) -> None:
+        summary.docker_builds = self.backend.builds - builds_before
+        summary.duration_s = time.monotonic() - started
+        self.run.write_json(BUILD_JSON, summary.to_json())
 
     def _one(self, planned: PlannedImage, result: ImageResult, parent: ImageResult | None,
              files: dict[str, bytes]) -> None:
@@ -219,7 +229,8 @@ class Builder:
             def on_line(raw: str) -> None:
                 text = self.inputs.redact(raw)
                 log.write(text + "\n")
-                tail.append(text)
+                if not BOOKKEEPING.match(text):
+                    tail.append(text)
                 step = parse_step(text)
                 if step is not None:
                     result.step = step
@@ -230,10 +241,13 @@ class Builder:
             if outcome.error is not None:
                 log.write(f"ERROR: {self.inputs.redact(outcome.error)}\n")
         result.log_tail = list(tail)
+        if outcome.image_id is not None:
+            self.backend.tag(outcome.image_id, self.matrix.local_tag(spec.id))
+        if not self.keep_stages:  # after tagging: until then the new image is dangling too
+            self.backend.remove_dangling(outcome.steps)
         if outcome.image_id is None:
             self._finish(result, "failed", reason=self._failure(spec, result, outcome.error))
             return
-        self.backend.tag(outcome.image_id, self.matrix.local_tag(spec.id))
         self._finish(result, "built", image_id=outcome.image_id)
 
     def _failure(self, spec: ImageSpec, result: ImageResult, error: str | None) -> str:

@@ -33,6 +33,7 @@ BUILD_TIMEOUT_S = 3600
 LABEL = "io.torchstack"
 RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})\s*$")
 BUILT = re.compile(r"^Successfully built ([0-9a-f]{12,64})\s*$")
+STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ContainerRun:
 class BuildOutcome:
     image_id: str | None  # sha256:... when the build succeeded
     error: str | None  # the daemon's error message when it failed
+    steps: tuple[str, ...] = ()  # (short) IDs of the images the steps produced or reused
 
 
 class DockerBackend:
@@ -129,6 +131,7 @@ class DockerBackend:
         """Build an untagged image from a tar context; every log line goes to `on_line`."""
         self.builds += 1
         running: list[str] = []  # the container of the step in flight, if any
+        steps: list[str] = []
         built: str | None = None
         stream: Iterator[dict[str, Any]] | None = None
         try:
@@ -141,16 +144,33 @@ class DockerBackend:
                     running[:] = [match.group(1)] if match else running
                     done = BUILT.match(line)
                     built = built or (done.group(1) if done else None)
+                    step = STEP_IMAGE.match(line)
+                    steps += [step.group(1)] if step else []
                     on_line(line)
                 if error is not None:
-                    return BuildOutcome(None, error)
+                    return BuildOutcome(None, error, tuple(steps))
         except BaseException:
             # Ctrl-C, SIGTERM or a lost daemon: stop the step in flight; nothing was tagged.
             self._abandon(stream, running)
             raise
         if built is None:
-            return BuildOutcome(None, "the build ended without producing an image")
-        return BuildOutcome(self.image_id(built), None)
+            return BuildOutcome(None, "the build ended without producing an image", tuple(steps))
+        return BuildOutcome(self.image_id(built), None, tuple(steps))
+
+    def remove_dangling(self, images: tuple[str, ...]) -> int:
+        """Remove those of `images` (full or short IDs) that are dangling: untagged, and no
+        image is built on them. Docker removes their untagged, otherwise unused parents too.
+        Used for the discarded build stage, which holds the build inputs and a copy of the
+        layer's files."""
+        wanted = {image.removeprefix("sha256:")[:12] for image in images}
+        dangling = self._call(self.api.images, filters={"dangling": True}, quiet=True)
+        removed = 0
+        for image in dangling:
+            if str(image).removeprefix("sha256:")[:12] in wanted:
+                with contextlib.suppress(docker.errors.APIError):  # in use: leave it
+                    self._call(self.api.remove_image, image, force=False, noprune=False)
+                    removed += 1
+        return removed
 
     def _abandon(self, stream: Iterator[dict[str, Any]] | None, running: list[str]) -> None:
         close = getattr(stream, "close", None)

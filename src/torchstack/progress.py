@@ -59,6 +59,7 @@ def summary_rows(summary: BuildSummary) -> list[list[str]]:
             for r in summary.results]
 
 
+STEP_WIDTH = 120  # a LABEL step with every label is one very long line
 SUMMARY_HEADER = ("image", "result", "duration", "size", "image id", "note")
 
 
@@ -111,7 +112,7 @@ class PlainReporter:
             self.grouped = None
         if result.status == "building" and result.step is not None:
             if not self.github:  # on GitHub the step lines are in the folded log
-                self.print(f"{result.id}: {result.step}")
+                self.print(f"{result.id}: {str(result.step)[:STEP_WIDTH]}")
         elif result.status not in ("waiting",):
             self.print(self._state_line(result))
 

@@ -15,8 +15,8 @@ HEADLINE_METRICS = (
     ("matmul", "bf16_tflops", "bf16 TFLOP/s"),
     ("matmul", "bf16_fraction_of_peak", "bf16 / peak"),
     ("matmul", "tf32_tflops", "tf32 TFLOP/s"),
-    ("matmul", "cpu_fp32_gflops", "CPU GFLOP/s"),
-    ("nccl", "peak_busbw_gbps", "NCCL busbw GB/s"),
+    ("matmul", "fp32_cpu_gflops", "CPU GFLOP/s"),
+    ("nccl", "peak_busbw", "NCCL busbw GB/s"),
 )
 MARK = {"pass": "pass", "fail": "**FAIL**", "error": "**ERROR**", "skip": "skip"}
 

@@ -69,7 +69,11 @@ def os_base(docker_api: Any) -> str:
 
 @pytest.fixture(scope="session")
 def _built_roots(docker_api: Any) -> Iterator[list[Path]]:
-    """Every matrix folder the session built in; their logs name the images to clean up."""
+    """Every matrix folder the session built in; their logs name the images to clean up.
+
+    Only `torchstack-it:*` tags are removed; other images go only if dangling (untagged and
+    nothing built on them), so the real torch images are never touched.
+    """
     roots: list[Path] = []
     yield roots
     if not os.environ.get("TORCHSTACK_IT_KEEP"):
@@ -97,9 +101,14 @@ def fixture_copy(fixture_template: Path, tmp_path: Path, _built_roots: list[Path
 
 
 @pytest.fixture
-def repo_matrix_copy(tmp_path: Path) -> Path:
-    """The repository's matrix.yaml and layers/, rendered afresh in tmp_path (runs stay there)."""
+def repo_matrix_copy(tmp_path: Path, _built_roots: list[Path]) -> Path:
+    """The repository's matrix.yaml and layers/, rendered afresh in tmp_path (runs stay there).
+
+    Its images are the project's own (torchstack:<id>): kept; only the dangling build-stage
+    images their builds leave are removed at the end of the session.
+    """
     root = tmp_path / "repo-matrix"
+    _built_roots.append(root)
     shutil.copytree(REPO / "layers", root / "layers")
     shutil.copy2(REPO / "matrix.yaml", root / "matrix.yaml")
     rerender(root)

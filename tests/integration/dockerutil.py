@@ -13,6 +13,8 @@ from typing import Any
 from torchstack.cli import main
 
 STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12})\s*$", re.MULTILINE)
+# The build stage's last image: the one the install step produced.
+INSTALL_STEP_IMAGE = re.compile(r"RUN sh /tmp/layer/install.sh\n(?:.*\n)*? ---> ([0-9a-f]{12})\n")
 
 
 def run_cli(capsys: Any, matrix_root: Path, *args: str) -> tuple[int, str]:

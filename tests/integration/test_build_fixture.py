@@ -6,9 +6,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
-from tests.integration.dockerutil import last_build, run_cli, statuses
+from tests.integration.dockerutil import INSTALL_STEP_IMAGE, last_build, run_cli, statuses
 from tests.integration.fixture_matrix import (
     ALPHA,
     BASE,
@@ -46,6 +47,13 @@ def test_build_tags_each_image_from_its_parents_exact_id(fixture_template: Path,
     for child in (ALPHA, BETA):
         child_layers = docker_api.inspect_image(build["images"][child]["image_id"])["RootFS"]
         assert child_layers["Layers"][: len(base_layers)] == base_layers
+    # The discarded build stage's images are gone (they hold the build inputs).
+    for image in (BASE, ALPHA, BETA):
+        log = (fixture_template / ".torchstack/runs/latest" / build["images"][image]["log"])
+        stage = INSTALL_STEP_IMAGE.search(log.read_text())
+        assert stage, f"no install step image in {log}"
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_api.inspect_image(stage.group(1))
     # The recorded hash is the contract's: context hash + the parent's exact image ID.
     from torchstack.matrix import load_matrix
 

@@ -9,19 +9,23 @@ build stage's image must show the markers, proving the scan would see a leak.
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.dockerutil import history_text, last_build, run_cli, saved_image_texts
+from tests.integration.dockerutil import (
+    INSTALL_STEP_IMAGE,
+    history_text,
+    last_build,
+    run_cli,
+    saved_image_texts,
+)
 from tests.integration.fixture_matrix import ALPHA, BASE, change_layer
 from torchstack.buildinputs import resolve_inputs
 
 pytestmark = pytest.mark.docker
-INSTALL_STEP_IMAGE = re.compile(r"RUN sh /tmp/layer/install.sh\n(?:.*\n)*? ---> ([0-9a-f]{12})\n")
 
 
 def real_ca_bundle() -> bytes:
@@ -83,7 +87,7 @@ def test_ca_bundle_index_credentials_and_proxies_never_land(
     torch_index = f"https://u:{markers['torch index password']}@torch-{mark}.invalid/whl/cu128"
     code, output = run_cli(capsys, fixture_copy, "build", "*-alpha", "--ca-bundle", str(ca),
                            "--index", f"pypi={pip_index}", "--index", f"cu128={torch_index}",
-                           "--no-progress")
+                           "--keep-build-stages", "--no-progress")  # for the control below
     assert code == 0, output
     build = last_build(fixture_copy)
     assert build["images"][BASE]["status"] == "built"

@@ -30,6 +30,12 @@ class FakeBackend:
     labels: dict[str, str] = field(default_factory=dict)  # image ID -> input hash
     built: list[Built] = field(default_factory=list)
     builds: int = 0
+    # remove_dangling calls: (the images asked for, the short IDs tagged at that moment)
+    removed: list[tuple[tuple[str, ...], set[str]]] = field(default_factory=list)
+
+    def remove_dangling(self, images: tuple[str, ...]) -> int:
+        self.removed.append((images, {i[7:19] for i in self.refs.values()}))
+        return len(images)
 
     def image_id(self, ref: str) -> str | None:
         return self.refs.get(ref) or (ref if ref in self.labels else None)
@@ -61,13 +67,13 @@ class FakeBackend:
             lines, error = self.failing[image]
             for line in lines:
                 on_line(line)
-            return BuildOutcome(None, error)
+            return BuildOutcome(None, error, ("f" * 12,))
         for n, line in enumerate(("FROM x", "RUN sh /tmp/layer/install.sh", "USER 1000:1000")):
             on_line(f"Step {n + 1}/3 : {line}")
             on_line(f" ---> {n:012x}")
         new_id = f"sha256:{self.builds:064x}"
         self.labels[new_id] = buildargs["TORCHSTACK_INPUT_HASH"]
-        return BuildOutcome(new_id, None)
+        return BuildOutcome(new_id, None, ("000000000000", "000000000001", new_id[7:19]))
 
 
 class Recorder:

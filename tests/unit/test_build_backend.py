@@ -37,6 +37,14 @@ class FakeAPI:
     def remove_container(self, container: str, force: bool = False) -> None:
         self.removed.append(container)
 
+    def images(self, filters: dict[str, Any], quiet: bool) -> list[str]:
+        assert filters == {"dangling": True} and quiet
+        return ["sha256:" + "a" * 64, "sha256:" + "b" * 64]
+
+    def remove_image(self, image: str, force: bool, noprune: bool) -> None:
+        assert not force and not noprune
+        self.removed.append(image)
+
 
 def collect(api: FakeAPI) -> tuple[Any, list[str]]:
     lines: list[str] = []
@@ -51,6 +59,7 @@ def test_lines_are_reassembled_and_the_image_id_found() -> None:
     outcome, lines = collect(api)
     assert lines == ["Step 1/2 : FROM x", " ---> abcdef012345678", "Downloading 100%",
                      "Successfully built feed00000000"]
+    assert outcome.steps == ("abcdef012345678",)
     assert outcome.image_id == "sha256:feed" + "0" * 60 and outcome.error is None
     kwargs = api.build_kwargs
     assert kwargs["custom_context"] and kwargs["rm"] and kwargs["forcerm"]
@@ -80,6 +89,12 @@ def test_interrupt_removes_the_running_step_container_and_closes_the_stream() ->
         backend.build(io.BytesIO(b""), {}, lambda line: None)
     assert api.removed == ["0123456789ab"] and api.closed
     assert backend.builds == 1
+
+
+def test_remove_dangling_touches_only_the_builds_own_dangling_images() -> None:
+    api = FakeAPI([])
+    removed = DockerBackend(api).remove_dangling(("aaaaaaaaaaaa", "cccccccccccc"))
+    assert removed == 1 and api.removed == ["sha256:" + "a" * 64]
 
 
 def test_chunks_flush_a_last_partial_line() -> None:

@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 FAILED_LINES = [f"Step {n}/16 : ARG X={n}" for n in range(1, 9)] + [
     "Step 9/16 : RUN sh /tmp/layer/install.sh", " ---> Running in 0123456789ab",
     *[f"pip line {n}" for n in range(30)],
-    "ERROR: No matching distribution found for torchstack-it-no-such-package==0.0.1"]
+    "ERROR: No matching distribution found for torchstack-it-no-such-package==0.0.1",
+    "Removing intermediate container 0123456789ab"]
 INSTALL_ERROR = "The command '/bin/sh -c sh /tmp/layer/install.sh' returned a non-zero code: 1"
 
 
@@ -66,6 +67,19 @@ def test_parents_first_from_exact_ids_with_the_contract_hash(matrix: Matrix) -> 
     assert backend.refs[f"torchstack-it:{ALPHA}"] == summary.results[1].image_id
     data = json.loads((summary.run.path / "build.json").read_text())
     assert list(data["images"]) == [BASE, ALPHA, BETA] and data["docker_builds"] == 3
+
+
+def test_build_stage_images_are_removed_after_tagging_unless_kept(matrix: Matrix) -> None:
+    backend = FakeBackend(failing={BROKEN: (FAILED_LINES, INSTALL_ERROR)})
+    summary = build(matrix, backend, "*-broken")
+    [(base_steps, tagged), (broken_steps, _)] = backend.removed
+    base_short = summary.results[0].image_id[7:19]
+    assert base_steps[-1] == base_short and base_short in tagged  # the new image is safe
+    assert broken_steps == ("f" * 12,)  # a failed build's leftovers go too
+    kept = FakeBackend()
+    Builder(matrix, kept, BuildInputs(), create_run(matrix.root), Recorder(),  # type: ignore[arg-type]
+            keep_stages=True).build(make_plan(matrix, ["*-base"]))
+    assert kept.removed == [] and kept.builds == 1
 
 
 def test_an_unchanged_matrix_builds_nothing_and_repoints_tags(matrix: Matrix) -> None:
@@ -105,6 +119,7 @@ def test_failure_skips_descendants_only_and_names_the_step(matrix: Matrix) -> No
     assert broken.reason.startswith(INSTALL_ERROR)
     assert "packages came from https://pypi.org/simple" in broken.reason
     assert len(broken.log_tail) == 20 and broken.log_tail[-1].startswith("ERROR: No matching")
+    assert not any(line.startswith((" ---> ", "Removing")) for line in broken.log_tail)
     assert summary.results[2].reason == f"parent {BROKEN} failed"
     assert f"torchstack-it:{BROKEN}" not in backend.refs
     log = (summary.run.path / broken.log).read_text()

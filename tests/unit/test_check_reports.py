@@ -28,7 +28,7 @@ def results() -> list[ImageCheck]:
     base, vision, nlp = (matrix.by_id()[f"torch2.9.1-cu128-py3.11-{f}"]
                          for f in ("base", "vision", "nlp"))
     good = suite(versions="pass", cuda="skip", matmul="pass")
-    good["checks"][2]["metrics"] = {"cpu_fp32_gflops": {"value": 123.4, "unit": "GFLOP/s"}}
+    good["checks"][2]["metrics"] = {"fp32_cpu_gflops": {"value": 123.4, "unit": "GFLOP/s"}}
     return [
         ImageCheck(base, "sha256:a", "h", "pass", "ok", good, 3.0, "cpu"),
         ImageCheck(vision, "sha256:b", "h", "fail", "shm: too small",

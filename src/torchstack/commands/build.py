@@ -37,6 +37,11 @@ def register(sub: Any) -> None:
         help="package index override, repeatable: pypi=URL (all PyPI packages), cu126=URL (torch"
         f" wheels of one CUDA variant), pytorch=URL (all PyTorch-index variants; may contain"
         f" {{cuda_tag}}); env: {PIP_INDEX_ENV}, {TORCH_INDEX_ENV}")
+    parser.add_argument(
+        "--keep-build-stages", action="store_true",
+        help="keep the images of each Dockerfile's discarded build stage (Docker's cache for a"
+        " rebuild that changes only the final stage); by default they are removed: they hold"
+        " the build inputs and a second copy of the layer's files (GBs for torch)")
     parser.add_argument("--no-progress", action="store_true",
                         help="plain progress lines instead of the live view")
     parser.set_defaults(run=run)
@@ -51,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         run_dir = create_run(matrix.root)
         reporter = make_reporter(live=not args.no_progress)
         with sigterm_as_interrupt():
-            summary = Builder(matrix, backend, inputs, run_dir, reporter).build(plan)
+            builder = Builder(matrix, backend, inputs, run_dir, reporter,
+                              keep_stages=args.keep_build_stages)
+            summary = builder.build(plan)
     finally:
         backend.close()
     if summary.failed:
