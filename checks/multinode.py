@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     except ExpectError as exc:
         print(f"checks.multinode: error: {exc}", file=sys.stderr)
         return 2
-    missing = [v for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR") if v not in os.environ]
+    needed = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
+    missing = [name for name in needed if name not in os.environ]
     if missing:
         print(f"checks.multinode: error: {', '.join(missing)} not set; start it with torchrun",
               file=sys.stderr)

@@ -21,7 +21,7 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from torchstack.errors import DockerUnavailableError, PromoteError
+from torchstack.errors import CheckError, DockerUnavailableError, PromoteError
 
 NO_DAEMON_TIP = (
     "start the Docker Engine (`sudo systemctl start docker`, or `dockerd &` as root, or"
@@ -116,13 +116,16 @@ class DockerBackend:
         """Push a tag; returns the manifest digest the daemon reports. PromoteError on failure."""
         repository, _, tag = ref.rpartition(":")
         digest = None
-        for chunk in self._call(self.api.push, repository, tag=tag, stream=True, decode=True):
-            if "error" in chunk:
-                detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-                raise PromoteError(f"docker push {ref} failed: {str(detail).strip()}")
-            aux = chunk.get("aux")
-            if isinstance(aux, dict) and aux.get("Digest"):
-                digest = str(aux["Digest"])
+        try:
+            for chunk in self._call(self.api.push, repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+                    raise PromoteError(f"docker push {ref} failed: {str(detail).strip()}")
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and aux.get("Digest"):
+                    digest = str(aux["Digest"])
+        except docker.errors.APIError as exc:
+            raise PromoteError(f"docker push {ref} failed: {exc.explanation}") from None
         return digest
 
     # Builds -------------------------------------------------------------------------------
@@ -190,11 +193,24 @@ class DockerBackend:
         host_config = self.api.create_host_config(
             binds={host: {"bind": target, "mode": "ro"} for host, target in mounts.items()},
             shm_size=shm_size, device_requests=requests_gpu if gpus else None)
-        created = self._call(self.api.create_container, image, command=command, environment=env,
-                             host_config=host_config, labels={f"{LABEL}.role": "check"})
+        try:
+            created = self._call(self.api.create_container, image, command=command,
+                                 environment=env, host_config=host_config,
+                                 labels={f"{LABEL}.role": "check"})
+        except docker.errors.APIError as exc:
+            raise CheckError(f"cannot create a container from {image[:19]}: {exc.explanation}",
+                             tip="is the image still there? `torchstack build` makes it") from None
         container = str(created["Id"])
         try:
-            self._call(self.api.start, container)
+            try:
+                self._call(self.api.start, container)
+            except docker.errors.APIError as exc:
+                raise CheckError(
+                    f"Docker cannot start the check container of {image[:19]}:"
+                    f" {exc.explanation}",
+                    tip="for GPUs (--gpu required) install the NVIDIA Container Toolkit and"
+                        " restart dockerd; on a host without GPUs use --gpu auto or off",
+                ) from None
             timed_out = False
             try:
                 exit_code = int(self.api.wait(container, timeout=timeout_s)["StatusCode"])

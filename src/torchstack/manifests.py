@@ -37,7 +37,7 @@ def inventory(backend: DockerBackend, docker_id: str) -> dict[str, Any]:
                            f" {run.stderr.strip()[-300:]}") from None
     debian_packages = []
     for line in dpkg_part.strip().splitlines():
-        name, version, arch = (line.split("\t") + ["", ""])[:3]
+        name, version, arch = [*line.split("\t"), "", ""][:3]
         debian_packages.append({"name": name, "version": version, "architecture": arch})
     return {"python": python_packages, "debian": debian_packages}
 

@@ -37,7 +37,8 @@ def split_reference(ref: str) -> tuple[str, str, str]:
     """"127.0.0.1:5000/torchstack:tag" -> ("127.0.0.1:5000", "torchstack", "tag")."""
     name, _, tag = ref.rpartition(":")
     host, _, repository = name.partition("/")
-    if not repository or not tag or "." not in host and ":" not in host and host != "localhost":
+    looks_like_host = "." in host or ":" in host or host == "localhost"
+    if not repository or not tag or not looks_like_host:
         raise RegistryError(f"'{ref}' does not name a registry host, repository and tag")
     return host, repository, tag
 

@@ -35,7 +35,8 @@ def fact_mismatches(spec: ImageSpec, facts: dict[str, Any]) -> list[str]:
     problems = []
     for key, expected in wanted.items():
         if expected is not None and _normal(key, facts.get(key)) != _normal(key, expected):
-            problems.append(f"{key} is {facts.get(key)!r} inside the image, matrix asks {expected!r}")
+            problems.append(
+                f"{key} is {facts.get(key)!r} inside the image, matrix asks {expected!r}")
     python = str(facts.get("python") or "")
     if not (python == spec.python or python.startswith(spec.python + ".")):
         problems.append(f"python is {python!r} inside the image, matrix asks {spec.python!r}")

@@ -12,7 +12,7 @@ def _no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
     docker = pytest.importorskip("docker")
 
     def refuse(*_args: Any, **_kwargs: Any) -> Any:
-        raise RuntimeError("unit tests must not talk to Docker; move this test to tests/integration")
+        raise RuntimeError("unit tests must not talk to Docker; move it to tests/integration")
 
     monkeypatch.setattr(docker, "from_env", refuse)
     monkeypatch.setattr(docker.DockerClient, "__init__", refuse)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from torchstack.build import find_built
@@ -52,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
         if record is not None and record.satisfies(level) and not args.force:
             previous = run_dir.path.parent / record.report
             results.append(ImageCheck(spec, docker_id, input_hash, "cached",
-                                      f"passed {record.level} checks before ({previous.parent.name})",
-                                      None, 0.0, record.level))
+                                      f"passed {record.level} checks in run"
+                                      f" {previous.parent.name}; --force checks again",
+                                      _previous_suite(previous, spec.id), 0.0, record.level))
             _say(results[-1])
             continue
         print(f"check {spec.id} ({docker_id[:19]}) --gpu {args.gpu} ...", flush=True)
@@ -78,6 +81,15 @@ def run(args: argparse.Namespace) -> int:
             tip=f"see {run_dir.path.relative_to(matrix.root)}/summary.md and report.json",
         )
     return 0
+
+
+def _previous_suite(report_path: Path, image_id: str) -> dict[str, Any] | None:
+    """The suite's document from the run that passed, so reports still show its figures."""
+    try:
+        images = json.loads(report_path.read_text(encoding="utf-8"))["images"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return next((i.get("suite") for i in images if i.get("id") == image_id), None)
 
 
 def _say(result: ImageCheck) -> None:

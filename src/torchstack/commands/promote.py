@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {state if not result.error else 'FAILED'} {result.ref}"
                   + (f": {result.error}" if result.error else ""))
         if docker_id:
+            release = decision.releases[0] if decision.releases else None
             _manifest(backend, run_dir.path, spec.id, docker_id, input_hash, record, results,
-                      spec.os)
+                      release, spec.os)
     print(f"manifests in {run_dir.path.relative_to(matrix.root)}/manifests/")
     if failures:
         raise PromoteError(
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _manifest(backend: DockerBackend, run_path: Any, image_id: str, docker_id: str,
-              input_hash: str | None, record: Any, results: list[TagResult], os_name: str) -> None:
+              input_hash: str | None, record: Any, results: list[TagResult],
+              release: str | None, os_name: str) -> None:
     inspected = backend.inspect(docker_id) or {}
     summary = {
         "image_id": image_id,
@@ -94,7 +96,7 @@ def _manifest(backend: DockerBackend, run_path: Any, image_id: str, docker_id: s
         if record else None,
         "tags": [{"ref": r.ref, "pushed": r.pushed, "digest": r.digest, "error": r.error}
                  for r in results],
-        "release_tag": next((r.ref.rsplit(":", 1)[1] for r in results[1:2]), None),
+        "release_tag": release,
     }
     write_manifest(run_path / "manifests", image_id, summary, inventory(backend, docker_id),
                    os_name)
