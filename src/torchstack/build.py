@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from torchstack.buildinputs import BuildInputs, context_tar, mirror_tip, probe_index, redact_url
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import ConfigError, Interrupted
-from torchstack.model import ImageSpec, Matrix
+from torchstack.model import ImageSpec, Matrix, template_fields
 from torchstack.plan import BuildPlan, PlannedImage, context_hash, input_hash
 from torchstack.render import LABEL_PREFIX, render_image
 from torchstack.runs import BUILD_JSON, RunDir
@@ -136,9 +136,24 @@ def find_built(backend: DockerBackend, matrix: Matrix, spec: ImageSpec,
         found = None
         if parent is not None:
             wanted = input_hash(context_hash(render_image(spec, matrix)), parent)
-            found = next(iter(backend.images_with_label(HASH_LABEL, wanted)), None)
+            found = own_image(backend, matrix, spec, wanted)
         memo[spec.id] = found
     return memo[spec.id]
+
+
+def own_image(backend: DockerBackend, matrix: Matrix, spec: ImageSpec, wanted: str) -> str | None:
+    """The image torchstack built (or pulled as a candidate) for this input hash.
+
+    Images built FROM ours inherit the hash label, so the label alone proves nothing: ours
+    carries our local tag or the candidate tag of exactly this hash, or no tag at all (its tag
+    was moved away); an image under someone else's tag is theirs.
+    """
+    candidate = matrix.tags.candidate.format(**template_fields(spec, hash12=wanted[:12]))
+    for image_id, tags in backend.images_with_label(HASH_LABEL, wanted):
+        ours = [t for t in tags if t == matrix.local_tag(spec.id) or t.endswith(f":{candidate}")]
+        if ours or not tags:
+            return image_id
+    return None
 
 
 class Builder:
@@ -201,10 +216,10 @@ class Builder:
         else:
             parent_id = str(parent.image_id)
         result.input_hash = input_hash(planned.context_hash, parent_id)
-        existing = self.backend.images_with_label(HASH_LABEL, result.input_hash)
+        existing = own_image(self.backend, self.matrix, spec, result.input_hash)
         if existing:
-            self.backend.tag(existing[0], self.matrix.local_tag(spec.id))
-            self._finish(result, "cached", image_id=existing[0])
+            self.backend.tag(existing, self.matrix.local_tag(spec.id))
+            self._finish(result, "cached", image_id=existing)
             return
         for url in self.inputs.indexes_to_probe(spec):
             if url not in self.probed:

@@ -84,10 +84,11 @@ class DockerBackend:
         except docker.errors.ImageNotFound:
             return None
 
-    def images_with_label(self, key: str, value: str) -> list[str]:
-        """IDs of local images carrying label key=value, newest first."""
+    def images_with_label(self, key: str, value: str) -> list[tuple[str, list[str]]]:
+        """(ID, tags) of local images carrying label key=value, newest first."""
         found = self._call(self.api.images, filters={"label": f"{key}={value}"})
-        return [str(i["Id"]) for i in sorted(found, key=lambda i: -int(i.get("Created", 0)))]
+        return [(str(i["Id"]), list(i.get("RepoTags") or []))
+                for i in sorted(found, key=lambda i: -int(i.get("Created", 0)))]
 
     def image_size(self, image_id: str) -> int:
         inspected = self.inspect(image_id)

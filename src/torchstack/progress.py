@@ -15,7 +15,7 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from torchstack.build import BuildSummary, ImageResult
@@ -165,7 +165,10 @@ class LiveReporter(PlainReporter):
 
     def end(self, summary: BuildSummary) -> None:
         self.live.stop()
-        table = Table("image", "result", "duration", "size", "image id", "note",
+        widest = max((len(r.id) for r in summary.results), default=5)
+        # The id is what users search for: never truncate it.
+        fixed = [Column(name, no_wrap=True) for name in ("result", "duration", "size", "image id")]
+        table = Table(Column("image", no_wrap=True, min_width=widest), *fixed, "note",
                       title="build summary")
         for row, result in zip(summary_rows(summary), summary.results, strict=True):
             row[1] = f"[{STYLES.get(result.status, '')}]{ICONS[result.status]} {row[1]}"
@@ -176,7 +179,8 @@ class LiveReporter(PlainReporter):
         self.console.print(totals(summary), markup=False, highlight=False)
 
     def _table(self) -> Table:
-        table = Table("image", "state", "step", "elapsed", "last output", box=None)
+        table = Table(Column("image", no_wrap=True), "state", "step", "elapsed",
+                      Column("last output", overflow="ellipsis", no_wrap=True), box=None)
         now = time.monotonic()
         for r in self.results:
             step = f"{r.step.n}/{r.step.total}" if r.step and r.status == "building" else ""

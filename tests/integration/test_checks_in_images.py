@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.integration.dockerutil import run_cli
+from torchstack.build import find_built
 from torchstack.cli import main
 from torchstack.docker_backend import DockerBackend
 from torchstack.matrix import load_matrix
@@ -98,6 +99,8 @@ def test_mismatched_torchvision_fails_versions(built_group: Path, docker_api: An
     broken = _with_torchvision(docker_api, vision_id, "0.24.0")
     try:
         backend = DockerBackend(docker_api)
+        # It inherits the vision image's hash label; it must not pass for the vision image.
+        assert find_built(backend, matrix, matrix.by_id()[VISION]) == vision_id
         result = run_suite(backend, matrix, matrix.by_id()[VISION], broken, "test", "auto",
                            tmp_path)
         assert result.status == "fail"

@@ -40,9 +40,10 @@ class FakeBackend:
     def image_id(self, ref: str) -> str | None:
         return self.refs.get(ref) or (ref if ref in self.labels else None)
 
-    def images_with_label(self, key: str, value: str) -> list[str]:
+    def images_with_label(self, key: str, value: str) -> list[tuple[str, list[str]]]:
         assert key == "io.torchstack.input-hash"
-        return [image for image, label in reversed(self.labels.items()) if label == value]
+        return [(image, [ref for ref, target in self.refs.items() if target == image])
+                for image, label in reversed(self.labels.items()) if label == value]
 
     def image_size(self, image_id: str) -> int:
         return 1_000_000

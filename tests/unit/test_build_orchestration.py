@@ -19,9 +19,17 @@ from tests.integration.fixture_matrix import (
     write_fixture_matrix,
 )
 from tests.unit.build_fakes import OS_IMAGE_ID, FakeBackend, Recorder
-from torchstack.build import Builder, BuildSummary, find_built, parse_step, skip_reason
+from torchstack.build import (
+    Builder,
+    BuildSummary,
+    find_built,
+    own_image,
+    parse_step,
+    skip_reason,
+)
 from torchstack.buildinputs import BuildInputs
 from torchstack.errors import ConfigError, Interrupted
+from torchstack.matrix import load_matrix
 from torchstack.model import Matrix
 from torchstack.plan import make_plan
 from torchstack.runs import create_run
@@ -254,3 +262,22 @@ def test_find_built_resolves_the_chain_without_building(matrix: Matrix) -> None:
     assert find_built(backend, changed, changed.by_id()[ALPHA], memo) is None  # type: ignore[arg-type]
     assert memo == {BASE: None, ALPHA: None}
     assert backend.builds == 3
+
+
+def test_an_image_built_from_ours_is_not_taken_for_ours() -> None:
+    """A user's image FROM ours inherits the hash label, but not our tags: never reused."""
+    matrix = load_matrix(REPO / "matrix.yaml")
+    spec = matrix.by_id()["torch2.9.1-cu128-py3.11-vision"]
+    backend = FakeBackend()
+    backend.labels["sha256:" + "a" * 64] = "h" * 64  # ours, under our local tag
+    backend.tag("sha256:" + "a" * 64, matrix.local_tag(spec.id))
+    backend.labels["sha256:" + "b" * 64] = "h" * 64  # newer, derived, tagged by a user
+    backend.tag("sha256:" + "b" * 64, "someone/derived:latest")
+    assert own_image(backend, matrix, spec, "h" * 64) == "sha256:" + "a" * 64  # type: ignore[arg-type]
+    # A candidate pulled on a GPU runner carries no local tag, only its candidate tag.
+    backend.labels["sha256:" + "c" * 64] = "i" * 64
+    backend.tag("sha256:" + "c" * 64, f"registry.example/ts:{spec.id}-{'i' * 12}")
+    assert own_image(backend, matrix, spec, "i" * 64) == "sha256:" + "c" * 64  # type: ignore[arg-type]
+    backend.tag("sha256:" + "c" * 64, "someone/else:1")
+    del backend.refs[f"registry.example/ts:{spec.id}-{'i' * 12}"]
+    assert own_image(backend, matrix, spec, "i" * 64) is None  # type: ignore[arg-type]
