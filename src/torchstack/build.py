@@ -141,6 +141,16 @@ def find_built(backend: DockerBackend, matrix: Matrix, spec: ImageSpec,
     return memo[spec.id]
 
 
+def find_built_with_hash(backend: DockerBackend, matrix: Matrix, spec: ImageSpec,
+                         memo: dict[str, str | None]) -> tuple[str, str] | None:
+    """(image ID, input hash) of the image the current matrix resolves `spec` to, or None."""
+    image_id = find_built(backend, matrix, spec, memo)
+    if image_id is None:
+        return None
+    labels = ((backend.inspect(image_id) or {}).get("Config") or {}).get("Labels") or {}
+    return image_id, str(labels.get(HASH_LABEL, ""))
+
+
 def own_image(backend: DockerBackend, matrix: Matrix, spec: ImageSpec, wanted: str) -> str | None:
     """The image torchstack built (or pulled as a candidate) for this input hash.
 

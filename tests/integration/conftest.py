@@ -25,6 +25,7 @@ from tests.integration.fixture_matrix import (
     rerender,
     write_fixture_matrix,
 )
+from tests.integration.promoteutil import REGISTRY, registry_problem, untag_repository
 from torchstack.cli import main
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import DockerUnavailableError
@@ -113,3 +114,26 @@ def repo_matrix_copy(tmp_path: Path, _built_roots: list[Path]) -> Path:
     shutil.copy2(REPO / "matrix.yaml", root / "matrix.yaml")
     rerender(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def registry(docker_api: Any) -> str:
+    """The local registry (127.0.0.1:5000); skip (or, with CI set, fail) when it is not there."""
+    problem = registry_problem()
+    if problem is not None:
+        message = (f"promotion tests need the registry at http://{REGISTRY}/v2/ ({problem});"
+                   " start it with `bash scripts/start-services.sh`")
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set, so this is a failure, not a skip: {message}")
+        pytest.skip(message)
+    return REGISTRY
+
+
+@pytest.fixture
+def it_repository(registry: str, docker_api: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A registry repository of this test's own (TORCHSTACK_REGISTRY); its local tags go after."""
+    repository = f"{registry}/torchstack-it-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("TORCHSTACK_REGISTRY", repository)
+    yield repository
+    if not os.environ.get("TORCHSTACK_IT_KEEP"):
+        untag_repository(docker_api, repository)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from torchstack.build import find_built
+from torchstack.build import find_built_with_hash
 from torchstack.commands.common import add_selection, matrix_of
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import CheckError
@@ -16,8 +16,6 @@ from torchstack.records import RecordStore, new_record
 from torchstack.report import write_reports
 from torchstack.run_checks import ImageCheck, level_of, run_suite, suite_version
 from torchstack.runs import create_run
-
-HASH_LABEL = "io.torchstack.input-hash"
 
 
 def register(sub: Any) -> None:
@@ -41,15 +39,14 @@ def run(args: argparse.Namespace) -> int:
     results: list[ImageCheck] = []
     memo: dict[str, str | None] = {}
     for spec in images:
-        docker_id = find_built(backend, matrix, spec, memo)
-        if docker_id is None:
+        built = find_built_with_hash(backend, matrix, spec, memo)
+        if built is None:
             results.append(ImageCheck(spec, None, None, "not-built",
                                       "no image matches the current matrix; run `torchstack"
                                       " build` first", None, 0.0, level))
             _say(results[-1])
             continue
-        labels = (backend.inspect(docker_id) or {}).get("Config", {}).get("Labels") or {}
-        input_hash = str(labels.get(HASH_LABEL, ""))
+        docker_id, input_hash = built
         record = store.best(docker_id, input_hash, suite_version())
         if record is not None and record.satisfies(level) and not args.force:
             previous = run_dir.path.parent / record.report

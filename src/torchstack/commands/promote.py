@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from torchstack.build import find_built
+from torchstack.build import find_built_with_hash
 from torchstack.commands.common import add_selection, matrix_of
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import PromoteError
@@ -16,8 +16,6 @@ from torchstack.records import RecordStore
 from torchstack.run_checks import suite_version
 from torchstack.runs import create_run
 from torchstack.tags import decide
-
-HASH_LABEL = "io.torchstack.input-hash"
 
 
 def register(sub: Any) -> None:
@@ -45,12 +43,9 @@ def run(args: argparse.Namespace) -> int:
     memo: dict[str, str | None] = {}
     print(f"promote into {repository} (policy: release needs {matrix.promotion_level} checks)")
     for spec in images:
-        docker_id = find_built(backend, matrix, spec, memo)
-        labels = ((backend.inspect(docker_id) or {}).get("Config", {}).get("Labels") or {}
-                  if docker_id else {})
-        input_hash = labels.get(HASH_LABEL) or None
-        record = store.best(docker_id, input_hash, suite_version()) if docker_id and input_hash \
-            else None
+        built = find_built_with_hash(backend, matrix, spec, memo)
+        docker_id, input_hash = built if built else (None, None)
+        record = store.best(*built, suite_version()) if built else None
         decision = decide(spec, matrix, repository, input_hash, record, matrix.promotion_level)
         results: list[TagResult] = []
         if docker_id and (decision.candidate or decision.releases):

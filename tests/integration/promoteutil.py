@@ -1,0 +1,198 @@
+"""Helpers for promotion tests: what a registry holds, asked without torchstack's own client.
+
+Two independent witnesses of a pushed tag: the Registry HTTP API (urllib, here) and skopeo.
+Check records are written the way `torchstack check` writes them (RecordStore.add), to stand in
+for a GPU runner's `nox -s gpu_smoke` on this GPU-less machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from torchstack.compat import cudnn_as_int
+from torchstack.matrix import load_matrix
+from torchstack.model import CheckLevel, ImageSpec
+from torchstack.records import RecordStore, new_record
+from torchstack.run_checks import suite_version
+
+REGISTRY = os.environ.get("TORCHSTACK_TEST_REGISTRY", "127.0.0.1:5000")
+ACCEPT = ("application/vnd.docker.distribution.manifest.v2+json,"
+          " application/vnd.oci.image.manifest.v1+json")
+HASH_LABEL = "io.torchstack.input-hash"
+ALIASES = """\
+  aliases:
+    - tag: "{torch_minor}-cuda{cuda}-{flavor}"
+    - {tag: "v{torch_minor}", default: true, flavor: base}
+    - {tag: latest, default: true, flavor: base}
+"""
+
+
+def registry_problem(host: str = REGISTRY) -> str | None:
+    """None when the registry answers `GET /v2/`, else why not."""
+    try:
+        with urllib.request.urlopen(f"http://{host}/v2/", timeout=5) as response:
+            return None if response.status == 200 else f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as exc:
+        return str(exc)
+
+
+def http_manifest(ref: str) -> tuple[int, dict[str, Any] | None, str]:
+    """(HTTP status, manifest, Docker-Content-Digest) of `host/repo:tag` from the Registry API."""
+    name, _, tag = ref.rpartition(":")
+    host, _, repository = name.partition("/")
+    request = urllib.request.Request(f"http://{host}/v2/{repository}/manifests/{tag}",
+                                     headers={"Accept": ACCEPT})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+            return response.status, json.loads(body), response.headers["Docker-Content-Digest"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, None, ""
+
+
+def http_config_digest(ref: str) -> str | None:
+    """The config digest (= the Docker image ID) the registry serves for a tag; None on 404."""
+    status, manifest, _ = http_manifest(ref)
+    if status == 404:
+        return None
+    assert status == 200 and manifest is not None, f"{ref}: HTTP {status}"
+    return str(manifest["config"]["digest"])
+
+
+def skopeo_inspect(ref: str) -> tuple[str, str]:
+    """(manifest digest, config digest) of a tag, as skopeo reads it."""
+    assert shutil.which("skopeo"), "skopeo is not installed (scripts/start-services.sh)"
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                         capture_output=True, check=True, timeout=120).stdout
+    return "sha256:" + hashlib.sha256(raw).hexdigest(), str(json.loads(raw)["config"]["digest"])
+
+
+def local_id(api: Any, ref: str) -> str | None:
+    try:
+        return str(api.inspect_image(ref)["Id"])
+    except Exception:  # docker.errors.ImageNotFound
+        return None
+
+
+def pull_by_digest(api: Any, repository: str, digest: str) -> str:
+    """`docker pull repo@sha256:...`; returns the image ID the pulled manifest names."""
+    api.pull(f"{repository}@{digest}")
+    return str(api.inspect_image(f"{repository}@{digest}")["Id"])
+
+
+def untag_repository(api: Any, repository: str) -> None:
+    """Remove every `repository:*` tag and `repository@digest` reference (images stay while
+    another tag, such as torchstack:<id>, holds them)."""
+    for image in api.images(name=repository):
+        refs = [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]
+        for ref in refs:
+            if ref.startswith((repository + ":", repository + "@")):
+                with contextlib.suppress(Exception):
+                    api.remove_image(ref)
+
+
+def built(api: Any, root: Path, image_id: str) -> tuple[str, str]:
+    """(Docker image ID, input hash) of `<local repository>:<id>` in a matrix folder."""
+    matrix = load_matrix(root / "matrix.yaml")
+    inspected = api.inspect_image(matrix.local_tag(image_id))
+    return str(inspected["Id"]), str(inspected["Config"]["Labels"][HASH_LABEL])
+
+
+def expected_facts(spec: ImageSpec) -> dict[str, Any]:
+    """Facts as the suite reports them for an image that is exactly what the matrix asks for."""
+    return {"torch": spec.expected_torch_version, "cuda": spec.cuda,
+            "cudnn": cudnn_as_int(spec.cudnn) if spec.cudnn else None, "nccl": spec.nccl,
+            "python": f"{spec.python}.2", "torchvision": spec.torchvision,
+            "torchaudio": spec.torchaudio, "driver": "570.133.20",
+            "gpus": [{"name": "NVIDIA H100 80GB HBM3", "capability": "9.0"}]}
+
+
+def write_record(root: Path, image_id: str, docker_id: str, input_hash: str, level: CheckLevel,
+                 facts: dict[str, Any] | None = None, passed: bool = True) -> None:
+    """A check record as `torchstack check --gpu required|auto` stores it."""
+    spec = load_matrix(root / "matrix.yaml").by_id()[image_id]
+    RecordStore(root / ".torchstack" / "records").add(new_record(
+        image_id=image_id, docker_id=docker_id, input_hash=input_hash,
+        suite_version=suite_version(), level=level, passed=passed,
+        facts=facts if facts is not None else expected_facts(spec),
+        summary={"pass": 8, "skip": 0, "fail": 0 if passed else 1, "error": 0},
+        report="simulated/report.json"))
+
+
+def configure(root: Path, *, require: CheckLevel | None = None, aliases: bool = False,
+              checks: dict[str, list[str]] | None = None) -> None:
+    """Edit a fixture matrix copy without changing any input hash (neither the promotion
+    policy, nor aliases, nor a layer's checks are rendered into images/)."""
+    path = root / "matrix.yaml"
+    text = path.read_text(encoding="utf-8")
+    if require is not None:
+        text = re.sub(r"(?m)^promotion:.*$", f"promotion: {{require: {require}}}", text)
+    if aliases:
+        text = text.replace('  candidate: "{id}-{hash12}"\n',
+                            '  candidate: "{id}-{hash12}"\n' + ALIASES)
+    path.write_text(text, encoding="utf-8")
+    for layer, ids in (checks or {}).items():
+        spec = root / "layers" / layer / "layer.yaml"
+        spec.write_text(spec.read_text(encoding="utf-8") + f"checks: [{', '.join(ids)}]\n",
+                        encoding="utf-8")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LateProxy:
+    """A TCP forwarder to the registry that starts listening only after `delay_s`: until then
+    connections are refused, as during a registry restart (a transient outage)."""
+
+    def __init__(self, delay_s: float, upstream: str = REGISTRY) -> None:
+        self.port, self.delay_s = free_port(), delay_s
+        host, _, port = upstream.partition(":")
+        self.upstream = (host, int(port))
+        self.accepted = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _serve(self) -> None:
+        time.sleep(self.delay_s)
+        with socket.create_server(("127.0.0.1", self.port)) as server:
+            server.settimeout(0.2)
+            while not self._stop.is_set():
+                try:
+                    client, _ = server.accept()
+                except TimeoutError:
+                    continue
+                self.accepted += 1
+                upstream = socket.create_connection(self.upstream)
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
