@@ -9,6 +9,7 @@ torch images and debian:bookworm-slim are never removed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
 from tests.integration.dockerutil import images_in_logs, remove_test_images
@@ -25,7 +27,12 @@ from tests.integration.fixture_matrix import (
     rerender,
     write_fixture_matrix,
 )
-from tests.integration.promoteutil import REGISTRY, registry_problem, untag_repository
+from tests.integration.promoteutil import (
+    REGISTRY,
+    registry_problem,
+    sweep_test_repositories,
+    untag_repository,
+)
 from torchstack.cli import main
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import DockerUnavailableError
@@ -94,11 +101,21 @@ def fixture_template(tmp_path_factory: pytest.TempPathFactory, os_base: str,
 
 
 @pytest.fixture
-def fixture_copy(fixture_template: Path, tmp_path: Path, _built_roots: list[Path]) -> Path:
-    """A private copy of the built fixture matrix: same input hashes, free to change."""
+def fixture_copy(fixture_template: Path, tmp_path: Path, _built_roots: list[Path],
+                 docker_api: Any) -> Iterator[Path]:
+    """A private copy of the built fixture matrix: same input hashes, free to change.
+
+    The `torchstack-it:<id>` tags are shared by every copy; those a test moves (by building a
+    changed layer) are put back afterwards, so the next test finds the template's images.
+    """
     root = copy_matrix(fixture_template, tmp_path / "matrix")
     _built_roots.append(root)
-    return root
+    before = {tag: image["Id"] for image in docker_api.images(name=LOCAL_REPOSITORY)
+              for tag in image.get("RepoTags") or [] if tag.startswith(LOCAL_REPOSITORY + ":")}
+    yield root
+    for tag, image_id in before.items():
+        with contextlib.suppress(docker.errors.APIError):  # removed by the test: fine
+            docker_api.tag(image_id, *tag.rsplit(":", 1), force=True)
 
 
 @pytest.fixture
@@ -117,8 +134,9 @@ def repo_matrix_copy(tmp_path: Path, _built_roots: list[Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def registry(docker_api: Any) -> str:
-    """The local registry (127.0.0.1:5000); skip (or, with CI set, fail) when it is not there."""
+def registry(docker_api: Any) -> Iterator[str]:
+    """The local registry (127.0.0.1:5000); skip (or, with CI set, fail) when it is not there.
+    At the session's end, local references into test repositories (`torchstack-it-<hex>`) go."""
     problem = registry_problem()
     if problem is not None:
         message = (f"promotion tests need the registry at http://{REGISTRY}/v2/ ({problem});"
@@ -126,7 +144,9 @@ def registry(docker_api: Any) -> str:
         if os.environ.get("CI"):
             pytest.fail(f"CI is set, so this is a failure, not a skip: {message}")
         pytest.skip(message)
-    return REGISTRY
+    yield REGISTRY
+    if not os.environ.get("TORCHSTACK_IT_KEEP"):
+        sweep_test_repositories(docker_api)
 
 
 @pytest.fixture

@@ -22,7 +22,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from torchstack.build import find_built_with_hash
 from torchstack.compat import cudnn_as_int
+from torchstack.docker_backend import DockerBackend
 from torchstack.matrix import load_matrix
 from torchstack.model import CheckLevel, ImageSpec
 from torchstack.records import RecordStore, new_record
@@ -31,7 +33,7 @@ from torchstack.run_checks import suite_version
 REGISTRY = os.environ.get("TORCHSTACK_TEST_REGISTRY", "127.0.0.1:5000")
 ACCEPT = ("application/vnd.docker.distribution.manifest.v2+json,"
           " application/vnd.oci.image.manifest.v1+json")
-HASH_LABEL = "io.torchstack.input-hash"
+TEST_REPOSITORY = re.compile(r"^127\.0\.0\.1:\d+/torchstack-it-[0-9a-f]{12}[:@]")
 ALIASES = """\
   aliases:
     - tag: "{torch_minor}-cuda{cuda}-{flavor}"
@@ -93,22 +95,40 @@ def pull_by_digest(api: Any, repository: str, digest: str) -> str:
     return str(api.inspect_image(f"{repository}@{digest}")["Id"])
 
 
-def untag_repository(api: Any, repository: str) -> None:
-    """Remove every `repository:*` tag and `repository@digest` reference (images stay while
-    another tag, such as torchstack:<id>, holds them)."""
+def untag_repository(api: Any, repository: str, *, keep_last: bool = True) -> None:
+    """Remove the `repository:*` tags and `repository@digest` references.
+
+    With keep_last, a reference that is an image's last tag stays (removing it would delete
+    the image, which other tests may still resolve by its candidate tag); the session's end
+    removes those (`sweep_test_repositories`).
+    """
     for image in api.images(name=repository):
-        refs = [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]
-        for ref in refs:
-            if ref.startswith((repository + ":", repository + "@")):
+        tags = image.get("RepoTags") or []
+        ours = [r for r in [*tags, *(image.get("RepoDigests") or [])]
+                if r.startswith((repository + ":", repository + "@"))]
+        if keep_last and not [t for t in tags if t not in ours]:
+            continue
+        for ref in ours:
+            with contextlib.suppress(Exception):
+                api.remove_image(ref)
+
+
+def sweep_test_repositories(api: Any) -> None:
+    """Remove every reference into a `torchstack-it-<hex>` test repository, on any host."""
+    for image in api.images():
+        for ref in [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]:
+            if TEST_REPOSITORY.match(ref):
                 with contextlib.suppress(Exception):
                     api.remove_image(ref)
 
 
 def built(api: Any, root: Path, image_id: str) -> tuple[str, str]:
-    """(Docker image ID, input hash) of `<local repository>:<id>` in a matrix folder."""
+    """(Docker image ID, input hash) the matrix in `root` resolves an image to, as check and
+    promote resolve it (the shared `torchstack-it:<id>` tag may have moved to another copy)."""
     matrix = load_matrix(root / "matrix.yaml")
-    inspected = api.inspect_image(matrix.local_tag(image_id))
-    return str(inspected["Id"]), str(inspected["Config"]["Labels"][HASH_LABEL])
+    found = find_built_with_hash(DockerBackend(api), matrix, matrix.by_id()[image_id], {})
+    assert found is not None, f"{image_id} is not built for {root}"
+    return found
 
 
 def expected_facts(spec: ImageSpec) -> dict[str, Any]:

@@ -4,6 +4,7 @@ is down, a registry that comes back. The release tag users pull never moves past
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.dockerutil import last_build, run_cli
-from tests.integration.fixture_matrix import ALPHA, BASE, change_layer
+from tests.integration.fixture_matrix import ALPHA, BASE, change_layer, rerender
 from tests.integration.promoteutil import (
     LateProxy,
     built,
@@ -31,7 +32,14 @@ JOURNAL = ".torchstack/promote-journal.json"
 
 
 def rebuild_alpha(root: Path, capsys: Any) -> str:
-    change_layer(root, "alpha", uuid.uuid4().hex[:8])
+    """Change the alpha layer (a new value each time) and build the new image."""
+    spec = root / "layers/alpha/layer.yaml"
+    if "TORCHSTACK_IT_CHANGE" in spec.read_text():
+        spec.write_text(re.sub(r"TORCHSTACK_IT_CHANGE: '\w+'",
+                               f"TORCHSTACK_IT_CHANGE: '{uuid.uuid4().hex[:8]}'", spec.read_text()))
+        rerender(root)
+    else:
+        change_layer(root, "alpha", uuid.uuid4().hex[:8])
     code, output = run_cli(capsys, root, "build", ALPHA, "--no-progress")
     assert code == 0, output
     assert last_build(root)["images"][ALPHA]["status"] == "built"

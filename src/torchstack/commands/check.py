@@ -92,5 +92,5 @@ def _previous_suite(report_path: Path, image_id: str) -> dict[str, Any] | None:
 def _say(result: ImageCheck) -> None:
     first = result.message.splitlines()[0] if result.message else ""
     stream = sys.stdout if result.ok else sys.stderr
-    print(f"  {result.status.upper():<9} {result.spec.id}  {result.duration_s:5.1f}s  {first}",
+    print(f"  {result.status.upper():<9} {result.spec.id:<34} {result.duration_s:5.1f}s  {first}",
           file=stream, flush=True)
