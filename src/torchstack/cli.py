@@ -11,8 +11,10 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 from torchstack import __version__, commands
 from torchstack.errors import Interrupted, TorchstackError
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM (a cancelled CI job) stops any verb the way Ctrl-C does, so containers and
+    # half-done builds are cleaned up on the way out.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         result: int = args.run(args)
         return result
@@ -59,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         # Whoever read stdout left (`torchstack plan --json | head`): stop quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def report_error(exc: TorchstackError) -> None:

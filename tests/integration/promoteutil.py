@@ -153,16 +153,20 @@ def write_record(root: Path, image_id: str, docker_id: str, input_hash: str, lev
 
 
 def configure(root: Path, *, require: CheckLevel | None = None, aliases: bool = False,
+              more_aliases: tuple[str, ...] = (),
               checks: dict[str, list[str]] | None = None) -> None:
     """Edit a fixture matrix copy without changing any input hash (neither the promotion
-    policy, nor aliases, nor a layer's checks are rendered into images/)."""
+    policy, nor aliases, nor a layer's checks are rendered into images/). `aliases` adds the
+    repository matrix's aliases; `more_aliases`, templates for every image."""
     path = root / "matrix.yaml"
     text = path.read_text(encoding="utf-8")
     if require is not None:
-        text = re.sub(r"(?m)^promotion:.*$", f"promotion: {{require: {require}}}", text)
-    if aliases:
-        text = text.replace('  candidate: "{id}-{hash12}"\n',
-                            '  candidate: "{id}-{hash12}"\n' + ALIASES)
+        text = re.sub(r"(?m)^promotion:.*(\n[ \t]+.*)*", f"promotion: {{require: {require}}}",
+                      text)
+    if aliases or more_aliases:
+        lines = "".join(f'    - tag: "{alias}"\n' for alias in more_aliases)
+        text = text.replace('  candidate: "{id}-{hash12}"\n', '  candidate: "{id}-{hash12}"\n'
+                            + (ALIASES if aliases else "  aliases:\n") + lines)
     path.write_text(text, encoding="utf-8")
     for layer, ids in (checks or {}).items():
         spec = root / "layers" / layer / "layer.yaml"

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from torchstack.build import Builder
@@ -55,10 +51,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_dir = create_run(matrix.root)
         reporter = make_reporter(live=not args.no_progress)
-        with sigterm_as_interrupt():
-            builder = Builder(matrix, backend, inputs, run_dir, reporter,
-                              keep_stages=args.keep_build_stages)
-            summary = builder.build(plan)
+        builder = Builder(matrix, backend, inputs, run_dir, reporter,
+                          keep_stages=args.keep_build_stages)
+        summary = builder.build(plan)
     finally:
         backend.close()
     if summary.failed:
@@ -67,17 +62,3 @@ def run(args: argparse.Namespace) -> int:
                          f" build: {failed}",
                          tip=f"see the failures above; full logs in {run_dir.path}")
     return 0
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI job cancelled) stops a build the way Ctrl-C does."""
-
-    def interrupt(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
