@@ -19,9 +19,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.integration.dockerutil import last_build, run_cli
+from tests.integration.fixture_matrix import ALPHA, change_layer, rerender
 from torchstack.build import find_built_with_hash
 from torchstack.compat import cudnn_as_int
 from torchstack.docker_backend import DockerBackend
@@ -129,6 +132,21 @@ def built(api: Any, root: Path, image_id: str) -> tuple[str, str]:
     found = find_built_with_hash(DockerBackend(api), matrix, matrix.by_id()[image_id], {})
     assert found is not None, f"{image_id} is not built for {root}"
     return found
+
+
+def rebuild_alpha(root: Path, capsys: Any) -> str:
+    """Change the alpha layer (a new value each time) and build the new image."""
+    spec = root / "layers/alpha/layer.yaml"
+    if "TORCHSTACK_IT_CHANGE" in spec.read_text():
+        spec.write_text(re.sub(r"TORCHSTACK_IT_CHANGE: '\w+'",
+                               f"TORCHSTACK_IT_CHANGE: '{uuid.uuid4().hex[:8]}'", spec.read_text()))
+        rerender(root)
+    else:
+        change_layer(root, "alpha", uuid.uuid4().hex[:8])
+    code, output = run_cli(capsys, root, "build", ALPHA, "--no-progress")
+    assert code == 0, output
+    assert last_build(root)["images"][ALPHA]["status"] == "built"
+    return str(last_build(root)["images"][ALPHA]["image_id"])
 
 
 def expected_facts(spec: ImageSpec) -> dict[str, Any]:

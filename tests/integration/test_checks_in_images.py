@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ GROUP = ("torch2.9.1-cu128-py3.11-base", "torch2.9.1-cu128-py3.11-vision",
          "torch2.9.1-cu128-py3.11-nlp")
 VISION = GROUP[1]
 BROKEN_TAG = "torchstack-it:broken-torchvision"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -131,3 +137,40 @@ def _with_torchvision(api: Any, image: str, version: str) -> str:
         pass
     image_id: str = api.inspect_image(BROKEN_TAG)["Id"]
     return image_id
+
+
+def check_containers(api: Any) -> list[Any]:
+    return list(api.containers(all=True, filters={"label": "io.torchstack.role=check"}))
+
+
+def test_suite_past_its_timeout_is_stopped_and_removed(built_group: Path, capsys: Any,
+                                                       docker_api: Any) -> None:
+    matrix_file = built_group / "matrix.yaml"
+    original = matrix_file.read_text()
+    matrix_file.write_text(original.replace("timeout_s: 900", "timeout_s: 3"))
+    try:
+        code, output = run_cli(capsys, built_group, "check", GROUP[0], "--force")
+    finally:
+        matrix_file.write_text(original)
+    assert code == 5, output
+    image = suites(built_group)[GROUP[0]]
+    assert image["status"] == "error" and "was stopped" in image["message"]
+    assert check_containers(docker_api) == []
+
+
+def test_sigterm_stops_the_check_and_removes_its_container(built_group: Path,
+                                                           docker_api: Any) -> None:
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "torchstack", "--matrix", str(built_group / "matrix.yaml"),
+         "check", GROUP[0], "--force"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not check_containers(docker_api) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert check_containers(docker_api), "the check container never started"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert check_containers(docker_api) == []

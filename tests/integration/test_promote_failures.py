@@ -4,7 +4,6 @@ is down, a registry that comes back. The release tag users pull never moves past
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.dockerutil import last_build, run_cli
-from tests.integration.fixture_matrix import ALPHA, BASE, change_layer, rerender
+from tests.integration.dockerutil import run_cli
+from tests.integration.fixture_matrix import ALPHA, BASE
 from tests.integration.promoteutil import (
     LateProxy,
     built,
@@ -21,6 +20,7 @@ from tests.integration.promoteutil import (
     free_port,
     http_config_digest,
     local_id,
+    rebuild_alpha,
     skopeo_inspect,
     untag_repository,
     write_record,
@@ -29,21 +29,6 @@ from tests.integration.promoteutil import (
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 RELEASE = "it-2.9.1-cuda12.8-alpha"
 JOURNAL = ".torchstack/promote-journal.json"
-
-
-def rebuild_alpha(root: Path, capsys: Any) -> str:
-    """Change the alpha layer (a new value each time) and build the new image."""
-    spec = root / "layers/alpha/layer.yaml"
-    if "TORCHSTACK_IT_CHANGE" in spec.read_text():
-        spec.write_text(re.sub(r"TORCHSTACK_IT_CHANGE: '\w+'",
-                               f"TORCHSTACK_IT_CHANGE: '{uuid.uuid4().hex[:8]}'", spec.read_text()))
-        rerender(root)
-    else:
-        change_layer(root, "alpha", uuid.uuid4().hex[:8])
-    code, output = run_cli(capsys, root, "build", ALPHA, "--no-progress")
-    assert code == 0, output
-    assert last_build(root)["images"][ALPHA]["status"] == "built"
-    return str(last_build(root)["images"][ALPHA]["image_id"])
 
 
 def test_a_failing_image_gets_no_release_tag_and_the_previous_one_stays(
