@@ -4,7 +4,9 @@ Order matters. A candidate tag (`<id>-<hash12>`, unique to one build) is pushed 
 uploads every layer and the manifest while no tag a user pulls has moved. Only then do the
 release tags move, locally and remotely, which is quick (no layer uploads). That short stretch
 runs with SIGINT/SIGTERM deferred and behind a journal: a kill -9 leaves the journal, and the
-next `torchstack promote` finishes the move before doing anything else.
+next `torchstack promote` finishes the move before doing anything else. When the registry
+refuses a release tag, the local release tags go back to the images they named before, and
+the journal entry stays so that the next run finishes the move in the registry too.
 """
 
 from __future__ import annotations
@@ -60,6 +62,18 @@ class Journal:
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
 
+    def add(self, entry: dict[str, Any]) -> None:
+        """Record a move (replacing an unfinished one of the same image)."""
+        self.write([e for e in self.pending() if e["image"] != entry["image"]] + [entry])
+
+    def remove(self, image: str) -> None:
+        """Forget a finished move; the file goes with the last one."""
+        rest = [e for e in self.pending() if e["image"] != image]
+        if rest:
+            self.write(rest)
+        else:
+            self.clear()
+
 
 class Promoter:
     def __init__(self, backend: DockerBackend, journal: Journal, push: bool,
@@ -67,12 +81,12 @@ class Promoter:
         self.backend, self.journal, self.push, self.say = backend, journal, push, on_event
 
     def resume(self) -> list[TagResult]:
-        """Finish a move a killed run left half done (its images had passed)."""
+        """Finish the moves a killed run, or a registry outage, left half done (their images
+        had passed)."""
         results = []
         for entry in self.journal.pending():
             self.say(f"resuming the interrupted promotion of {entry['image']}")
-            results += self._move(entry["docker_id"], entry["refs"], bool(entry["push"]))
-        self.journal.clear()
+            results += self._finish(entry)
         return results
 
     def promote(self, decision: TagDecision, docker_id: str) -> list[TagResult]:
@@ -84,12 +98,30 @@ class Promoter:
             if results[-1].error:
                 return results  # layers are not in the registry: no release tag may move
         if decision.releases:
-            entry = {"image": decision.image_id, "docker_id": docker_id,
-                     "refs": list(decision.releases), "push": self.push}
+            refs = list(decision.releases)
+            entry = {"image": decision.image_id, "docker_id": docker_id, "refs": refs,
+                     "push": self.push,
+                     "previous": {ref: self.backend.image_id(ref) for ref in refs}}
             with deferred_signals():
-                self.journal.write([entry])
-                results += self._move(docker_id, list(decision.releases), self.push)
-                self.journal.clear()
+                self.journal.add(entry)
+                results += self._finish(entry)
+        return results
+
+    def _finish(self, entry: dict[str, Any]) -> list[TagResult]:
+        """Move an entry's tags; forget the entry once the registry holds them too."""
+        results = self._move(entry["docker_id"], entry["refs"], bool(entry["push"]))
+        if not any(r.error for r in results):
+            self.journal.remove(entry["image"])
+            return results
+        # Users pulling from the registry still get the previous images: so does this host.
+        for ref, image in (entry.get("previous") or {}).items():
+            if image:
+                self.backend.tag(image, ref)
+            else:
+                self.backend.remove_image(ref)
+        self.say(f"{entry['image']}: the registry did not take every release tag; the local"
+                 " release tags are back on their previous images and the next"
+                 " `torchstack promote --push` finishes the move")
         return results
 
     def _move(self, docker_id: str, refs: list[str], push: bool) -> list[TagResult]:

@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -198,15 +197,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class LateProxy:
-    """A TCP forwarder to the registry that starts listening only after `delay_s`: until then
-    connections are refused, as during a registry restart (a transient outage)."""
+class RegistryProxy:
+    """A TCP forwarder to the registry, to stage outages: it starts listening only after
+    `delay_s` (until then connections are refused, as during a registry restart), and
+    `close()` takes it down, cutting the connections in flight."""
 
-    def __init__(self, delay_s: float, upstream: str = REGISTRY) -> None:
-        self.port, self.delay_s = free_port(), delay_s
-        host, _, port = upstream.partition(":")
-        self.upstream = (host, int(port))
+    def __init__(self, delay_s: float = 0.0, port: int | None = None,
+                 upstream: str = REGISTRY) -> None:
+        self.port, self.delay_s = port or free_port(), delay_s
+        host, _, upstream_port = upstream.partition(":")
+        self.upstream = (host, int(upstream_port))
         self.accepted = 0
+        self._sockets: list[socket.socket] = []
         self._stop = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -216,18 +218,25 @@ class LateProxy:
 
     def close(self) -> None:
         self._stop.set()
+        for open_socket in list(self._sockets):
+            with contextlib.suppress(OSError):
+                open_socket.shutdown(socket.SHUT_RDWR)
+            open_socket.close()
 
     def _serve(self) -> None:
-        time.sleep(self.delay_s)
+        if self._stop.wait(self.delay_s):
+            return
         with socket.create_server(("127.0.0.1", self.port)) as server:
-            server.settimeout(0.2)
+            self._sockets.append(server)
+            server.settimeout(0.1)
             while not self._stop.is_set():
                 try:
                     client, _ = server.accept()
-                except TimeoutError:
+                except (TimeoutError, OSError):
                     continue
                 self.accepted += 1
                 upstream = socket.create_connection(self.upstream)
+                self._sockets += [client, upstream]
                 for a, b in ((client, upstream), (upstream, client)):
                     threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
 

@@ -78,6 +78,7 @@ def test_gpu_policy_pushes_the_candidate_then_a_gpu_pass_releases_with_aliases(
     assert pull_by_digest(docker_api, it_repository, digest) == docker_id
     manifest, _ = manifests_of(fixture_copy, BASE)
     assert manifest["release_tag"] == releases[0]
+    assert f"{it_repository}@{digest}" in manifest["repo_digests"]
     assert manifest["checks"]["level"] == "gpu"
     assert {t["ref"]: t["digest"] for t in manifest["tags"]} == {
         candidate: digest, **{ref: digest for ref in releases}}

@@ -4,6 +4,8 @@ is down, a registry that comes back. The release tag users pull never moves past
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from tests.integration.dockerutil import run_cli
 from tests.integration.fixture_matrix import ALPHA, BASE
 from tests.integration.promoteutil import (
-    LateProxy,
+    RegistryProxy,
     built,
     configure,
     free_port,
@@ -25,6 +27,7 @@ from tests.integration.promoteutil import (
     untag_repository,
     write_record,
 )
+from torchstack.promote import PAUSE_ENV
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 RELEASE = "it-2.9.1-cuda12.8-alpha"
@@ -97,7 +100,7 @@ def test_a_registry_outage_fails_with_exit_6_and_moves_no_tag(
 def test_a_transient_outage_is_retried_with_backoff(
         fixture_copy: Path, docker_api: Any, capsys: Any, registry: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    proxy = LateProxy(delay_s=1.0)  # refuses connections for a second, then forwards
+    proxy = RegistryProxy(delay_s=1.0)  # refuses connections for a second, then forwards
     name = f"torchstack-it-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("TORCHSTACK_REGISTRY", f"{proxy.host}/{name}")
     monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.5)
@@ -113,3 +116,53 @@ def test_a_transient_outage_is_retried_with_backoff(
     # The registry behind the proxy serves what was checked, under both names.
     assert http_config_digest(f"{registry}/{name}:{RELEASE}") == docker_id
     assert http_config_digest(f"{registry}/{name}:{ALPHA}-{input_hash[:12]}") == docker_id
+
+
+def test_an_outage_after_the_candidate_push_leaves_the_release_tags_as_they_were(
+        fixture_copy: Path, docker_api: Any, capsys: Any, registry: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = RegistryProxy()
+    repository = f"{proxy.host}/torchstack-it-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("TORCHSTACK_REGISTRY", repository)
+    monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.1)
+    configure(fixture_copy, aliases=True)
+    refs = [f"{repository}:{tag}" for tag in (RELEASE, "2.9-cuda12.8-alpha")]
+    try:
+        old, old_hash = built(docker_api, fixture_copy, ALPHA)
+        write_record(fixture_copy, ALPHA, old, old_hash, "cpu")
+        code, output = run_cli(capsys, fixture_copy, "promote", ALPHA, "--push")
+        assert code == 0, output
+        new = rebuild_alpha(fixture_copy, capsys)
+        write_record(fixture_copy, ALPHA, new, built(docker_api, fixture_copy, ALPHA)[1], "cpu")
+        # The registry goes down once the candidate is pushed, as the release tags start moving.
+        monkeypatch.setenv(PAUSE_ENV, "0.5")
+        watcher = threading.Thread(target=close_when, args=(proxy, fixture_copy / JOURNAL))
+        watcher.start()
+        code, output = run_cli(capsys, fixture_copy, "promote", ALPHA, "--push")
+        watcher.join()
+        assert code == 6, output
+        assert "could not be pushed" in output
+        assert [local_id(docker_api, ref) for ref in refs] == [old, old]
+        assert [http_config_digest(f"{registry}/{ref.split('/', 1)[1]}") for ref in refs] == [
+            old, old]
+        assert (fixture_copy / JOURNAL).exists()  # the move is not finished in the registry
+
+        # The registry is back: the next run finishes the move.
+        proxy = RegistryProxy(port=proxy.port)
+        monkeypatch.delenv(PAUSE_ENV)
+        code, output = run_cli(capsys, fixture_copy, "promote", ALPHA, "--push")
+        assert code == 0, output
+        assert "resuming" in output and not (fixture_copy / JOURNAL).exists()
+        assert [local_id(docker_api, ref) for ref in refs] == [new, new]
+        assert [http_config_digest(f"{registry}/{ref.split('/', 1)[1]}") for ref in refs] == [
+            new, new]
+    finally:
+        proxy.close()
+        untag_repository(docker_api, repository)
+
+
+def close_when(proxy: RegistryProxy, path: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proxy.close()

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from torchstack.errors import Interrupted
+from torchstack.errors import Interrupted, PromoteError
 from torchstack.promote import Journal, Promoter, deferred_signals
+from torchstack.registry import RemoteImage
 from torchstack.tags import TagDecision
 
 IMAGE = "sha256:" + "c" * 64
@@ -30,9 +31,18 @@ class FakeTags:
             self.journal_seen.append(self.journal.path.exists())
         self.tags[ref] = image
 
-    def push(self, ref: str) -> str:
-        from torchstack.errors import PromoteError
+    def image_id(self, ref: str) -> str | None:
+        return self.tags.get(ref)
 
+    def remove_image(self, ref: str) -> None:
+        self.tags.pop(ref, None)
+
+    def push(self, ref: str) -> str:
+        if self.fail_push and not ref.startswith("repo:img-"):
+            raise PromoteError(f"{ref}: registry down")
+        return "sha256:" + "d" * 64
+
+    def push_fails(self, ref: str) -> str:
         raise PromoteError(f"{ref}: registry down")
 
 
@@ -68,6 +78,7 @@ def test_a_left_journal_is_finished_on_the_next_run(tmp_path: Path) -> None:
 def test_failed_candidate_push_moves_no_release_tag(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.0)
+    monkeypatch.setattr(FakeTags, "push", FakeTags.push_fails)
     journal = Journal(tmp_path / "journal.json")
     fake = FakeTags()
     results = Promoter(fake, journal, push=True, on_event=lambda _: None).promote(  # type: ignore[arg-type]
@@ -83,3 +94,37 @@ def test_signals_are_held_until_the_block_ends() -> None:
         finished.append("after the signal")
     assert finished == ["after the signal"]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_refused_release_push_puts_local_tags_back_and_keeps_the_journal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.0)
+    monkeypatch.setattr("torchstack.promote.fetch_manifest",
+                        lambda ref: RemoteImage("sha256:" + "d" * 64, IMAGE))
+    journal = Journal(tmp_path / "journal.json")
+    old = "sha256:" + "0" * 64
+    fake = FakeTags(fail_push=True)
+    fake.tags["repo:1.0"] = old  # the previous release; repo:latest did not exist
+    results = Promoter(fake, journal, push=True, on_event=lambda _: None).promote(  # type: ignore[arg-type]
+        decision("repo:1.0", "repo:latest"), IMAGE)
+    assert [bool(r.error) for r in results] == [False, True, True]
+    assert fake.tags == {"repo:img-abc": IMAGE, "repo:1.0": old}
+    assert journal.pending()[0]["previous"] == {"repo:1.0": old, "repo:latest": None}
+
+    fake.fail_push = False  # the registry is back: the next run finishes the move
+    results = Promoter(fake, journal, push=True, on_event=lambda _: None).resume()  # type: ignore[arg-type]
+    assert [r.error for r in results] == [None, None]
+    assert fake.tags == {"repo:img-abc": IMAGE, "repo:1.0": IMAGE, "repo:latest": IMAGE}
+    assert not journal.path.exists()
+
+
+def test_the_journal_keeps_one_entry_per_image(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.json")
+    journal.add({"image": "a", "refs": ["repo:a1"]})
+    journal.add({"image": "b", "refs": ["repo:b1"]})
+    journal.add({"image": "a", "refs": ["repo:a2"]})
+    assert [(e["image"], e["refs"]) for e in journal.pending()] == [("b", ["repo:b1"]),
+                                                                    ("a", ["repo:a2"])]
+    journal.remove("b")
+    journal.remove("a")
+    assert not journal.path.exists()
