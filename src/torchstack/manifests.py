@@ -42,7 +42,8 @@ def inventory(backend: DockerBackend, docker_id: str) -> dict[str, Any]:
     return {"python": python_packages, "debian": debian_packages}
 
 
-def cyclonedx_sbom(image_name: str, version: str, packages: dict[str, Any], os_name: str) -> str:
+def cyclonedx_sbom(image_name: str, version: str, packages: dict[str, Any], os_name: str,
+                   base_image: str) -> str:
     bom = Bom()
     root = Component(name=image_name, version=version, type=ComponentType.CONTAINER,
                      bom_ref=f"container:{image_name}")
@@ -52,8 +53,10 @@ def cyclonedx_sbom(image_name: str, version: str, packages: dict[str, Any], os_n
         purl = PackageURL("pypi", None, package["name"].lower(), package["version"])
         components.append(Component(name=package["name"], version=package["version"],
                                     type=ComponentType.LIBRARY, purl=purl, bom_ref=str(purl)))
+    # The purl namespace is the distribution ("debian", "ubuntu"), named by the base image.
+    distribution = base_image.rsplit("/", 1)[-1].split(":")[0].split("@")[0]
     for package in packages["debian"]:
-        purl = PackageURL("deb", "debian", package["name"], package["version"],
+        purl = PackageURL("deb", distribution, package["name"], package["version"],
                           qualifiers={"arch": package["architecture"], "distro": os_name})
         components.append(Component(name=package["name"], version=package["version"],
                                     type=ComponentType.LIBRARY, purl=purl, bom_ref=str(purl)))
@@ -65,11 +68,11 @@ def cyclonedx_sbom(image_name: str, version: str, packages: dict[str, Any], os_n
 
 
 def write_manifest(folder: Path, image_id: str, record: dict[str, Any], packages: dict[str, Any],
-                   os_name: str) -> list[Path]:
+                   os_name: str, base_image: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     manifest = {**record, "packages": packages}
     paths = [folder / f"{image_id}.manifest.json", folder / f"{image_id}.cdx.json"]
     paths[0].write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     paths[1].write_text(cyclonedx_sbom(image_id, str(record.get("release_tag") or image_id),
-                                       packages, os_name) + "\n")
+                                       packages, os_name, base_image) + "\n")
     return paths

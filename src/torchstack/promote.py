@@ -85,6 +85,12 @@ class Promoter:
         had passed)."""
         results = []
         for entry in self.journal.pending():
+            if self.backend.image_id(entry["docker_id"]) is None:
+                # Its image was deleted since: nothing to finish; the old tags stay.
+                self.journal.remove(entry["image"])
+                gone = f"image {entry['docker_id'][:19]} no longer exists; move abandoned"
+                results += [TagResult(ref, False, None, gone) for ref in entry["refs"]]
+                continue
             self.say(f"resuming the interrupted promotion of {entry['image']}")
             results += self._finish(entry)
         return results

@@ -60,13 +60,16 @@ class RecordStore:
         except (ValueError, TypeError):
             return []  # an unreadable record counts as no record: the image is checked again
 
-    def best(self, docker_id: str, input_hash: str, suite_version: str) -> CheckRecord | None:
-        """The highest passing level for exactly this image, hash and suite; else the latest."""
+    def verdict(self, docker_id: str, input_hash: str, suite_version: str,
+                level: CheckLevel) -> CheckRecord | None:
+        """The newest record of exactly this image, hash and suite at `level` or above.
+
+        The newest decides, pass or fail: an image that passed once and failed since is not
+        promoted on the strength of the old pass.
+        """
         matching = [r for r in self.all_for(docker_id)
-                    if r.input_hash == input_hash and r.suite_version == suite_version]
-        passing = [r for r in matching if r.passed]
-        if passing:
-            return max(passing, key=lambda r: (LEVEL_RANK[r.level], r.checked_at))
+                    if r.input_hash == input_hash and r.suite_version == suite_version
+                    and LEVEL_RANK[r.level] >= LEVEL_RANK[level]]
         return max(matching, key=lambda r: r.checked_at) if matching else None
 
     def add(self, record: CheckRecord) -> None:

@@ -97,6 +97,9 @@ def interpret(spec: ImageSpec, docker_id: str, input_hash: str, run: ContainerRu
     except ValueError as exc:
         return result("error", f"the suite printed no JSON report (exit {run.exit_code}: {exc});"
                                f" stderr:\n{tail}", None)
+    if not report["checks"]:
+        return result("fail", "no check ran: an image that proves nothing is not promoted;"
+                              " list checks in its layers' layer.yaml", report)
     failed = [c for c in report["checks"] if c.get("status") in ("fail", "error")]
     if failed or run.exit_code != 0:
         lines = [f"{c['id']}: {c.get('message', '')}" for c in failed]

@@ -15,6 +15,7 @@ from torchstack.registry import RemoteImage
 from torchstack.tags import TagDecision
 
 IMAGE = "sha256:" + "c" * 64
+OLD = "sha256:" + "0" * 64
 
 
 class FakeTags:
@@ -32,6 +33,8 @@ class FakeTags:
         self.tags[ref] = image
 
     def image_id(self, ref: str) -> str | None:
+        if ref.startswith("sha256:"):
+            return ref if ref in (IMAGE, OLD) else None  # the images that exist
         return self.tags.get(ref)
 
     def remove_image(self, ref: str) -> None:
@@ -102,7 +105,7 @@ def test_a_refused_release_push_puts_local_tags_back_and_keeps_the_journal(
     monkeypatch.setattr("torchstack.promote.fetch_manifest",
                         lambda ref: RemoteImage("sha256:" + "d" * 64, IMAGE))
     journal = Journal(tmp_path / "journal.json")
-    old = "sha256:" + "0" * 64
+    old = OLD
     fake = FakeTags(fail_push=True)
     fake.tags["repo:1.0"] = old  # the previous release; repo:latest did not exist
     results = Promoter(fake, journal, push=True, on_event=lambda _: None).promote(  # type: ignore[arg-type]
@@ -127,4 +130,16 @@ def test_the_journal_keeps_one_entry_per_image(tmp_path: Path) -> None:
                                                                     ("a", ["repo:a2"])]
     journal.remove("b")
     journal.remove("a")
+    assert not journal.path.exists()
+
+
+def test_a_journal_naming_a_deleted_image_is_dropped_with_an_error(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.json")
+    journal.write([{"image": "img", "docker_id": "sha256:" + "d" * 64, "refs": ["repo:1.0"],
+                    "push": False, "previous": {"repo:1.0": IMAGE}}])
+    fake = FakeTags()
+    results = Promoter(fake, journal, push=False, on_event=lambda _: None).resume()  # type: ignore[arg-type]
+    assert [r.error for r in results] == [f"image sha256:{'d' * 12} no longer exists;"
+                                          " move abandoned"]
+    assert fake.tags == {}
     assert not journal.path.exists()

@@ -96,19 +96,24 @@ def test_vision_pairs_ignore_local_label(matrix: Matrix) -> None:
     assert fact_mismatches(vision, {**FACTS, "torchvision": "0.24.0"})
 
 
-def test_record_store_keeps_the_best_level_per_hash_and_suite(tmp_path: Path) -> None:
+def test_the_newest_record_at_a_level_decides(tmp_path: Path) -> None:
     store = RecordStore(tmp_path)
-    store.add(record(level="cpu"))
+    image = "sha256:" + "1" * 64
     store.add(record(level="gpu"))
-    store.add(record(level="gpu", passed=False))
-    best = store.best("sha256:" + "1" * 64, HASH, "1.0.0")
-    assert best is not None and best.level == "gpu" and best.passed
-    assert store.best("sha256:" + "1" * 64, "other", "1.0.0") is None
-    assert store.best("sha256:" + "1" * 64, HASH, "2.0.0") is None
-    assert best.satisfies("cpu") and best.satisfies("gpu")
+    store.add(record(level="cpu"))  # a later CPU-only run does not hide the GPU pass
+    gpu = store.verdict(image, HASH, "1.0.0", "gpu")
+    assert gpu is not None and gpu.level == "gpu" and gpu.passed
+    assert gpu.satisfies("cpu") and gpu.satisfies("gpu")
+    cpu = store.verdict(image, HASH, "1.0.0", "cpu")
+    assert cpu is not None and cpu.level == "cpu"
+    store.add(record(level="gpu", passed=False))  # failed since: the old pass no longer counts
+    failed = store.verdict(image, HASH, "1.0.0", "gpu")
+    assert failed is not None and not failed.passed
+    assert store.verdict(image, "other", "1.0.0", "cpu") is None
+    assert store.verdict(image, HASH, "2.0.0", "cpu") is None
 
 
 def test_unreadable_record_counts_as_none(tmp_path: Path) -> None:
     store = RecordStore(tmp_path)
     (tmp_path / ("1" * 64 + ".json")).write_text("{not json")
-    assert store.best("sha256:" + "1" * 64, HASH, "1.0.0") is None
+    assert store.verdict("sha256:" + "1" * 64, HASH, "1.0.0", "cpu") is None

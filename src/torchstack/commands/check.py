@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             _say(results[-1])
             continue
         docker_id, input_hash = built
-        record = store.best(docker_id, input_hash, suite_version())
+        record = store.verdict(docker_id, input_hash, suite_version(), level)
         if record is not None and record.satisfies(level) and not args.force:
             previous = run_dir.path.parent / record.report
             results.append(ImageCheck(spec, docker_id, input_hash, "cached",

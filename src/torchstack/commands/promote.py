@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from torchstack.build import find_built_with_hash
@@ -11,8 +12,9 @@ from torchstack.commands.common import add_selection, matrix_of
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import PromoteError
 from torchstack.manifests import inventory, write_manifest
+from torchstack.model import ImageSpec
 from torchstack.promote import Journal, Promoter, TagResult
-from torchstack.records import RecordStore
+from torchstack.records import CheckRecord, RecordStore
 from torchstack.run_checks import suite_version
 from torchstack.runs import create_run
 from torchstack.tags import decide
@@ -45,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     for spec in images:
         built = find_built_with_hash(backend, matrix, spec, memo)
         docker_id, input_hash = built if built else (None, None)
-        record = store.best(*built, suite_version()) if built else None
+        # The required level decides; below it, the cpu record explains "candidate only".
+        record = (store.verdict(*built, suite_version(), matrix.promotion_level)
+                  or store.verdict(*built, suite_version(), "cpu")) if built else None
         decision = decide(spec, matrix, repository, input_hash, record, matrix.promotion_level)
         results: list[TagResult] = []
         if docker_id and (decision.candidate or decision.releases):
@@ -59,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
             state = "pushed" if result.pushed else "tagged"
             print(f"  {state if not result.error else 'FAILED'} {result.ref}"
                   + (f": {result.error}" if result.error else ""))
-        if docker_id:
+        if built:
             release = decision.releases[0] if decision.releases else None
-            _manifest(backend, run_dir.path, spec.id, docker_id, input_hash, record, results,
-                      release, spec.os)
+            _manifest(backend, run_dir.path / "manifests", spec, built, record, results,
+                      release)
     print(f"manifests in {run_dir.path.relative_to(matrix.root)}/manifests/")
     if failures:
         raise PromoteError(
@@ -76,12 +80,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _manifest(backend: DockerBackend, run_path: Any, image_id: str, docker_id: str,
-              input_hash: str | None, record: Any, results: list[TagResult],
-              release: str | None, os_name: str) -> None:
+def _manifest(backend: DockerBackend, folder: Path, spec: ImageSpec, built: tuple[str, str],
+              record: CheckRecord | None, results: list[TagResult], release: str | None) -> None:
+    docker_id, input_hash = built
     inspected = backend.inspect(docker_id) or {}
     summary = {
-        "image_id": image_id,
+        "image_id": spec.id,
         "docker_id": docker_id,
         "repo_digests": inspected.get("RepoDigests", []),
         "size_bytes": inspected.get("Size"),
@@ -93,5 +97,5 @@ def _manifest(backend: DockerBackend, run_path: Any, image_id: str, docker_id: s
                  for r in results],
         "release_tag": release,
     }
-    write_manifest(run_path / "manifests", image_id, summary, inventory(backend, docker_id),
-                   os_name)
+    write_manifest(folder, spec.id, summary, inventory(backend, docker_id), spec.os,
+                   spec.base_image)
