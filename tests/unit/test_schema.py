@@ -15,7 +15,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from checks.expect import Thresholds
-from torchstack import layers, matrix
+from torchstack import expand, layers, matrix
 from torchstack.model import CheckLevel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,11 +90,12 @@ def test_the_repo_matrix_and_layers_are_valid(matrix_schema: dict[str, Any],
 
 def test_property_names_equal_the_loader_key_sets(matrix_schema: dict[str, Any],
                                                  layer_schema: dict[str, Any]) -> None:
-    loader_sets = {name for name in vars(matrix) if name.endswith("_KEYS")}
+    loader = {**vars(expand), **vars(matrix)}  # the key sets of loading and of expansion
+    loader_sets = {name for name in loader if name.endswith("_KEYS")}
     assert loader_sets == set(KEY_SETS), "a key set was added or removed: map it to the schema"
     for name, where in KEY_SETS.items():
-        assert set(at(matrix_schema, where)["properties"]) == getattr(matrix, name), name
-    assert set(at(matrix_schema, ("$defs", "exclude_entry"))["properties"]) == matrix.AXIS_KEYS
+        assert set(at(matrix_schema, where)["properties"]) == loader[name], name
+    assert set(at(matrix_schema, ("$defs", "exclude_entry"))["properties"]) == expand.AXIS_KEYS
     assert set(matrix_schema["required"]) == matrix.REQUIRED_TOP
     assert set(layer_schema["properties"]) == layers.LAYER_KEYS
     # Thresholds are judged by the check suite's own parser; the schema names the same keys.
