@@ -20,6 +20,9 @@ class TagDecision:
     candidate: str | None  # full reference, pushed by any builder once the image is built
     releases: tuple[str, ...]  # full references; empty when the image may not be released
     reason: str  # why it is (not) released, for the summary
+    # Not promotable at all (unbuilt, unchecked, failed, facts wrong), as opposed to a
+    # candidate waiting for the level the policy asks for.
+    refused: bool = False
 
 
 def fact_mismatches(spec: ImageSpec, facts: dict[str, Any]) -> list[str]:
@@ -64,14 +67,14 @@ def fields_from_facts(spec: ImageSpec, facts: dict[str, Any]) -> dict[str, str]:
 def decide(spec: ImageSpec, matrix: Matrix, repository: str, input_hash: str | None,
            record: CheckRecord | None, required: CheckLevel) -> TagDecision:
     if input_hash is None:
-        return TagDecision(spec.id, None, (), "not built: run `torchstack build` first")
+        return TagDecision(spec.id, None, (), "not built: run `torchstack build` first", True)
     fields = template_fields(spec, hash12=input_hash[:12])
     candidate = f"{repository}:{matrix.tags.candidate.format(**fields)}"
     if record is None:
-        return TagDecision(spec.id, None, (), "not checked: run `torchstack check` first")
+        return TagDecision(spec.id, None, (), "not checked: run `torchstack check` first", True)
     if not record.passed:
         return TagDecision(spec.id, None, (),
-                           f"checks failed at level {record.level}: no tag moves")
+                           f"checks failed at level {record.level}: no tag moves", True)
     if not record.satisfies(required):
         return TagDecision(spec.id, candidate, (),
                            f"passed {record.level} checks; a release needs {required}"
@@ -79,7 +82,7 @@ def decide(spec: ImageSpec, matrix: Matrix, repository: str, input_hash: str | N
     problems = fact_mismatches(spec, record.facts)
     if problems:
         return TagDecision(spec.id, candidate, (),
-                           "facts disagree with the matrix: " + "; ".join(problems))
+                           "facts disagree with the matrix: " + "; ".join(problems), True)
     facts_fields = fields_from_facts(spec, record.facts)
     names = [matrix.tags.release.format(**facts_fields)]
     names += [

@@ -117,3 +117,13 @@ def test_unreadable_record_counts_as_none(tmp_path: Path) -> None:
     store = RecordStore(tmp_path)
     (tmp_path / ("1" * 64 + ".json")).write_text("{not json")
     assert store.verdict("sha256:" + "1" * 64, HASH, "1.0.0", "cpu") is None
+
+
+def test_only_unpromotable_images_are_refused(matrix: Matrix) -> None:
+    waiting = decide(spec(matrix), matrix, REPOSITORY, HASH, record(level="cpu"), "gpu")
+    assert not waiting.refused
+    for refused in (decide(spec(matrix), matrix, REPOSITORY, None, None, "gpu"),
+                    decide(spec(matrix), matrix, REPOSITORY, HASH, None, "gpu"),
+                    decide(spec(matrix), matrix, REPOSITORY, HASH, record(passed=False), "gpu"),
+                    decide(spec(matrix), matrix, REPOSITORY, HASH, record(cuda="12.6"), "gpu")):
+        assert refused.refused, refused.reason

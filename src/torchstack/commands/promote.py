@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 from torchstack.build import find_built_with_hash
-from torchstack.commands.common import add_selection, matrix_of
+from torchstack.commands.common import add_selection, matrix_of, push_repository
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import PromoteError
 from torchstack.manifests import inventory, write_manifest
@@ -34,7 +33,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
     images = matrix.select(args.globs, everything=args.everything)
-    repository = args.registry or os.environ.get("TORCHSTACK_REGISTRY") or matrix.push_repository
+    repository = args.registry or push_repository(matrix)
     backend = DockerBackend.connect()
     store = RecordStore.for_matrix(matrix)
     run_dir = create_run(matrix.root)
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         failures += [r for r in results if r.error]
         if not decision.releases:
             print(f"{spec.id}: no release tag: {decision.reason}")
-            if decision.candidate is None or "disagree" in decision.reason:
+            if decision.refused:
                 refused.append(f"{spec.id} ({decision.reason})")
         for result in results:
             state = "pushed" if result.pushed else "tagged"
