@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import docker.types
 import requests.exceptions
 
 from torchstack.errors import CheckError, DockerUnavailableError, PromoteError
+from torchstack.signals import deferred_signals
 
 NO_DAEMON_TIP = (
     "start the Docker Engine (`sudo systemctl start docker`, or `dockerd &` as root, or"
@@ -194,15 +196,18 @@ class DockerBackend:
         host_config = self.api.create_host_config(
             binds={host: {"bind": target, "mode": "ro"} for host, target in mounts.items()},
             shm_size=shm_size, device_requests=requests_gpu if gpus else None)
+        container = f"torchstack-check-{uuid.uuid4().hex[:16]}"
         try:
-            created = self._call(self.api.create_container, image, command=command,
-                                 environment=env, host_config=host_config,
-                                 labels={f"{LABEL}.role": "check"})
-        except docker.errors.APIError as exc:
-            raise CheckError(f"cannot create a container from {image[:19]}: {exc.explanation}",
-                             tip="is the image still there? `torchstack build` makes it") from None
-        container = str(created["Id"])
-        try:
+            try:
+                # A Ctrl-C while Docker creates it would leave a container nobody removes.
+                with deferred_signals("creating the check container"):
+                    self._call(self.api.create_container, image, command=command,
+                               name=container, environment=env, host_config=host_config,
+                               labels={f"{LABEL}.role": "check"})
+            except docker.errors.APIError as exc:
+                raise CheckError(
+                    f"cannot create a container from {image[:19]}: {exc.explanation}",
+                    tip="is the image still there? `torchstack build` makes it") from None
             try:
                 self._call(self.api.start, container)
             except docker.errors.APIError as exc:

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from torchstack.docker_backend import DockerBackend
-from torchstack.errors import Interrupted, PromoteError
+from torchstack.errors import PromoteError
 from torchstack.registry import RegistryError, fetch_manifest
+from torchstack.signals import deferred_signals
 from torchstack.tags import TagDecision
 
 RETRIES = 4
@@ -108,7 +106,7 @@ class Promoter:
             entry = {"image": decision.image_id, "docker_id": docker_id, "refs": refs,
                      "push": self.push,
                      "previous": {ref: self.backend.image_id(ref) for ref in refs}}
-            with deferred_signals():
+            with deferred_signals("the tag move in progress"):
                 self.journal.add(entry)
                 results += self._finish(entry)
         return results
@@ -160,21 +158,3 @@ class Promoter:
             self.say(f"pushed {ref} ({remote.digest})")
             return TagResult(ref, True, remote.digest, None)
         return TagResult(ref, False, None, last_error)
-
-
-@contextmanager
-def deferred_signals() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until the block ends, then act on them."""
-    caught: list[int] = []
-
-    def hold(signum: int, _frame: FrameType | None) -> None:
-        caught.append(signum)
-
-    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if caught:
-        raise Interrupted("interrupted after finishing the tag move in progress")

@@ -139,8 +139,10 @@ def _with_torchvision(api: Any, image: str, version: str) -> str:
     return image_id
 
 
-def check_containers(api: Any) -> list[Any]:
-    return list(api.containers(all=True, filters={"label": "io.torchstack.role=check"}))
+def check_containers(api: Any) -> set[str]:
+    """IDs of every check container on the host (running or not)."""
+    return {c["Id"] for c in api.containers(all=True,
+                                            filters={"label": "io.torchstack.role=check"})}
 
 
 def test_suite_past_its_timeout_is_stopped_and_removed(built_group: Path, capsys: Any,
@@ -148,6 +150,7 @@ def test_suite_past_its_timeout_is_stopped_and_removed(built_group: Path, capsys
     matrix_file = built_group / "matrix.yaml"
     original = matrix_file.read_text()
     matrix_file.write_text(original.replace("timeout_s: 900", "timeout_s: 3"))
+    before = check_containers(docker_api)
     try:
         code, output = run_cli(capsys, built_group, "check", GROUP[0], "--force")
     finally:
@@ -155,22 +158,23 @@ def test_suite_past_its_timeout_is_stopped_and_removed(built_group: Path, capsys
     assert code == 5, output
     image = suites(built_group)[GROUP[0]]
     assert image["status"] == "error" and "was stopped" in image["message"]
-    assert check_containers(docker_api) == []
+    assert check_containers(docker_api) - before == set()
 
 
 def test_sigterm_stops_the_check_and_removes_its_container(built_group: Path,
                                                            docker_api: Any) -> None:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
+    before = check_containers(docker_api)
     process = subprocess.Popen(
         [sys.executable, "-m", "torchstack", "--matrix", str(built_group / "matrix.yaml"),
          "check", GROUP[0], "--force"], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not check_containers(docker_api) and time.monotonic() < deadline:
+    while not check_containers(docker_api) - before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert check_containers(docker_api), "the check container never started"
+    assert check_containers(docker_api) - before, "the check container never appeared"
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    assert check_containers(docker_api) == []
+    assert check_containers(docker_api) - before == set()

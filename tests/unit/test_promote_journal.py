@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from torchstack.errors import Interrupted, PromoteError
-from torchstack.promote import Journal, Promoter, deferred_signals
+from torchstack.promote import Journal, Promoter
 from torchstack.registry import RemoteImage
+from torchstack.signals import deferred_signals
 from torchstack.tags import TagDecision
 
 IMAGE = "sha256:" + "c" * 64
@@ -92,7 +93,7 @@ def test_failed_candidate_push_moves_no_release_tag(
 
 def test_signals_are_held_until_the_block_ends() -> None:
     finished: list[Any] = []
-    with pytest.raises(Interrupted), deferred_signals():
+    with pytest.raises(Interrupted), deferred_signals("a test step"):
         os.kill(os.getpid(), signal.SIGTERM)
         finished.append("after the signal")
     assert finished == ["after the signal"]
