@@ -1,9 +1,9 @@
 """Run the in-container suite (`python -m checks`) in one built image and parse its JSON.
 
-The checks/ package is mounted read-only at /opt/torchstack/checks and the expect file at
-/opt/torchstack/expect; the container is removed afterwards, even on timeout or Ctrl-C (the
-backend's job). The host never scrapes human text: a missing or broken JSON document is an
-error of the run, reported with the tail of the container's stderr.
+The checks/ package is mounted read-only at /opt/torchstack/checks/checks (PYTHONPATH points at
+its parent) and the expect file at /opt/torchstack/expect; the container is removed afterwards,
+even on timeout or Ctrl-C (the backend's job). The host never scrapes human text: a missing or
+broken JSON document is an error of the run, reported with the tail of the container's stderr.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ def suite_version() -> str:
     return checks.SUITE_VERSION
 
 
-def checks_source() -> Path:
-    """The folder that holds the `checks` package (what PYTHONPATH points at in containers)."""
-    return Path(checks.__file__).resolve().parent.parent
+def checks_package() -> Path:
+    """The `checks` package folder; mounted alone, so nothing else of the host is importable."""
+    return Path(checks.__file__).resolve().parent
 
 
 def level_of(gpu_mode: GpuMode) -> CheckLevel:
@@ -69,7 +69,7 @@ def run_suite(backend: DockerBackend, matrix: Matrix, spec: ImageSpec, docker_id
     run = backend.run_container(
         docker_id,
         command_for(gpu_mode),
-        mounts={str(checks_source()): CHECKS_MOUNT, str(expect_dir): EXPECT_MOUNT},
+        mounts={str(checks_package()): f"{CHECKS_MOUNT}/checks", str(expect_dir): EXPECT_MOUNT},
         env={"PYTHONPATH": CHECKS_MOUNT},
         shm_size=str(matrix.run_options["shm_size"]),
         gpus=gpu_mode == "required" or (gpu_mode == "auto" and backend.can_give_gpus()),
