@@ -19,6 +19,7 @@ command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v skopeo >/dev/null || missing+=(skopeo)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
     need_root "installing ${missing[*]}" "apt-get install ${missing[*]}"
     echo "installing: ${missing[*]}"
