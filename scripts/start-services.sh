@@ -30,6 +30,12 @@ fi
 mkdir -p "$STATE_DIR"
 if ! docker info >/dev/null 2>&1; then
     need_root "starting dockerd" "start your Docker Engine"
+    # A dockerd that was killed leaves its pid file behind; a live one would answer above.
+    for pidfile in /var/run/docker.pid /run/docker/containerd/containerd.pid; do
+        if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            rm -f "$pidfile"
+        fi
+    done
     echo "starting dockerd (log: $STATE_DIR/dockerd.log)"
     setsid nohup dockerd >"$STATE_DIR/dockerd.log" 2>&1 </dev/null &
     for _ in $(seq 1 60); do
