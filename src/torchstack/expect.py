@@ -11,20 +11,25 @@ from torchstack.compat import cudnn_as_int
 from torchstack.model import ImageSpec, Matrix
 
 
+def expected_versions(spec: ImageSpec) -> dict[str, Any]:
+    """The versions the image must report from inside; None where nothing is asked."""
+    return {
+        "torch": spec.expected_torch_version,
+        "cuda": spec.cuda,
+        "cudnn": cudnn_as_int(spec.cudnn) if spec.cudnn else None,
+        "nccl": spec.nccl,
+        "python": spec.python,
+        "torchvision": spec.torchvision,
+        "torchaudio": spec.torchaudio,
+    }
+
+
 def expect_for(spec: ImageSpec, matrix: Matrix) -> dict[str, Any]:
     return {
         "image_id": spec.id,
         "layers": list(spec.layers),
         "checks": list(spec.checks),
-        "expected": {
-            "torch": spec.expected_torch_version,
-            "cuda": spec.cuda,
-            "cudnn": cudnn_as_int(spec.cudnn) if spec.cudnn else None,
-            "nccl": spec.nccl,
-            "python": spec.python,
-            "torchvision": spec.torchvision,
-            "torchaudio": spec.torchaudio,
-        },
+        "expected": expected_versions(spec),
         "driver_min": spec.driver_min,
         "thresholds": matrix.thresholds,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from torchstack.compat import cudnn_as_int
+from torchstack.expect import expected_versions
 from torchstack.model import CheckLevel, ImageSpec, Matrix, template_fields
 from torchstack.records import CheckRecord
 
@@ -27,14 +27,8 @@ class TagDecision:
 
 def fact_mismatches(spec: ImageSpec, facts: dict[str, Any]) -> list[str]:
     """Each version the image reports that differs from what the matrix asked for."""
-    wanted: dict[str, Any] = {
-        "torch": spec.expected_torch_version,
-        "cuda": spec.cuda,
-        "cudnn": cudnn_as_int(spec.cudnn) if spec.cudnn else None,
-        "nccl": spec.nccl,
-        "torchvision": spec.torchvision,
-        "torchaudio": spec.torchaudio,
-    }
+    wanted = expected_versions(spec)
+    del wanted["python"]  # the image reports a patch release too: compared below by prefix
     problems = []
     for key, expected in wanted.items():
         if expected is not None and _normal(key, facts.get(key)) != _normal(key, expected):
