@@ -1,13 +1,16 @@
-"""CLI: python -m checks --json [--gpu required|auto|off] [--expect FILE] [--only ID[,ID]]
+"""CLI: python -m checks --json [--frame] [--gpu required|auto|off] [--expect FILE] [--only ID]
 
 Exit codes: 0 every selected check passed or skipped; 1 some check failed or errored;
 2 bad usage or an unreadable/invalid expect file (one line on stderr, no traceback).
-In --json mode stdout carries only the JSON document; progress goes to stderr.
+In --json mode stdout carries only the JSON document; progress goes to stderr. With --frame
+the document is one line between marker lines with its sha256 (checks/frame.py), so a report
+read back from a pod log can be told complete from cut short.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -16,8 +19,9 @@ from typing import NoReturn
 from checks import SUITE_VERSION
 from checks.expect import Expect, ExpectError, load_expect
 from checks.facts import gather_facts
+from checks.frame import frame
 from checks.registry import ALL_CHECKS, SelectionError, select
-from checks.result import CheckResult, Report, exit_code
+from checks.result import CheckResult, Report, exit_code, node_from_facts
 from checks.runner import run_checks
 from checks.spec import GPU_MODES, CheckContext, GpuMode, log
 
@@ -39,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="required: no GPU fails the GPU checks; auto: run them if a GPU "
         "is present; off: never touch the GPU (default: auto)",
+    )
+    parser.add_argument(
+        "--frame",
+        action="store_true",
+        help="with --json: print the document as one checksummed line between marker lines",
     )
     parser.add_argument("--expect", metavar="FILE", help="expect file written by the host")
     parser.add_argument("--only", metavar="ID[,ID]", help="run only these check ids")
@@ -74,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_list_checks())
         return 0
     gpu_mode: GpuMode = args.gpu
+    if args.frame and not args.json:
+        print("checks: error: --frame needs --json (see --help)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         expect = load_expect(args.expect) if args.expect else Expect()
         only = args.only.split(",") if args.only is not None else None
@@ -94,8 +106,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run_checks(specs, ctx)
     if facts_problem is not None:  # reported as an extra "facts" entry so it fails the run
         results.insert(0, CheckResult("facts", "error", facts_problem, {}, facts_seconds))
-    report = Report(SUITE_VERSION, expect.image_id, gpu_mode, gpu_present, facts, results)
-    sys.stdout.write((report.to_json() if args.json else _text(report)) + "\n")
+    report = Report(
+        SUITE_VERSION,
+        expect.image_id,
+        gpu_mode,
+        gpu_present,
+        facts,
+        results,
+        image_digest=expect.image_digest,
+        node=node_from_facts(facts, socket.gethostname()),
+    )
+    if args.frame:
+        text = frame(report.to_dict())
+    else:
+        text = report.to_json() if args.json else _text(report)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
     return exit_code(results)
 

@@ -45,6 +45,7 @@ def static_facts() -> dict[str, Any]:
         "python": platform.python_version(),
         "torchvision": dist_version("torchvision"),
         "torchaudio": dist_version("torchaudio"),
+        "torchcodec": dist_version("torchcodec"),
         "gpus": [],
         "driver": None,
     }

@@ -1,28 +1,13 @@
-"""Pure version helpers: dotted comparisons, torch local labels, the torchvision pairing.
+"""Pure version helpers: dotted comparisons, torch local labels, NCCL's version code.
 
-No imports of torch here, so these rules are unit-tested without a GPU or a wheel.
+No imports of torch here, so these rules are unit-tested without a GPU or a wheel. Which
+torchvision/torchaudio/torchcodec pairs with a torch, and how cuDNN's number reads dotted, are
+the host's facts (torchstack's compat data): they arrive in the expect file, never kept here.
 """
 
 from __future__ import annotations
 
 import re
-
-# torch -> torchvision, from ../shared/facts/torch-cuda.md ("torchvision/torchaudio" line,
-# itself read from PyPI wheel metadata). torchaudio carries torch's own version number.
-TORCHVISION_FOR_TORCH: dict[str, str] = {
-    "2.4.0": "0.19.0",
-    "2.4.1": "0.19.1",
-    "2.5.0": "0.20.0",
-    "2.5.1": "0.20.1",
-    "2.6.0": "0.21.0",
-    "2.7.0": "0.22.0",
-    "2.7.1": "0.22.1",
-    "2.8.0": "0.23.0",
-    "2.9.0": "0.24.0",
-    "2.9.1": "0.24.1",
-    "2.10.0": "0.25.0",
-    "2.11.0": "0.26.0",
-}
 
 _RELEASE = re.compile(r"^(\d+(?:\.\d+)*)(.*)$")
 
@@ -81,19 +66,6 @@ def torch_matches(actual: str, expected: str) -> bool:
     return exp_local is None or exp_local == act_local
 
 
-def paired_torchvision(torch_version: str) -> str | None:
-    """The torchvision release built against this torch, or None when the table lacks it."""
-    public, _ = split_local(torch_version)
-    for torch_public, vision in TORCHVISION_FOR_TORCH.items():
-        if public_equal(public, torch_public):
-            return vision
-    return None
-
-
-def paired_torchaudio(torch_version: str) -> str:
-    return split_local(torch_version)[0]
-
-
 def nccl_string(raw: object) -> str | None:
     """torch.cuda.nccl.version() as '2.27.5'.
 
@@ -109,8 +81,17 @@ def nccl_string(raw: object) -> str | None:
     return None
 
 
-def cudnn_string(code: int) -> str:
-    """91002 -> '9.10.2' (cuDNN 9 encoding); 8902 -> '8.9.2' (cuDNN 8 encoding)."""
-    if code >= 90000:
-        return f"{code // 10000}.{code % 10000 // 100}.{code % 100}"
-    return f"{code // 1000}.{code % 1000 // 100}.{code % 100}"
+def pairs_with(installed: str, paired: str) -> bool:
+    """Whether an installed companion is the paired release: '0.24.1' needs 0.24.1 exactly
+    (its local label ignored); a shorter pair such as torchcodec's '0.9' accepts any 0.9.x."""
+    public = split_local(installed)[0].strip()
+    release = _RELEASE.match(public)
+    try:
+        want = parse_dotted(paired)
+    except ValueError:
+        return public_equal(public, paired)
+    if release is None or release.group(2):  # a pre-release or odd suffix: exact only
+        return public_equal(public, paired)
+    have = parse_dotted(release.group(1))
+    have = have + (0,) * (len(want) - len(have))
+    return have[: len(want)] == want

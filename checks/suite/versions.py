@@ -1,23 +1,22 @@
 """versions: what is installed equals what the expect file asked for ("facts over config").
 
 torch (public version, plus the +cuXXX label when asked), CUDA, cuDNN, NCCL and Python must
-equal the expectation; torchvision and torchaudio, when installed, must be the releases paired
-with this torch, and equal the expectation when one is given.
+equal the expectation; torchvision, torchaudio and torchcodec, when installed, must be the
+releases paired with this torch (`expected.paired`, the host's compat data), and equal the
+expectation when one is given.
 """
 
 from __future__ import annotations
 
 import platform
 
-from checks.expect import Expected
+from checks.expect import COMPANIONS, Expected
 from checks.facts import dist_version
 from checks.result import Outcome, failed, passed
 from checks.spec import CheckContext, CheckSpec
 from checks.versioning import (
-    cudnn_string,
     nccl_string,
-    paired_torchaudio,
-    paired_torchvision,
+    pairs_with,
     prefix_equal,
     public_equal,
     split_local,
@@ -43,9 +42,11 @@ def compare_core(
         shown = cuda or "none (CPU-only torch build)"
         problems.append(f"torch.version.cuda is {shown}, expected {expected.cuda}")
     if expected.cudnn is not None and cudnn != expected.cudnn:
-        shown = f"{cudnn} ({cudnn_string(cudnn)})" if cudnn else "unavailable"
+        # The dotted form comes from the host, which owns cuDNN's number encoding.
+        dotted = f" (cuDNN {expected.cudnn_version})" if expected.cudnn_version else ""
         problems.append(
-            f"cuDNN is {shown}, expected {expected.cudnn} ({cudnn_string(expected.cudnn)})"
+            f"cuDNN is {cudnn or 'unavailable'} (torch.backends.cudnn.version()), "
+            f"expected {expected.cudnn}{dotted}"
         )
     if expected.nccl and (nccl is None or not public_equal(nccl, expected.nccl)):
         problems.append(f"NCCL is {nccl or 'unavailable'}, expected {expected.nccl}")
@@ -66,8 +67,8 @@ def compare_companion(
         return problems, notes
     public = split_local(installed)[0]
     if paired is None:
-        notes.append(f"no {name} pairing known for torch {torch_version}")
-    elif not public_equal(public, paired):
+        notes.append(f"no {name} pairing given for torch {torch_version}")
+    elif not pairs_with(installed, paired):
         problems.append(
             f"{name} {installed} does not pair with torch {torch_version} (needs {paired})"
         )
@@ -95,12 +96,10 @@ def run(ctx: CheckContext) -> Outcome:
     expected = ctx.expect.expected
     problems = compare_core(expected, torch_version, cuda, cudnn, nccl, python)
     notes: list[str] = []
-    for name, paired, want in (
-        ("torchvision", paired_torchvision(torch_version), expected.torchvision),
-        ("torchaudio", paired_torchaudio(torch_version), expected.torchaudio),
-    ):
+    for name in COMPANIONS:
         more_problems, more_notes = compare_companion(
-            name, dist_version(name), paired, want, torch_version
+            name, dist_version(name), expected.paired.get(name), getattr(expected, name),
+            torch_version,
         )
         problems += more_problems
         notes += more_notes
@@ -109,7 +108,7 @@ def run(ctx: CheckContext) -> Outcome:
     seen = f"torch {torch_version}, CUDA {cuda}, cuDNN {cudnn}, NCCL {nccl}, Python {python}"
     asked = any(
         getattr(expected, field) is not None
-        for field in ("torch", "cuda", "cudnn", "nccl", "python", "torchvision", "torchaudio")
+        for field in ("torch", "cuda", "cudnn", "nccl", "python", *COMPANIONS)
     )
     lead = "match the expect file" if asked else "(no expected versions given; reported only)"
     tail = f" Note: {'; '.join(notes)}." if notes else ""
@@ -122,5 +121,5 @@ CHECK = CheckSpec(
     needs_gpu=False,
     timeout_s=60,
     run=run,
-    summary="torch/CUDA/cuDNN/NCCL/Python (+ torchvision/torchaudio) equal the expectation",
+    summary="torch/CUDA/cuDNN/NCCL/Python (+ paired companions) equal the expectation",
 )

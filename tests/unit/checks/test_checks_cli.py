@@ -56,9 +56,13 @@ def test_full_run_document_shape(auto_run: tuple[Any, dict[str, Any]]) -> None:
         "python",
         "torchvision",
         "torchaudio",
+        "torchcodec",
         "gpus",
         "driver",
     }
+    assert doc["image_digest"] is None  # no expect file
+    assert doc["node"]["device_count"] == 0 and doc["node"]["gpu_model"] is None
+    assert doc["node"]["hostname"]
     import torch
 
     assert facts["torch"] == torch.__version__ and facts["gpus"] == []

@@ -84,7 +84,7 @@ def test_bare_numbers_become_default_maps() -> None:
         ({"thresholds": {"shm_min_bytes": True}}, "shm_min_bytes must be a positive integer"),
         (
             {"thresholds": {"matmul_min_fraction_of_peak": {"H100": "high"}}},
-            "thresholds.matmul_min_fraction_of_peak.H100 must be a non-negative number",
+            "thresholds.matmul_min_fraction_of_peak.H100 must be a number, got str",
         ),
     ],
 )

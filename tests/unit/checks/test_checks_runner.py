@@ -132,8 +132,10 @@ def test_report_json_shape_and_nan_metric_is_null() -> None:
     assert list(doc) == [
         "suite_version",
         "image_id",
+        "image_digest",
         "gpu_mode",
         "gpu_present",
+        "node",
         "facts",
         "checks",
         "summary",

@@ -9,12 +9,9 @@ from hypothesis import strategies as st
 from checks.expect import Expected
 from checks.suite.versions import compare_companion, compare_core
 from checks.versioning import (
-    TORCHVISION_FOR_TORCH,
-    cudnn_string,
     dotted_ge,
     nccl_string,
-    paired_torchaudio,
-    paired_torchvision,
+    pairs_with,
     parse_dotted,
     prefix_equal,
     public_equal,
@@ -93,29 +90,42 @@ def test_prefix_equal(expected: str, actual: str, ok: bool) -> None:
     assert prefix_equal(expected, actual) is ok
 
 
-def test_pairing_table_follows_the_release_pattern() -> None:
-    # torch 2.M.p pairs with torchvision 0.(M+15).p for every row in the facts file.
-    assert len(TORCHVISION_FOR_TORCH) == 12
-    for torch_version, vision in TORCHVISION_FOR_TORCH.items():
-        _, minor, patch = parse_dotted(torch_version)
-        assert vision == f"0.{minor + 15}.{patch}"
-    assert paired_torchvision("2.9.1+cu128") == "0.24.1"
-    assert paired_torchvision("2.4.0") == "0.19.0"
-    assert paired_torchvision("2.13.0+cpu") is None
-    assert paired_torchaudio("2.9.1+cu128") == "2.9.1"
+@pytest.mark.parametrize(
+    ("installed", "paired", "ok"),
+    [
+        ("0.24.1+cu128", "0.24.1", True),  # the local label follows torch's
+        ("0.24.0", "0.24.1", False),
+        ("0.24", "0.24.1", False),  # 0.24 is 0.24.0
+        ("0.9.1", "0.9", True),  # a pair given by minor accepts its patches
+        ("0.90.0", "0.9", False),  # components, not text
+        ("0.17.0", "0.9.1", False),  # what an unpinned resolve picked for torch 2.9.1
+        ("0.9.1rc1", "0.9.1", False),
+    ],
+)
+def test_pairs_with(installed: str, paired: str, ok: bool) -> None:
+    assert pairs_with(installed, paired) is ok
 
 
-def test_nccl_and_cudnn_strings() -> None:
+def test_the_suite_keeps_no_pairing_or_cudnn_table() -> None:
+    """Issue 9: those facts live in the host's compat data and arrive in the expect file."""
+    import checks.versioning as versioning
+
+    names = set(vars(versioning))
+    assert not {n for n in names if "TORCHVISION" in n.upper() or "cudnn" in n.lower()}
+
+
+def test_nccl_strings() -> None:
     assert nccl_string((2, 27, 5)) == "2.27.5"
     assert nccl_string((2, 27, 7, "+cuda13.0")) == "2.27.7"
     assert nccl_string(22705) == "2.27.5"  # NCCL_VERSION_CODE since 2.9
     assert nccl_string(2708) == "2.7.8"  # the older encoding
     assert nccl_string(None) is None
-    assert cudnn_string(91002) == "9.10.2"
-    assert cudnn_string(8902) == "8.9.2"
 
 
-FULL = Expected(torch="2.9.1+cu128", cuda="12.8", cudnn=91002, nccl="2.27.5", python="3.11")
+FULL = Expected(
+    torch="2.9.1+cu128", cuda="12.8", cudnn=91002, cudnn_version="9.10.2.21", nccl="2.27.5",
+    python="3.11",
+)
 
 
 def test_compare_core_accepts_the_image_from_the_facts_file() -> None:
@@ -128,7 +138,8 @@ def test_compare_core_names_every_difference() -> None:
     assert len(problems) == 5
     assert "torch is 2.9.1+cu126, expected 2.9.1+cu128" in text
     assert "torch.version.cuda is 12.6, expected 12.8" in text
-    assert "cuDNN is 90501 (9.5.1), expected 91002 (9.10.2)" in text
+    # The dotted form is the host's (expected.cudnn_version), not decoded by the suite.
+    assert "cuDNN is 90501 (torch.backends.cudnn.version()), expected 91002 (cuDNN 9.10.2.21)" in text
     assert "NCCL is unavailable, expected 2.27.5" in text
     assert "Python is 3.12.1, expected 3.11" in text
 
@@ -145,4 +156,6 @@ def test_companion_pairing_and_expectation() -> None:
     problems, _ = compare_companion("torchaudio", None, "2.9.1", "2.9.1", "2.9.1")
     assert problems == ["torchaudio is not installed, expected 2.9.1"]
     problems, notes = compare_companion("torchvision", "0.28.0", None, None, "2.13.0")
-    assert problems == [] and notes == ["no torchvision pairing known for torch 2.13.0"]
+    assert problems == [] and notes == ["no torchvision pairing given for torch 2.13.0"]
+    problems, _ = compare_companion("torchcodec", "0.7.0", "0.9.1", None, "2.9.1")
+    assert problems == ["torchcodec 0.7.0 does not pair with torch 2.9.1 (needs 0.9.1)"]
