@@ -38,6 +38,7 @@ class Release:
     series: str  # "2.9"
     torchvision: str
     torchaudio: str
+    torchcodec: str | None  # None: TorchCodec's table names no release for this series
     python_min: str
     python_max: str
     pypi_default: str  # CUDA version of the wheel on PyPI
@@ -128,6 +129,11 @@ class Compat:
             return release.torchvision
         if package == "torchaudio":
             return release.torchaudio
+        if package == "torchcodec":
+            if release.torchcodec is None:
+                raise CompatError(f"no torchcodec release is recorded for torch {torch};"
+                                  " TorchCodec's compatibility table names none")
+            return release.torchcodec
         raise CompatError(f"no pairing is recorded for {package}; pin it explicitly")
 
     def driver(self, cuda: str) -> DriverRequirement:
@@ -153,6 +159,7 @@ def _release(series: str, version: str, pair: dict[str, str], row: dict[str, Any
         series=series,
         torchvision=pair["torchvision"],
         torchaudio=pair["torchaudio"],
+        torchcodec=row.get("torchcodec"),
         python_min=python_min,
         python_max=python_max,
         pypi_default=row["pypi_default"],

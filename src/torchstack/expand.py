@@ -85,6 +85,8 @@ def expand(entries: list[Entry], layers: dict[str, Layer], flavors: dict[str, st
                                   tip=f"flavors: {', '.join(flavors)}")
         os_base = os_bases[os_name]
         _compatible(values, torch, cuda, os_base)
+        _codec_paired(values, torch, [n for n in layer_chain(layers, flavors[flavor])
+                                      if "torchcodec" in layers[n].torch_packages])
         parent_id = None
         for layer_name in layer_chain(layers, flavors[flavor]):
             spec = _image(layers, layer_name, flavor_of[layer_name], torch, cuda, os_base,
@@ -129,6 +131,17 @@ def _compatible(values: dict[str, Located], torch: str, cuda: str, os_base: OsBa
         values["os"].fail(f"{exc} (OS base '{os_base.name}' has Python {os_base.python})")
 
 
+def _codec_paired(values: dict[str, Located], torch: str, codec_layers: list[str]) -> None:
+    if not codec_layers:
+        return
+    try:
+        load_compat().paired_version(torch, "torchcodec")
+    except CompatError as exc:
+        values["torch"].fail(f"{exc} (layer '{codec_layers[0]}' installs torchcodec)",
+                             tip="drop torchcodec from that layer's torch_packages for this"
+                                 " torch, or record the pairing in compat.yaml with its source")
+
+
 def _image(layers: dict[str, Layer], layer_name: str, flavor: str, torch: str, cuda: str,
            os_base: OsBase, parent_id: str | None, legacy: bool, indexes: dict[str, str],
            tags: TagPolicy, id_template: str) -> ImageSpec:
@@ -139,9 +152,11 @@ def _image(layers: dict[str, Layer], layer_name: str, flavor: str, torch: str, c
     on_pypi = cuda == release.pypi_default
     local = "" if on_pypi else f"+{cuda_tag(cuda)}"
     layer = layers[layer_name]
-    versions = {"torch": torch, "torchvision": release.torchvision,
-                "torchaudio": release.torchaudio}
     installed = {p for name in chain for p in layers[name].torch_packages}
+    torchcodec = compat.paired_version(torch, "torchcodec") if "torchcodec" in installed else None
+    # TorchCodec's index builds carry no CUDA local version on PyPI: it is pinned without one.
+    versions = {"torch": f"{torch}{local}", "torchvision": f"{release.torchvision}{local}",
+                "torchaudio": f"{release.torchaudio}{local}", "torchcodec": torchcodec}
     spec = ImageSpec(
         id="",
         flavor=flavor,
@@ -166,11 +181,12 @@ def _image(layers: dict[str, Layer], layer_name: str, flavor: str, torch: str, c
         torch_index=(indexes["pypi"] if on_pypi
                      else indexes["pytorch"].format(cuda_tag=cuda_tag(cuda))),
         pip_index=indexes["pypi"],
-        torch_requirements=tuple(f"{p}=={versions[p]}{local}" for p in layer.torch_packages),
+        torch_requirements=tuple(f"{p}=={versions[p]}" for p in layer.torch_packages),
         requirements=layer.packages,
         checks=tuple(dict.fromkeys(c for name in chain for c in layers[name].checks)),
         release_tag="",
         aliases=(),
+        torchcodec=torchcodec,
     )
     image_id = id_template.format(**template_fields(spec))
     spec = replace(spec, id=image_id)

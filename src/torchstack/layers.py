@@ -12,7 +12,7 @@ from torchstack.model import Layer
 from torchstack.yamlsource import Located, load_yaml
 
 LAYER_KEYS = {"parent", "description", "packages", "torch_packages", "env", "checks"}
-TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
+TORCH_FAMILY = ("torch", "torchvision", "torchaudio", "torchcodec")
 # An exact pin: name==version, nothing looser, so a rebuild installs the same thing.
 EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,-]+\])?==[A-Za-z0-9.+!_-]+$")
 # The in-container suite's own ids (importing the registry does not import torch).

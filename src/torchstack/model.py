@@ -30,7 +30,7 @@ class Layer:
     parent: str | None
     description: str
     packages: tuple[str, ...]  # exact pins from the package index
-    torch_packages: tuple[str, ...]  # torch, torchvision, torchaudio: versions follow torch
+    torch_packages: tuple[str, ...]  # torch, torchvision, torchaudio, torchcodec: follow torch
     env: tuple[tuple[str, str], ...]
     checks: tuple[str, ...]  # this layer's own checks; ImageSpec.checks adds the ancestors'
     fragment: str  # Dockerfile instructions run as root in the layer's runtime stage
@@ -82,6 +82,7 @@ class ImageSpec:
     checks: tuple[str, ...]  # ancestors' first
     release_tag: str
     aliases: tuple[str, ...]
+    torchcodec: str | None = None  # paired with torch by compat data when a layer installs it
 
     @property
     def expected_torch_version(self) -> str:
