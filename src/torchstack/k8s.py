@@ -3,12 +3,16 @@
 One image gives a ConfigMap (the `checks` package and the expect JSON) and a Job. The Job runs
 `python -m checks` on one node; with nodes > 1 it becomes an Indexed Job plus a headless
 Service, and every pod starts `torchrun` so that NCCL is exercised across nodes.
+The image is pinned by its registry digest (`repo@sha256:…`), and the expect file carries the
+same digest (`image_digest`): the suite echoes it in its framed report, which `torchstack record
+import` takes back and proves against the registry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +39,11 @@ _LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _DOCKER_SIZE = re.compile(r"^(\d+)([bkmg]?)b?$", re.IGNORECASE)
+# RFC 1123 label: what a namespace name must be.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity), unsigned: a number,
+# then a binary (Ki..Ei), decimal (n, u, m, k, M, G, T, P, E) or exponent (e3, E-2) suffix.
+_QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,6 @@ class ClusterOptions:
     namespace: str = "default"
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[dict[str, str], ...] = ()
-    image_ref: str | None = None
     cpu: str | None = None  # per pod; default 4 cores per GPU
     memory: str | None = None  # per pod; default 16Gi per GPU plus the /dev/shm size
     shm_size: str | None = None  # default: the matrix's checks.shm_size
@@ -69,6 +77,24 @@ def parse_toleration(text: str) -> dict[str, str]:
     if has_value:
         return {"key": key, "operator": "Equal", "value": value, "effect": effect}
     return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def parse_namespace(text: str) -> str:
+    if not _DNS_LABEL.match(text):
+        raise ConfigError(f"bad --namespace {text!r}: a namespace is an RFC 1123 label",
+                          tip="use at most 63 lowercase letters, digits and '-', starting and"
+                              " ending with a letter or digit, e.g. gpu-checks")
+    return text
+
+
+def parse_quantity(text: str, flag: str, example: str) -> str:
+    """A positive Kubernetes quantity (`500m`, `4`, `16Gi`, `1e9`), as the API server takes it."""
+    match = _QUANTITY.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(f"bad {flag} {text!r}: not a positive Kubernetes quantity",
+                          tip=f"use a number with an optional suffix (Ki, Mi, Gi, m, k, M, G),"
+                              f" e.g. {example}")
+    return text
 
 
 def k8s_quantity(docker_size: str) -> str:
@@ -104,14 +130,20 @@ def checks_files(checks_dir: Path) -> dict[str, str]:
     return files
 
 
-def render_manifests(spec: ImageSpec, matrix: Matrix, repository: str,
+def render_manifests(spec: ImageSpec, matrix: Matrix, image: str,
                      options: ClusterOptions) -> list[dict[str, Any]]:
-    """The documents for one image, in the order `kubectl apply` needs them."""
+    """The documents for one image, in the order `kubectl apply` needs them.
+
+    `image` is pinned by digest (`repo@sha256:…`, candidates.parse_pinned checks the form)."""
     if options.nodes < 1 or options.gpus_per_node < 1:
         raise ConfigError("--nodes and --gpus-per-node must be at least 1")
+    digest = image.rpartition("@")[2]
+    if not digest.startswith("sha256:"):
+        raise ConfigError(f"the image {image!r} is not pinned by digest")
     name = job_name(spec.id, options.nodes)
     files = checks_files(matrix.root / "checks")
-    expect = json.dumps(expect_for(spec, matrix), indent=2, sort_keys=True) + "\n"
+    expect = json.dumps({**expect_for(spec, matrix), "image_digest": digest}, indent=2,
+                        sort_keys=True) + "\n"
     data = {**files, EXPECT_KEY: expect}
     if sum(len(k) + len(v.encode()) for k, v in data.items()) > CONFIGMAP_LIMIT - 64 * 1024:
         raise ConfigError("the checks package is too large for one ConfigMap (1 MiB)")
@@ -127,7 +159,7 @@ def render_manifests(spec: ImageSpec, matrix: Matrix, repository: str,
         "metadata": _meta(f"{name}-checks", options.namespace, labels),
         "data": data,
     }
-    job = _job(spec, matrix, repository, options, name, labels, sorted(files))
+    job = _job(matrix, image, options, name, labels, sorted(files))
     if options.nodes == 1:
         return [config_map, job]
     service = {
@@ -148,14 +180,13 @@ def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": dict(labels)}
 
 
-def _job(spec: ImageSpec, matrix: Matrix, repository: str, options: ClusterOptions, name: str,
+def _job(matrix: Matrix, image: str, options: ClusterOptions, name: str,
          labels: dict[str, str], file_keys: list[str]) -> dict[str, Any]:
     gpus = options.gpus_per_node
-    shm = k8s_quantity(options.shm_size or str(matrix.run_options.get("shm_size", "2g")))
+    shm = _shm(options, matrix)
     memory = options.memory or _add_gi(16 * gpus, shm)
     resources = {"nvidia.com/gpu": str(gpus), "cpu": options.cpu or str(4 * gpus),
                  "memory": memory}
-    image = options.image_ref or f"{repository}:{spec.release_tag}"
     env: list[dict[str, Any]] = [
         {"name": "PYTHONPATH", "value": CHECKS_ROOT},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
@@ -166,7 +197,7 @@ def _job(spec: ImageSpec, matrix: Matrix, repository: str, options: ClusterOptio
     container: dict[str, Any] = {
         "name": "checks",
         "image": image,
-        "imagePullPolicy": "IfNotPresent" if "@sha256:" in image else "Always",
+        "imagePullPolicy": "IfNotPresent",  # a digest names one image: nothing to refresh
         "command": _command(name, options),
         "env": env,
         "resources": {"requests": dict(resources), "limits": dict(resources)},
@@ -217,7 +248,7 @@ def _job(spec: ImageSpec, matrix: Matrix, repository: str, options: ClusterOptio
         pod_spec["nodeSelector"] = dict(options.node_selector)
     job_spec: dict[str, Any] = {
         "backoffLimit": 0,  # a failed check is a result, not a flake to retry
-        "activeDeadlineSeconds": int(matrix.run_options.get("timeout_s", 900)) + DEADLINE_MARGIN_S,
+        "activeDeadlineSeconds": _suite_timeout_s(matrix) + DEADLINE_MARGIN_S,
         "ttlSecondsAfterFinished": 86400,
     }
     if options.nodes > 1:
@@ -232,7 +263,8 @@ def _job(spec: ImageSpec, matrix: Matrix, repository: str, options: ClusterOptio
 def _command(name: str, options: ClusterOptions) -> list[str]:
     expect = f"{EXPECT_DIR}/{EXPECT_KEY}"
     if options.nodes == 1:
-        return ["python", "-m", "checks", "--json", "--gpu", "required", "--expect", expect]
+        return ["python", "-m", "checks", "--json", "--frame", "--gpu", "required",
+                "--expect", expect]
     return [
         "torchrun",
         "--nnodes", str(options.nodes),
@@ -240,8 +272,27 @@ def _command(name: str, options: ClusterOptions) -> list[str]:
         "--node-rank", "$(NODE_RANK)",
         "--master-addr", f"{name}-0.{name}",
         "--master-port", str(MASTER_PORT),
-        "-m", MULTINODE_MODULE, "--json", "--expect", expect,
+        "-m", MULTINODE_MODULE, "--json", "--frame", "--expect", expect,
     ]
+
+
+def _shm(options: ClusterOptions, matrix: Matrix) -> str:
+    if options.shm_size:
+        return parse_quantity(k8s_quantity(options.shm_size), "--shm-size", "2Gi")
+    shm = k8s_quantity(str(matrix.run_options.get("shm_size", "2g")))
+    if not _QUANTITY.match(shm):
+        raise ConfigError(f"{matrix.root / 'matrix.yaml'}: checks.shm_size {shm!r} is not a size"
+                          " Kubernetes takes", tip="write it as 2g or 2Gi, or pass --shm-size")
+    return shm
+
+
+def _suite_timeout_s(matrix: Matrix) -> int:
+    timeout = float(matrix.run_options.get("timeout_s", 900))
+    if not math.isfinite(timeout) or timeout < 1:
+        raise ConfigError(f"{matrix.root / 'matrix.yaml'}: checks.timeout_s is {timeout!r}; a Job"
+                          " needs a finite deadline",
+                          tip="set checks.timeout_s to a number of seconds, e.g. 900")
+    return math.ceil(timeout)
 
 
 def _tolerations(extra: tuple[dict[str, str], ...]) -> list[dict[str, str]]:

@@ -3,6 +3,10 @@
 A record is keyed by Docker image ID, input hash and checks-suite version, so a rebuilt image
 or a new suite is checked again. Levels: `cpu` (the checks that need no GPU, `--gpu auto` on a
 host without one) and `gpu` (the full suite with `--gpu required`); `gpu` implies `cpu`.
+A record comes from `torchstack check` or from `torchstack record import` (a report of a
+Kubernetes Job); an imported one says where it came from (`source`) and on what node (`node`).
+A multi-node NCCL run is kept with scope `multinode`: its figures stay with the image, but it
+ran one check only, so it never stands for a level.
 Records live in `.torchstack/records/` beside matrix.yaml, one JSON file per image ID, written
 atomically (temp file + rename) so an interrupted run never leaves half a record.
 """
@@ -13,13 +17,14 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from torchstack.model import CheckLevel, Matrix
 
 LEVEL_RANK = {"cpu": 1, "gpu": 2}
+Scope = Literal["suite", "multinode"]
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,15 @@ class CheckRecord:
     summary: dict[str, int]
     report: str  # path of the run's report.json
     checked_at: float
+    # Defaults keep records written before these fields readable.
+    scope: Scope = "suite"  # "multinode": the NCCL-across-nodes run alone, never a level
+    node: dict[str, Any] = field(default_factory=dict)  # gpu_model, driver, device_count, ...
+    source: dict[str, Any] = field(default_factory=dict)  # where an imported report came from
+    figures: dict[str, Any] = field(default_factory=dict)  # check id -> metrics, when imported
 
     def satisfies(self, level: CheckLevel) -> bool:
-        return self.passed and LEVEL_RANK[self.level] >= LEVEL_RANK[level]
+        return (self.passed and self.scope == "suite"
+                and LEVEL_RANK[self.level] >= LEVEL_RANK[level])
 
 
 class RecordStore:
@@ -68,7 +79,8 @@ class RecordStore:
         promoted on the strength of the old pass.
         """
         matching = [r for r in self.all_for(docker_id)
-                    if r.input_hash == input_hash and r.suite_version == suite_version
+                    if r.scope == "suite" and r.input_hash == input_hash
+                    and r.suite_version == suite_version
                     and LEVEL_RANK[r.level] >= LEVEL_RANK[level]]
         return max(matching, key=lambda r: r.checked_at) if matching else None
 

@@ -58,12 +58,17 @@ def fields_from_facts(spec: ImageSpec, facts: dict[str, Any]) -> dict[str, str]:
                            cudnn_major=cudnn_major if cudnn else "X")
 
 
+def candidate_ref(spec: ImageSpec, matrix: Matrix, repository: str, input_hash: str) -> str:
+    """The candidate tag of one build (`<id>-<hash12>`): what k8s runs and record import proves."""
+    fields = template_fields(spec, hash12=input_hash[:12])
+    return f"{repository}:{matrix.tags.candidate.format(**fields)}"
+
+
 def decide(spec: ImageSpec, matrix: Matrix, repository: str, input_hash: str | None,
            record: CheckRecord | None, required: CheckLevel) -> TagDecision:
     if input_hash is None:
         return TagDecision(spec.id, None, (), "not built: run `torchstack build` first", True)
-    fields = template_fields(spec, hash12=input_hash[:12])
-    candidate = f"{repository}:{matrix.tags.candidate.format(**fields)}"
+    candidate = candidate_ref(spec, matrix, repository, input_hash)
     if record is None:
         return TagDecision(spec.id, None, (), "not checked: run `torchstack check` first", True)
     if not record.passed:

@@ -1,4 +1,8 @@
-"""`torchstack k8s`: Kubernetes manifests that run an image's checks on a GPU cluster."""
+"""`torchstack k8s`: Kubernetes manifests that run an image's checks on a GPU cluster.
+
+Each Job runs its image pinned by digest: the candidate tag's digest in the push registry
+(which needs this host's build and Docker), or `--image-ref REPO@sha256:…`.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from torchstack.candidates import parse_pinned, resolve_candidate
 from torchstack.commands.common import add_selection, matrix_of, push_repository
+from torchstack.docker_backend import DockerBackend
 from torchstack.errors import ConfigError
 from torchstack.k8s import (
     ClusterOptions,
+    parse_namespace,
     parse_node_selector,
+    parse_quantity,
     parse_toleration,
     render_manifests,
     to_yaml,
 )
+from torchstack.model import ImageSpec, Matrix
 
 
 def register(sub: Any) -> None:
@@ -28,22 +37,29 @@ def register(sub: Any) -> None:
                         help="nodes for a multi-node NCCL run (default: 1, the plain suite)")
     parser.add_argument("--gpus-per-node", type=_positive, default=1, metavar="G",
                         help="nvidia.com/gpu requested per pod (default: 1)")
-    parser.add_argument("--namespace", default="default", metavar="NS")
+    parser.add_argument("--namespace", default="default", metavar="NS",
+                        type=flag_type(parse_namespace))
     parser.add_argument("--node-selector", action="append", default=[], metavar="KEY=VALUE",
-                        type=_argument(parse_node_selector), help="repeatable")
+                        type=flag_type(parse_node_selector), help="repeatable")
     parser.add_argument("--toleration", action="append", default=[],
-                        metavar="KEY[=VALUE]:EFFECT", type=_argument(parse_toleration),
+                        metavar="KEY[=VALUE]:EFFECT", type=flag_type(parse_toleration),
                         help="repeatable; nvidia.com/gpu:NoSchedule is always tolerated")
-    parser.add_argument("--image-ref", metavar="REF",
-                        help="the image to run, e.g. a digest (default: the release tag under"
-                             " the push registry); only with a single image")
-    parser.add_argument("--cpu", metavar="CORES", help="CPU per pod (default: 4 per GPU)")
+    parser.add_argument("--image-ref", metavar="REPO@sha256:DIGEST",
+                        type=flag_type(_pinned_ref),
+                        help="the image to run, pinned by digest (default: the digest of the"
+                             " image's candidate tag in the push registry); one image only")
+    parser.add_argument("--cpu", metavar="CORES",
+                        type=flag_type(lambda text: parse_quantity(text, "--cpu", "8 or 500m")),
+                        help="CPU per pod, a Kubernetes quantity (default: 4 per GPU)")
     parser.add_argument("--memory", metavar="QTY",
-                        help="memory per pod (default: 16Gi per GPU plus /dev/shm)")
+                        type=flag_type(lambda text: parse_quantity(text, "--memory", "64Gi")),
+                        help="memory per pod, a Kubernetes quantity (default: 16Gi per GPU plus"
+                             " /dev/shm)")
     parser.add_argument("--shm-size", metavar="QTY",
                         help="/dev/shm size (default: checks.shm_size of matrix.yaml)")
     parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="write DIR/<image id>.yaml instead of printing to stdout")
+                        help="write DIR/<image id>.yaml (a folder; existing files of that name"
+                             " are replaced) instead of printing to stdout")
     parser.set_defaults(run=run)
 
 
@@ -53,13 +69,18 @@ def run(args: argparse.Namespace) -> int:
     if args.image_ref and len(images) != 1:
         raise ConfigError(f"--image-ref names one image but {len(images)} are selected",
                           tip="name exactly one image id")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a file; --out names a folder",
+                          tip="name a folder (it is created if missing); k8s writes"
+                              " <folder>/<image id>.yaml per image")
     options = ClusterOptions(
         nodes=args.nodes, gpus_per_node=args.gpus_per_node, namespace=args.namespace,
         node_selector=tuple(args.node_selector), tolerations=tuple(args.toleration),
-        image_ref=args.image_ref, cpu=args.cpu, memory=args.memory, shm_size=args.shm_size,
+        cpu=args.cpu, memory=args.memory, shm_size=args.shm_size,
     )
-    repository = push_repository(matrix)
-    rendered = {i.id: to_yaml(render_manifests(i, matrix, repository, options)) for i in images}
+    pinned = _pinned_images(matrix, images, args.image_ref)
+    rendered = {i.id: to_yaml(render_manifests(i, matrix, pinned[i.id], options))
+                for i in images}
     if args.out is None:
         print("".join(rendered.values()), end="")
         return 0
@@ -71,17 +92,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pinned_images(matrix: Matrix, images: list[ImageSpec],
+                   image_ref: str | None) -> dict[str, str]:
+    """image id -> `repo@sha256:…` to run; the candidates' digests come from the registry."""
+    if image_ref is not None:
+        return {images[0].id: image_ref}
+    repository = push_repository(matrix)
+    backend = DockerBackend.connect()
+    try:
+        return {spec.id: resolve_candidate(backend, matrix, spec, repository).pinned
+                for spec in images}
+    finally:
+        backend.close()
+
+
 T = TypeVar("T")
 
 
-def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+def flag_type(parse: Callable[[str], T]) -> Callable[[str], T]:
     """argparse reports ArgumentTypeError as a usage error (exit 2); ConfigError would escape."""
     def convert(text: str) -> T:
         try:
             return parse(text)
         except ConfigError as exc:
-            raise argparse.ArgumentTypeError(f"{exc.message}; {exc.tip}") from None
+            raise argparse.ArgumentTypeError(f"{exc.message}\ntip: {exc.tip}") from None
     return convert
+
+
+def _pinned_ref(text: str) -> str:
+    parse_pinned(text)
+    return text
 
 
 def _positive(text: str) -> int:
