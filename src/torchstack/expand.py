@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
-import re
 from dataclasses import replace
 
+from torchstack import kinds
 from torchstack.compat import CompatError, cuda_tag, load_compat
 from torchstack.layers import layer_chain
 from torchstack.model import ImageSpec, Layer, OsBase, TagPolicy, template_fields
@@ -18,7 +18,7 @@ from torchstack.yamlsource import Located
 
 AXIS_KEYS = {"torch", "cuda", "os", "flavor"}
 ENTRY_KEYS = AXIS_KEYS | {"legacy"}
-DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+DOCKER_TAG = kinds.TAG
 
 
 Entry = tuple[dict[str, Located], bool]  # axis values with their locations, legacy
@@ -91,7 +91,7 @@ def expand(entries: list[Entry], layers: dict[str, Layer], flavors: dict[str, st
         for layer_name in layer_chain(layers, flavors[flavor]):
             spec = _image(layers, layer_name, flavor_of[layer_name], torch, cuda, os_base,
                           parent_id, legacy, indexes, tags, id_template)
-            if not DOCKER_TAG.match(spec.id):
+            if not DOCKER_TAG.fullmatch(spec.id):
                 values["flavor"].fail(f"the image id '{spec.id}' is not a valid Docker tag",
                                       tip="ids come from id_template and the OS and flavor names,"
                                           " which may use letters, digits, '_', '.', '-'")
@@ -214,7 +214,7 @@ def unique_tags(images: tuple[ImageSpec, ...], node: Located) -> None:
         for tag in (image.release_tag, *image.aliases):
             # Point at the template that made it: the release tag, else the aliases.
             source = fields["release"] if tag == image.release_tag else fields["aliases"]
-            if not DOCKER_TAG.match(tag):
+            if not DOCKER_TAG.fullmatch(tag):
                 source.fail(f"'{tag}' (for {image.id}) is not a valid Docker tag")
             if tag in owner and owner[tag] != image.id:
                 source.fail(

@@ -7,18 +7,20 @@ import re
 from pathlib import Path
 
 from checks.registry import ALL_CHECKS
+from torchstack import kinds
 from torchstack.errors import ConfigError
 from torchstack.model import Layer
-from torchstack.yamlsource import Located, load_yaml
+from torchstack.yamlsource import Located, load_yaml, read_config_text
 
 LAYER_KEYS = {"parent", "description", "packages", "torch_packages", "env", "checks"}
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio", "torchcodec")
-# An exact pin: name==version, nothing looser, so a rebuild installs the same thing.
-EXACT_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,-]+\])?==[A-Za-z0-9.+!_-]+$")
+EXACT_PIN = kinds.EXACT_PIN
 # The in-container suite's own ids (importing the registry does not import torch).
 CHECK_IDS = [spec.id for spec in ALL_CHECKS]
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = kinds.ENV_NAME
 FRAGMENT = "Dockerfile.fragment"
+# `RUN <<EOF`, `COPY <<-"EOF" /x`: the body runs to a line holding only the word.
+HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 
 
 def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
@@ -29,6 +31,9 @@ def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
     parent_at: dict[str, str] = {}  # layer -> "file:line" of its `parent:` key, for errors
     # Hidden folders (.git, editor state) are not layers.
     for folder in sorted(p for p in layers_dir.iterdir() if p.is_dir() and p.name[0] != "."):
+        if not kinds.NAME.fullmatch(folder.name):
+            raise ConfigError(f"{_display(folder, display_root)}: {folder.name!r} is not a layer"
+                              " name", tip="rename the folder: letters, digits, '_', '.', '-'")
         spec = folder / "layer.yaml"
         if not spec.is_file():
             raise ConfigError(f"{_display(folder, display_root)}: no layer.yaml in this folder",
@@ -47,9 +52,12 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
     env: list[tuple[str, str]] = []
     if "env" in fields:
         for name, value in fields["env"].items():
-            if not ENV_NAME.match(name):
-                value.fail(f"'{name}' is not a valid environment variable name")
-            env.append((name, value.str(allow_numbers=True)))
+            if not ENV_NAME.fullmatch(name):
+                value.fail(f"{name!r} is not a valid environment variable name",
+                           tip="letters, digits and '_', not starting with a digit")
+            env.append((name, value.checked(kinds.text_problem, f"the value of {name}",
+                                            tip="an env value is one line of text",
+                                            allow_numbers=True)))
     checks = []
     for item in fields["checks"].list() if "checks" in fields else []:
         if item.str() not in CHECK_IDS:
@@ -59,14 +67,17 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
                       tip=f"checks the suite has: {', '.join(CHECK_IDS)}")
         checks.append(item.value)
     fragment_path = folder / FRAGMENT
-    try:
-        fragment = fragment_path.read_text(encoding="utf-8") if fragment_path.exists() else ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{_display(fragment_path, display_root)}: cannot read: {exc}") from None
+    fragment_name = _display(fragment_path, display_root)
+    fragment = (read_config_text(fragment_path, fragment_name)
+                if fragment_path.exists() or fragment_path.is_symlink() else "")
+    _check_fragment(fragment, fragment_name)
+    description = (fields["description"].checked(kinds.text_problem, "description",
+                                                 tip="a description is one line of text")
+                   if "description" in fields else "")
     layer = Layer(
         name=folder.name,
         parent=None if parent.value is None else parent.str(),
-        description=fields["description"].str() if "description" in fields else "",
+        description=description,
         packages=tuple(packages),
         torch_packages=tuple(torch_packages),
         env=tuple(env),
@@ -76,9 +87,44 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
     return layer, parent.where
 
 
+def _check_fragment(text: str, name: str) -> None:
+    """Instructions spliced into a rendered Dockerfile must end where the fragment ends.
+
+    A trailing `\\` would continue into the next rendered instruction, an unclosed heredoc
+    would swallow the rest of the file, and a FROM would start a stage of its own.
+    """
+    lines = text.split("\n")
+    open_heredocs: list[tuple[str, bool, int]] = []  # word, strip tabs (<<-), line
+    continued_from = 0
+    for number, line in enumerate(lines, 1):
+        if open_heredocs:
+            word, strip_tabs, _ = open_heredocs[0]
+            if (line.lstrip("\t") if strip_tabs else line) == word:
+                open_heredocs.pop(0)
+            continue
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue  # Docker skips these, also inside a continuation
+        if not continued_from and stripped.split()[0].upper() == "FROM":
+            raise ConfigError(f"{name}:{number}: a fragment may not start a stage (FROM)",
+                              tip="a layer's fragment runs inside the stage torchstack renders;"
+                                  " make another layer instead")
+        open_heredocs += [(m.group(3), m.group(1) == "-", number)
+                          for m in HEREDOC.finditer(line)]
+        continued_from = (continued_from or number) if stripped.endswith("\\") else 0
+    if continued_from:
+        raise ConfigError(f"{name}:{continued_from}: the fragment ends in a line continuation"
+                          " (a trailing \\), which would join the next rendered instruction",
+                          tip="remove the trailing backslash")
+    if open_heredocs:
+        word, _, number = open_heredocs[0]
+        raise ConfigError(f"{name}:{number}: the heredoc <<{word} is never closed",
+                          tip=f"end it with a line holding only {word}")
+
+
 def _pin(item: Located) -> str:
     pin = item.str()
-    if not EXACT_PIN.match(pin):
+    if not EXACT_PIN.fullmatch(pin):
         item.fail(f"'{pin}' is not an exact pin", tip="write packages as name==version")
     if pin.split("==")[0].lower() in TORCH_FAMILY:
         item.fail(f"'{pin}' belongs in torch_packages, where its version follows torch")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import string
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from checks.expect import ExpectError, parse_expect
+from torchstack import kinds
 from torchstack.expand import (
     entries,
     expand,
@@ -39,12 +38,14 @@ TEMPLATE_FIELDS = {"id", "torch", "torch_minor", "cuda", "cuda_tag", "python", "
 DEFAULT_ID_TEMPLATE = "torch{torch}-{cuda_tag}-py{python}-{flavor}"
 DEFAULT_INDEXES = {"pypi": "https://pypi.org/simple",
                    "pytorch": "https://download.pytorch.org/whl/{cuda_tag}"}
-URL_SCHEMES = ("http", "https", "file")
-# A Docker tag (image ids and release tags are both used as tags) and a repository name.
-DOCKER_REPO = re.compile(
-    r"^([A-Za-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$"
-)
+# Index URLs end up in the build stage; a debootstrap mirror may also be a local folder.
+INDEX_SCHEMES = kinds.URL_SCHEMES
+MIRROR_SCHEMES = (*kinds.URL_SCHEMES, "file")
+DOCKER_REPO = kinds.REPOSITORY
 PYTHON_VERSION = re.compile(r"^[0-9]+\.[0-9]+$")
+# A check run longer than a week is a typo, and k8s needs a finite deadline.
+MAX_TIMEOUT_S = 7 * 24 * 3600
+NAME_TIP = "names may use letters, digits, '_', '.' and '-'"
 
 
 def load_matrix(path: Path) -> Matrix:
@@ -91,10 +92,22 @@ def load_matrix(path: Path) -> Matrix:
         promotion_level=_promotion(top.get("promotion")),
         thresholds=checks["thresholds"].plain() if "thresholds" in checks else {},
         run_options={
-            "shm_size": checks["shm_size"].str() if "shm_size" in checks else "2g",
-            "timeout_s": checks["timeout_s"].number(minimum=1) if "timeout_s" in checks else 900,
+            "shm_size": _shm_size(checks["shm_size"]) if "shm_size" in checks else "2g",
+            "timeout_s": checks["timeout_s"].number(minimum=1, maximum=MAX_TIMEOUT_S)
+            if "timeout_s" in checks else 900,
         },
     )
+
+
+def _shm_size(node: Located) -> str:
+    return node.checked(kinds.size_problem, "shm_size", allow_numbers=True,
+                        tip="write a docker --shm-size: 2g, 512m, or a number of bytes")
+
+
+def _name(node: Located, name: str, what: str) -> None:
+    """A user-chosen key (OS base, flavor) that ends up in ids, tags and labels."""
+    if not kinds.NAME.fullmatch(name):
+        node.fail(f"{what} name {name!r} is not a name", tip=NAME_TIP)
 
 
 def _check_thresholds(node: Located) -> None:
@@ -110,18 +123,22 @@ def _check_thresholds(node: Located) -> None:
 def _os_bases(node: Located) -> dict[str, OsBase]:
     bases = {}
     for name, entry in node.items():
+        _name(entry, name, "OS base")
         fields = entry.mapping(OS_KEYS, {"image", "python"})
         bootstrap = (fields["bootstrap"].mapping(BOOTSTRAP_KEYS, {"suite"})
                      if "bootstrap" in fields else {})
         python = fields["python"].str(allow_numbers=True)
-        if not PYTHON_VERSION.match(python):
+        if not PYTHON_VERSION.fullmatch(python):
             fields["python"].fail(f"python must be major.minor such as \"3.11\", got {python!r}")
         bases[name] = OsBase(
             name=name,
-            image=fields["image"].str(),
+            image=fields["image"].checked(
+                kinds.reference_problem, "image",
+                tip="write an image reference as `docker pull` takes it, e.g."
+                    " debian:bookworm-slim or registry.example:5000/os/debian:12"),
             python=python,
-            bootstrap_suite=bootstrap["suite"].str() if bootstrap else None,
-            bootstrap_mirror=_url(bootstrap["mirror"]) if "mirror" in bootstrap
+            bootstrap_suite=_suite(bootstrap["suite"]) if bootstrap else None,
+            bootstrap_mirror=_url(bootstrap["mirror"], MIRROR_SCHEMES) if "mirror" in bootstrap
             else "http://deb.debian.org/debian",
         )
     if not bases:
@@ -129,10 +146,18 @@ def _os_bases(node: Located) -> dict[str, OsBase]:
     return bases
 
 
+def _suite(node: Located) -> str:
+    suite = node.str()
+    if not kinds.NAME.fullmatch(suite):
+        node.fail(f"{suite!r} is not a debootstrap suite name", tip="e.g. bookworm or noble")
+    return suite
+
+
 def _flavors(node: Located, layers: dict[str, Layer]) -> dict[str, str]:
     """flavor name -> its top layer; every layer in a flavor's chain must itself be a flavor."""
     flavors: dict[str, str] = {}
     for name, layer_node in node.items():
+        _name(layer_node, name, "flavor")
         layer = layer_node.str()
         if layer not in layers:
             layer_node.fail(f"flavor '{name}' uses unknown layer '{layer}'",
@@ -180,18 +205,10 @@ def _check_template(node: Located, forbidden: set[str]) -> None:
 def _check_placeholders(node: Located, fields: set[str]) -> None:
     """Every {name} in the string is one of `fields`, and the string formats."""
     text = node.str()
-    try:
-        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
-    except ValueError as exc:
-        node.fail(f"bad template '{text}': {exc}")
-    allowed = ", ".join("{" + f + "}" for f in sorted(fields)) or "no placeholders"
-    for name in sorted(names):
-        if name not in fields:
-            node.fail(f"unknown placeholder {{{name}}} in '{text}'", tip=f"use {allowed}")
-    try:
-        text.format(**{f: "x" for f in fields})
-    except (ValueError, KeyError, IndexError, AttributeError) as exc:
-        node.fail(f"bad template '{text}': {exc}", tip=f"use {allowed}")
+    problem = kinds.placeholder_problem(text, fields)
+    if problem:
+        allowed = ", ".join("{" + f + "}" for f in sorted(fields)) or "no placeholders"
+        node.fail(f"bad template {text!r}: it {problem}", tip=f"use {allowed}")
 
 
 def _indexes(node: Located | None) -> dict[str, str]:
@@ -199,16 +216,21 @@ def _indexes(node: Located | None) -> dict[str, str]:
     if node is not None:
         for key, value in node.mapping(INDEX_KEYS).items():
             # The PyTorch index names the variant: .../whl/{cuda_tag}
-            _check_placeholders(value, {"cuda_tag"} if key == "pytorch" else set())
-            indexes[key] = _url(value)
+            placeholders = {"cuda_tag"} if key == "pytorch" else set()
+            _check_placeholders(value, placeholders)
+            indexes[key] = _url(value, INDEX_SCHEMES, placeholders)
     return indexes
 
 
-def _url(node: Located) -> str:
+def _url(node: Located, schemes: tuple[str, ...],
+         placeholders: set[str] | frozenset[str] = frozenset()) -> str:
+    """A URL, judged as it will be used: with its placeholders filled in."""
     url = node.str()
-    parts = urlsplit(url)
-    if parts.scheme not in URL_SCHEMES or not (parts.netloc or parts.scheme == "file"):
-        node.fail(f"'{url}' is not a URL", tip=f"write {'://, '.join(URL_SCHEMES)}:// URLs")
+    filled = url.format(**{name: "x" for name in placeholders}) if placeholders else url
+    problem = kinds.url_problem(filled, schemes)
+    if problem:
+        node.fail(f"{url!r} is not a URL: it {problem}",
+                  tip=f"write an {' or '.join(schemes)} URL on one line, e.g. https://pypi.org/simple")
     return url
 
 
@@ -216,8 +238,9 @@ def _registry(node: Located) -> dict[str, str]:
     fields = node.mapping(REGISTRY_KEYS, REGISTRY_KEYS)
     names = {key: value.str() for key, value in fields.items()}
     for key, name in names.items():
-        if not DOCKER_REPO.match(name):
-            fields[key].fail(f"'{name}' is not an image repository name",
+        problem = kinds.repository_problem(name)
+        if problem:
+            fields[key].fail(f"{name!r} {problem}",
                              tip="write host[:port]/name in lower case, without a scheme or tag,"
                                  " e.g. 127.0.0.1:5000/torchstack")
     return names

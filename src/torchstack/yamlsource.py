@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import builtins
 import difflib
-from collections.abc import Iterator
+import math
+import os
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,6 +24,9 @@ from torchstack.errors import ConfigError
 MAX_NODES = 50_000
 # Nesting deeper than this is refused (a real matrix needs about 5 levels).
 MAX_DEPTH = 50
+# matrix.yaml, a layer.yaml or a Dockerfile.fragment larger than this is refused before it is
+# parsed (the repository's matrix.yaml is about 3 KiB); at most this many bytes are ever read.
+MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -87,13 +93,26 @@ class Located:
             self.fail(f"expected true or false, got {type_name(self.value)}")
         return self.value
 
-    def number(self, *, minimum: float = 0) -> float:
+    def number(self, *, minimum: float = 0, maximum: float = math.inf) -> float:
         value = self.value
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(f"expected a number, got {type_name(value)}")
+        if not math.isfinite(value):
+            self.fail(f"expected a finite number, got {self.text or value}")
         if value < minimum:
-            self.fail(f"must be at least {minimum}, got {value}")
+            self.fail(f"must be at least {minimum:g}, got {value}")
+        if value > maximum:
+            self.fail(f"must be at most {maximum:g}, got {value}")
         return float(value)
+
+    def checked(self, problem: Callable[[builtins.str], builtins.str | None], what: builtins.str,
+                tip: builtins.str, *, allow_numbers: builtins.bool = False) -> builtins.str:
+        """The string, if `problem` (one of torchstack.kinds) finds nothing wrong with it."""
+        text = self.str(allow_numbers=allow_numbers)
+        found = problem(text)
+        if found:
+            self.fail(f"{what} {text!r} {found}", tip=tip)
+        return text
 
     def strings(self, *, allow_numbers: builtins.bool = False) -> builtins.list[builtins.str]:
         return [item.str(allow_numbers=allow_numbers) for item in self.list()]
@@ -125,13 +144,47 @@ def strip(located: Located) -> Any:
 def load_yaml(path: Path, display: str | None = None) -> Located:
     """Parse one YAML document; every problem is a ConfigError with file:line."""
     name = display or str(path)
+    return parse_yaml(read_config_text(path, name), name)
+
+
+def read_config_text(path: Path, name: str, limit: int = MAX_BYTES) -> str:
+    """A regular file's UTF-8 text, refused unread when larger than `limit` bytes.
+
+    /dev/zero, a FIFO or a folder is refused by its type; a file whose size the kernel
+    does not report (procfs) is still read no further than limit + 1 bytes.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
     except FileNotFoundError:
         raise ConfigError(f"{name}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{name}: cannot read: {exc}") from None
-    return parse_yaml(text, name)
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{name}: not a regular file", tip="name a YAML file")
+        if info.st_size > limit:
+            raise ConfigError(f"{name}: {info.st_size} bytes is larger than the {_size(limit)}"
+                              f" a configuration file may be", tip="is this the right file?")
+        data = b""
+        while len(data) <= limit and (chunk := os.read(fd, limit + 1 - len(data))):
+            data += chunk
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ConfigError(f"{name}: larger than the {_size(limit)} a configuration file may be")
+    try:
+        # Universal newlines, as Path.read_text gives: a fragment keeps no stray \r.
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{name}:{line}: not UTF-8 text ({exc.reason})") from None
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
 
 
 def parse_yaml(text: str, name: str) -> Located:
