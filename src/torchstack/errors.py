@@ -44,6 +44,12 @@ class PromoteError(TorchstackError):
     exit_code = 6
 
 
+class IndexUnreachableError(TorchstackError):
+    """`torchstack lock` could not reach a package index; images that need it stay unlocked."""
+
+    exit_code = 7
+
+
 class Interrupted(TorchstackError):
     """Ctrl-C or SIGTERM: work in flight was stopped and cleaned up."""
 
