@@ -129,6 +129,20 @@ def stale_message(matrix: Matrix, spec: ImageSpec) -> str:
     return f"{display(matrix, lock_path(matrix, spec))}: stale; run torchstack lock {spec.id}"
 
 
+def check_locks(matrix: Matrix) -> tuple[list[str], list[str]]:
+    """(stale lines, unlocked lines) for every image; a fresh lock that is wrong raises."""
+    stale, unlocked = [], []
+    for spec in matrix.images:
+        lock = read_lock(matrix, spec)
+        if lock is None:
+            unlocked.append(f"unlocked: {spec.id} (index {redact_url(spec.torch_index)})")
+        elif lock.resolved_from != lock_inputs(matrix, spec).resolved_from:
+            stale.append(stale_message(matrix, spec))
+        else:
+            validate_lock(matrix, spec, lock)
+    return stale, unlocked
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 def read_lock(matrix: Matrix, spec: ImageSpec) -> ImageLock | None:

@@ -1,4 +1,4 @@
-"""`torchstack lock [GLOB...] [--upgrade | --upgrade-package NAME]`: write images/<id>/pylock.toml."""
+"""`torchstack lock [GLOB...] [--upgrade | --upgrade-package NAME]`: write each pylock.toml."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`torchstack render [--check]`: write images/<id>/ or verify it is up to date."""
+"""`torchstack render [--check]`: write images/<id>/ or verify it (and each lock) is up to date."""
 
 from __future__ import annotations
 
@@ -7,26 +7,23 @@ from typing import Any
 
 from torchstack.commands.common import matrix_of
 from torchstack.errors import ConfigError
-from torchstack.render import remove_orphans, stale_files, write_images
+from torchstack.lock import check_locks, display, lock_path
+from torchstack.model import Matrix
+from torchstack.context_files import remove_orphans, stale_files, write_images
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("render", help="write images/<id>/Dockerfile for every image")
     parser.add_argument("--check", action="store_true",
-                        help="write nothing; fail (exit 2) listing the files that are stale")
+                        help="write nothing; fail (exit 2) listing the files that are stale,"
+                             " locks included")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
     if args.check:
-        stale = stale_files(matrix)
-        if stale:
-            listing = "\n  ".join(stale)
-            raise ConfigError(f"images/ is stale ({len(stale)} files):\n  {listing}",
-                              tip="run `torchstack render` (or `nox -s render`) and commit images/")
-        print(f"images/ is up to date ({len(matrix.images)} images)")
-        return 0
+        return _check(matrix)
     changed = write_images(matrix, list(matrix.images))
     removed = remove_orphans(matrix)
     for path in changed:
@@ -35,4 +32,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {path.relative_to(matrix.root)}")
     print(f"{len(matrix.images)} images rendered, {len(changed)} files changed,"
           f" {len(removed)} removed")
+    return 0
+
+
+def _check(matrix: Matrix) -> int:
+    # Locks are written by `torchstack lock`, not rendered: they are never "extra" files.
+    locks = {f"extra:   {display(matrix, lock_path(matrix, s))}" for s in matrix.images}
+    rendered = [line for line in stale_files(matrix) if line not in locks]
+    stale_locks, unlocked = check_locks(matrix)
+    for line in unlocked:
+        print(line)
+    stale = rendered + stale_locks
+    if stale:
+        listing = "\n  ".join(stale)
+        tips = ["run `torchstack render` (or `nox -s render`) and commit images/"] if rendered \
+            else []
+        if stale_locks:
+            tips.insert(0, "run `torchstack lock` for the stale locks (then render), and commit"
+                           " images/")
+        raise ConfigError(f"images/ is stale ({len(stale)} files):\n  {listing}",
+                          tip="; ".join(tips))
+    print(f"images/ is up to date ({len(matrix.images)} images, {len(unlocked)} unlocked)")
     return 0
