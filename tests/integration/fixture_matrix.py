@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torchstack.matrix import load_matrix
 from torchstack.model import Matrix
-from torchstack.render import write_images
+from torchstack.context_files import write_images
 
 LOCAL_REPOSITORY = "torchstack-it"
 PREFIX = "it-torch2.9.1-cu128-"
