@@ -1,8 +1,12 @@
 """Per-image manifests in the run directory: what is inside, and a CycloneDX SBOM.
 
-`<id>.manifest.json`: Python packages (pip list) and Debian packages (dpkg), image ID and
-digests, size, input hash, the checks summary and the tags given. `<id>.cdx.json`: the same
-packages as a CycloneDX 1.5 SBOM (cyclonedx-python-lib, the library under cyclonedx-bom).
+`<id>.manifest.json`: Python packages and Debian packages (dpkg), image ID and digests, size,
+input hash, the checks summary and the tags given. `<id>.cdx.json`: the same packages as a
+CycloneDX 1.5 SBOM (cyclonedx-python-lib, the library under cyclonedx-bom).
+
+The Python packages come from the image's lock (with each wheel's sha256), after a cross-check
+against what pip lists inside the image: any extra, missing or other version refuses the
+promotion. Debian packages are not locked; their exact versions are read from dpkg.
 """
 
 from __future__ import annotations
@@ -11,13 +15,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cyclonedx.model import HashAlgorithm, HashType
 from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot5
 from packageurl import PackageURL
+from packaging.version import InvalidVersion, Version
 
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import PromoteError
+from torchstack.lock import ImageLock, normalize
 
 # One container run prints both lists; a marker line separates them.
 INVENTORY_SCRIPT = (
@@ -42,6 +49,42 @@ def inventory(backend: DockerBackend, docker_id: str) -> dict[str, Any]:
     return {"python": python_packages, "debian": debian_packages}
 
 
+def lock_differences(lock: ImageLock, installed: list[dict[str, Any]]) -> list[str]:
+    """What pip lists inside the image against the lock; empty when they are the same set."""
+    locked = {d.name: d.version for d in lock.dists}
+    found = {normalize(str(p["name"])): str(p["version"]) for p in installed}
+    extra = [f"{n} {found[n]} is installed but not locked"
+             for n in sorted(set(found) - set(locked))]
+    missing = [f"{n} {locked[n]} is locked but not installed"
+               for n in sorted(set(locked) - set(found))]
+    other = [f"{n} {found[n]} is installed, the lock has {locked[n]}"
+             for n in sorted(set(found) & set(locked)) if not _same_version(found[n], locked[n])]
+    return extra + missing + other
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)  # "0.5" is "0.5.0"
+    except InvalidVersion:
+        return a == b
+
+
+def locked_packages(image_id: str, lock_file: str, lock: ImageLock,
+                    packages: dict[str, Any]) -> dict[str, Any]:
+    """The inventory with its Python part from the lock; PromoteError when they differ."""
+    differences = lock_differences(lock, packages["python"])
+    if differences:
+        raise PromoteError(
+            f"{image_id}: the Python packages installed differ from {lock_file}"
+            f" ({len(differences)}): " + "; ".join(differences),
+            tip="the image was not built from this lock; rebuild it (`torchstack build`) and"
+                " check it again before promoting")
+    python = [{"name": d.name, "version": d.version, "wheel": d.filename, "sha256": d.sha256}
+              for d in lock.dists]
+    return {**packages, "python": python,
+            "lock": {"file": lock_file, "resolved_from": lock.resolved_from}}
+
+
 def cyclonedx_sbom(image_name: str, version: str, packages: dict[str, Any], os_name: str,
                    base_image: str) -> str:
     bom = Bom()
@@ -50,9 +93,12 @@ def cyclonedx_sbom(image_name: str, version: str, packages: dict[str, Any], os_n
     bom.metadata.component = root
     components = []
     for package in packages["python"]:
-        purl = PackageURL("pypi", None, package["name"].lower(), package["version"])
+        purl = PackageURL("pypi", None, normalize(package["name"]), package["version"])
+        hashes = [HashType(alg=HashAlgorithm.SHA_256, content=package["sha256"])] \
+            if package.get("sha256") else []
         components.append(Component(name=package["name"], version=package["version"],
-                                    type=ComponentType.LIBRARY, purl=purl, bom_ref=str(purl)))
+                                    type=ComponentType.LIBRARY, purl=purl, bom_ref=str(purl),
+                                    hashes=hashes))
     # The purl namespace is the distribution ("debian", "ubuntu"), named by the base image.
     distribution = base_image.rsplit("/", 1)[-1].split(":")[0].split("@")[0]
     for package in packages["debian"]:

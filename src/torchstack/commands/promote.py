@@ -10,8 +10,9 @@ from torchstack.build import find_built_with_hash
 from torchstack.commands.common import add_selection, matrix_of, push_repository
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import PromoteError
-from torchstack.manifests import inventory, write_manifest
-from torchstack.model import ImageSpec
+from torchstack.lock import display, lock_path, read_lock
+from torchstack.manifests import inventory, locked_packages, write_manifest
+from torchstack.model import ImageSpec, Matrix
 from torchstack.promote import Journal, Promoter, TagResult
 from torchstack.records import CheckRecord, RecordStore
 from torchstack.run_checks import suite_version
@@ -51,6 +52,15 @@ def run(args: argparse.Namespace) -> int:
                   or store.verdict(*built, suite_version(), "cpu")) if built else None
         decision = decide(spec, matrix, repository, input_hash, record, matrix.promotion_level)
         results: list[TagResult] = []
+        packages = None
+        if built:
+            # What is installed must be what the lock says, before any tag moves.
+            try:
+                packages = _packages(matrix, spec, backend, built[0])
+            except PromoteError as exc:
+                print(f"{spec.id}: not promoted: {exc.message}")
+                refused.append(f"{spec.id} (installed packages differ from its lock)")
+                continue
         if docker_id and (decision.candidate or decision.releases):
             results = promoter.promote(decision, docker_id)
         failures += [r for r in results if r.error]
@@ -62,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
             state = "pushed" if result.pushed else "tagged"
             print(f"  {state if not result.error else 'FAILED'} {result.ref}"
                   + (f": {result.error}" if result.error else ""))
-        if built:
+        if built and packages is not None:
             release = decision.releases[0] if decision.releases else None
             _manifest(backend, run_dir.path / "manifests", spec, built, record, results,
-                      release)
+                      release, packages)
     print(f"manifests in {run_dir.path.relative_to(matrix.root)}/manifests/")
     if failures:
         raise PromoteError(
@@ -79,8 +89,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _packages(matrix: Matrix, spec: ImageSpec, backend: DockerBackend,
+              docker_id: str) -> dict[str, Any]:
+    """The image's inventory, its Python part from the lock once cross-checked."""
+    packages = inventory(backend, docker_id)
+    lock = read_lock(matrix, spec)
+    if lock is None:
+        return packages
+    return locked_packages(spec.id, display(matrix, lock_path(matrix, spec)), lock, packages)
+
+
 def _manifest(backend: DockerBackend, folder: Path, spec: ImageSpec, built: tuple[str, str],
-              record: CheckRecord | None, results: list[TagResult], release: str | None) -> None:
+              record: CheckRecord | None, results: list[TagResult], release: str | None,
+              packages: dict[str, Any]) -> None:
     docker_id, input_hash = built
     inspected = backend.inspect(docker_id) or {}
     summary = {
@@ -96,5 +117,4 @@ def _manifest(backend: DockerBackend, folder: Path, spec: ImageSpec, built: tupl
                  for r in results],
         "release_tag": release,
     }
-    write_manifest(folder, spec.id, summary, inventory(backend, docker_id), spec.os,
-                   spec.base_image)
+    write_manifest(folder, spec.id, summary, packages, spec.os, spec.base_image)
