@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from torchstack import kinds
 from torchstack.errors import ConfigError
 from torchstack.model import ImageSpec
+from torchstack.yamlsource import read_config_text
 
 CA_ENV = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 # Docker's predefined proxy args (left out of `docker history`). The classic builder does not
@@ -32,6 +34,9 @@ TORCH_INDEX_ENV = "TORCHSTACK_TORCH_INDEX_URL"
 CA_IN_CONTEXT = "build-inputs/ca-bundle.crt"
 INDEX_KEY = re.compile(r"^(pypi|pytorch|cu\d+)$")
 PROBE_TIMEOUT_S = 10.0
+# A CA bundle is a few hundred KiB (Debian's ca-certificates.crt: ~220 KiB); larger is a mistake.
+CA_MAX_BYTES = 16 << 20
+INDEX_SCHEMES = ("http", "https", "file")
 MIRROR_TIP = ("point at a reachable mirror with `--index {key}=URL` or {env}"
               " (may contain {{cuda_tag}}), or build another CUDA variant")
 
@@ -94,29 +99,59 @@ def resolve_inputs(ca_option: Path | None, index_options: list[str],
     if ca_option is not None and not ca_option.is_file():
         raise ConfigError(f"--ca-bundle {ca_option}: no such file",
                           tip="pass a PEM file, e.g. /etc/ssl/certs/ca-certificates.crt")
-    ca_bundle = ca_option or next(
-        (Path(environ[k]) for k in CA_ENV if environ.get(k) and Path(environ[k]).is_file()), None)
+    if ca_option is not None:
+        ca_bundle: Path | None = _pem(ca_option, "--ca-bundle")
+    else:
+        found = next(((k, Path(environ[k])) for k in CA_ENV
+                      if environ.get(k) and Path(environ[k]).is_file()), None)
+        ca_bundle = _pem(found[1], found[0]) if found else None
     indexes: dict[str, str] = {}
     if environ.get(PIP_INDEX_ENV):
-        indexes["pypi"] = _url(environ[PIP_INDEX_ENV], PIP_INDEX_ENV)
+        indexes["pypi"] = _url(environ[PIP_INDEX_ENV], PIP_INDEX_ENV, torch=False)
     if environ.get(TORCH_INDEX_ENV):
-        indexes["pytorch"] = _url(environ[TORCH_INDEX_ENV], TORCH_INDEX_ENV)
+        indexes["pytorch"] = _url(environ[TORCH_INDEX_ENV], TORCH_INDEX_ENV, torch=True)
     for option in index_options:
         key, sep, url = option.partition("=")
-        if not sep or not INDEX_KEY.match(key):
-            raise ConfigError(f"--index {option}: expected KEY=URL with KEY pypi, pytorch or a CUDA"
-                              " tag such as cu126", tip="e.g. --index cu126=https://mirror/whl/cu126")
-        indexes[key] = _url(url, f"--index {key}")
+        if not sep or not INDEX_KEY.fullmatch(key):
+            raise ConfigError(f"--index {option!r}: expected KEY=URL with KEY pypi, pytorch or a"
+                              " CUDA tag such as cu126",
+                              tip="e.g. --index cu126=https://mirror/whl/cu126")
+        indexes[key] = _url(url, f"--index {key}", torch=key != "pypi")
     proxies = {name: environ[name] for upper in PROXY_ENV
                for name in (upper, upper.lower()) if environ.get(name)}
     pip_index = indexes.pop("pypi", None)
     return BuildInputs(ca_bundle, pip_index, indexes, proxies)
 
 
-def _url(url: str, where: str) -> str:
-    if not url.startswith(("http://", "https://", "file://")):
-        raise ConfigError(f"{where}: '{url}' is not an http(s) or file URL")
+def _url(url: str, where: str, *, torch: bool) -> str:
+    """An index URL; a torch index may name its variant as {cuda_tag}, nothing else."""
+    allowed = {"cuda_tag"} if torch else set()
+    problem = kinds.placeholder_problem(url, allowed)
+    if problem is None:
+        filled = url.format(cuda_tag="cu128") if torch else url
+        problem = kinds.url_problem(filled, INDEX_SCHEMES)
+    if problem:
+        tip = ("e.g. https://mirror.example/whl/{cuda_tag}" if torch
+               else "e.g. https://mirror.example/simple")
+        raise ConfigError(f"{where}: {redact_url(url)!r} is not a usable index URL: it {problem}",
+                          tip=tip)
     return url.rstrip("/")
+
+
+def _pem(path: Path, where: str) -> Path:
+    """A CA bundle that OpenSSL reads as PEM certificates (a DER file or a key is refused)."""
+    text = read_config_text(path, f"{where} {path}", limit=CA_MAX_BYTES, kind="a PEM file")
+    tip = ("pass the PEM bundle your proxy's CA is in, e.g. /etc/ssl/certs/ca-certificates.crt;"
+           " convert DER with `openssl x509 -inform der -in ca.der -out ca.pem`")
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ConfigError(f"{where} {path}: not a PEM CA bundle (no BEGIN CERTIFICATE block)",
+                          tip=tip)
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=text)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"{where} {path}: not a PEM CA bundle OpenSSL can read"
+                          f" ({getattr(exc, 'reason', None) or exc})", tip=tip) from None
+    return path
 
 
 def context_tar(files: Mapping[str, bytes], ca_bundle: Path | None) -> io.BytesIO:

@@ -147,7 +147,8 @@ def load_yaml(path: Path, display: str | None = None) -> Located:
     return parse_yaml(read_config_text(path, name), name)
 
 
-def read_config_text(path: Path, name: str, limit: int = MAX_BYTES) -> str:
+def read_config_text(path: Path, name: str, limit: int = MAX_BYTES,
+                     kind: str = "a YAML file") -> str:
     """A regular file's UTF-8 text, refused unread when larger than `limit` bytes.
 
     /dev/zero, a FIFO or a folder is refused by its type; a file whose size the kernel
@@ -162,7 +163,7 @@ def read_config_text(path: Path, name: str, limit: int = MAX_BYTES) -> str:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{name}: not a regular file", tip="name a YAML file")
+            raise ConfigError(f"{name}: not a regular file", tip=f"name {kind}")
         if info.st_size > limit:
             raise ConfigError(f"{name}: {info.st_size} bytes is larger than the {_size(limit)}"
                               f" a configuration file may be", tip="is this the right file?")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
+import certifi
 import pytest
 
 from tests.integration.fixture_matrix import rerender
@@ -38,9 +39,13 @@ def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ImageSpec]:
 
 
 def files(tmp_path: Path, *names: str) -> list[Path]:
+    """CA bundles, each a real certificate (certifi's first) under its own comment."""
+    bundle = Path(certifi.where()).read_text(encoding="utf-8")
+    start = bundle.index("-----BEGIN CERTIFICATE-----")
+    end = bundle.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
     paths = [tmp_path / n for n in names]
     for path in paths:
-        path.write_text(path.name)
+        path.write_text(f"# {path.name}\n{bundle[start:end]}\n")
     return paths
 
 
