@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import urllib3.exceptions
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -61,8 +62,12 @@ def read_job_logs(job: str, namespace: str | None = None, context: str | None = 
                               tip=f"use one of: {names}")
         api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=files, context=chosen["name"])
-    except ConfigException as exc:
-        raise ConfigError(f"cannot use the kubeconfig {files}: {exc}",
+    # The loader raises ConfigException for what it checks, and whatever PyYAML or a dict
+    # lookup raises for the rest (a YAML error, a file that is a bare string).
+    except (ConfigException, yaml.YAMLError, OSError, TypeError, AttributeError, KeyError,
+            ValueError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"cannot use the kubeconfig {files}: {detail}",
                           tip="set KUBECONFIG to a working kubeconfig (`kubectl config view`"
                               " reads the same), or pass --context") from None
     namespace = namespace or chosen.get("context", {}).get("namespace") or "default"
