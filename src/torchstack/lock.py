@@ -315,14 +315,15 @@ def validate_lock(matrix: Matrix, spec: ImageSpec, lock: ImageLock) -> None:
     found = lock.by_name()
     torch = found.get("torch")
     expected = torch_wheel_version(spec)
-    if torch is None or torch.version != expected:
+    installs_torch = any("torch" in matrix.layers[name].torch_packages for name in spec.layers)
+    if (torch is not None or installs_torch) and (torch is None or torch.version != expected):
         have = torch.version if torch else "none"
         raise ConfigError(f"{where}: torch {have} is locked; the image is torch {expected}",
                           tip=tip)
-    public_torch = torch.version.split("+")[0]
+    public_torch = torch.version.split("+")[0] if torch else spec.torch
     for package in PAIRED:
         dist = found.get(package)
-        if dist is None:
+        if dist is None or torch is None:
             continue
         try:
             paired = load_compat().paired_version(public_torch, package)
