@@ -16,14 +16,20 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import docker.errors
+
+from torchstack import kinds
 from torchstack.docker_backend import DockerBackend
-from torchstack.errors import PromoteError
+from torchstack.errors import ConfigError, PromoteError
 from torchstack.registry import RegistryError, fetch_manifest
+from torchstack.safepaths import ensure_inside, write_text
 from torchstack.signals import deferred_signals
 from torchstack.tags import TagDecision
+from torchstack.yamlsource import read_config_text
 
 RETRIES = 4
 BACKOFF_S = 2.0
@@ -39,26 +45,71 @@ class TagResult:
     error: str | None
 
 
-class Journal:
-    """Release moves in progress, one JSON file written atomically."""
+# A journal holds a handful of entries; a larger file is not one.
+JOURNAL_MAX_BYTES = 1 << 20
+DISCARD_TIP = ("look at it (it names the image and the release tags whose move was cut short),"
+               " then run `torchstack promote --discard-journal` to move it aside and go on;"
+               " the tags it names stay where they are until promote moves them again")
 
-    def __init__(self, path: Path) -> None:
+
+class JournalError(PromoteError):
+    """The journal cannot be read: nothing is tagged until it is looked at (exit 6)."""
+
+
+class Journal:
+    """Release moves in progress, one JSON file written atomically.
+
+    A corrupt or truncated file is never guessed at or overwritten: it stays where it is and
+    every promote stops (JournalError) until `discard` moves it aside.
+    """
+
+    def __init__(self, path: Path, root: Path | None = None) -> None:
         self.path = path
+        self.root = root or path.parent  # writes stay inside this folder (no symlink out)
 
     def pending(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
+        if not (self.path.exists() or self.path.is_symlink()):
             return []
-        entries: list[dict[str, Any]] = json.loads(self.path.read_text())
+        shown = self._shown()
+        try:
+            text = read_config_text(self.path, shown, limit=JOURNAL_MAX_BYTES,
+                                    kind="a JSON file")
+        except ConfigError as exc:
+            raise JournalError(f"the promote journal {exc.message}", tip=DISCARD_TIP) from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise JournalError(f"the promote journal {shown} is corrupt or truncated ({exc});"
+                               " it is left in place", tip=DISCARD_TIP) from None
+        problem = _journal_problem(data)
+        if problem:
+            raise JournalError(f"the promote journal {shown} is not one torchstack wrote"
+                               f" ({problem}); it is left in place", tip=DISCARD_TIP)
+        entries: list[dict[str, Any]] = data
         return entries
 
     def write(self, entries: list[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        partial.write_text(json.dumps(entries, indent=2))
-        os.replace(partial, self.path)
+        write_text(self.root, self.path, json.dumps(entries, indent=2))
 
     def clear(self) -> None:
+        ensure_inside(self.root, self.path)
         self.path.unlink(missing_ok=True)
+
+    def discard(self) -> Path | None:
+        """Move the journal aside (kept for inspection); returns where it went, or None."""
+        if not (self.path.exists() or self.path.is_symlink()):
+            return None
+        ensure_inside(self.root, self.path.parent)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.stem}.discarded-{stamp}{self.path.suffix}")
+        os.replace(self.path, aside)
+        return aside
+
+    def _shown(self) -> str:
+        try:
+            return str(self.path.relative_to(self.root))
+        except ValueError:
+            return str(self.path)
 
     def add(self, entry: dict[str, Any]) -> None:
         """Record a move (replacing an unfinished one of the same image)."""
@@ -73,6 +124,33 @@ class Journal:
             self.clear()
 
 
+def _journal_problem(data: Any) -> str | None:
+    """Why `data` is not a list of move entries, or None."""
+    if not isinstance(data, list):
+        return "expected a list of moves"
+    for index, entry in enumerate(data):
+        where = f"entry {index}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
+            return f"{where} has no image id"
+        refs = entry.get("refs")
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            return f"{where} has no list of refs"
+        bad = next((r for r in refs if kinds.reference_problem(r)), None)
+        if bad is not None:
+            return f"{where}: {bad!r} is not an image reference"
+        if "docker_id" in entry and not (isinstance(entry["docker_id"], str)
+                                         and kinds.DIGEST.fullmatch(entry["docker_id"])):
+            return f"{where} has a docker_id that is not an image id"
+        if "push" in entry and not isinstance(entry["push"], bool):
+            return f"{where}: push is not true or false"
+        previous = entry.get("previous") or {}
+        if not isinstance(previous, dict) or not all(
+                isinstance(k, str) and (v is None or isinstance(v, str))
+                for k, v in previous.items()):
+            return f"{where}: previous is not a map of ref -> image id"
+    return None
+
+
 class Promoter:
     def __init__(self, backend: DockerBackend, journal: Journal, push: bool,
                  on_event: Callable[[str], None]) -> None:
@@ -83,6 +161,9 @@ class Promoter:
         had passed)."""
         results = []
         for entry in self.journal.pending():
+            if "docker_id" not in entry:
+                raise JournalError(f"the promote journal {self.journal.path} has an entry for"
+                                   f" {entry['image']} without its image id", tip=DISCARD_TIP)
             if self.backend.image_id(entry["docker_id"]) is None:
                 # Its image was deleted since: nothing to finish; the old tags stay.
                 self.journal.remove(entry["image"])
@@ -96,7 +177,7 @@ class Promoter:
     def promote(self, decision: TagDecision, docker_id: str) -> list[TagResult]:
         results = []
         if decision.candidate:
-            self.backend.tag(docker_id, decision.candidate)
+            self._tag(docker_id, decision.candidate)
             results.append(self._publish(docker_id, decision.candidate) if self.push
                            else TagResult(decision.candidate, False, None, None))
             if results[-1].error:
@@ -120,7 +201,7 @@ class Promoter:
         # Users pulling from the registry still get the previous images: so does this host.
         for ref, image in (entry.get("previous") or {}).items():
             if image:
-                self.backend.tag(image, ref)
+                self._tag(image, ref)
             else:
                 self.backend.remove_image(ref)
         self.say(f"{entry['image']}: the registry did not take every release tag; the local"
@@ -133,10 +214,20 @@ class Promoter:
         for index, ref in enumerate(refs):
             if index and pause:
                 time.sleep(pause)
-            self.backend.tag(docker_id, ref)
+            self._tag(docker_id, ref)
         if not push:
             return [TagResult(ref, False, None, None) for ref in refs]
         return [self._publish(docker_id, ref) for ref in refs]
+
+    def _tag(self, docker_id: str, ref: str) -> None:
+        """A local tag; the daemon refusing it is a promotion failure (exit 6), not a crash."""
+        try:
+            self.backend.tag(docker_id, ref)
+        except docker.errors.APIError as exc:
+            raise PromoteError(f"docker tag {docker_id[:19]} {ref} failed:"
+                               f" {exc.explanation or exc}",
+                               tip="release tags already moved stay recorded in the promote"
+                                   " journal; the next `torchstack promote` finishes") from None
 
     def _publish(self, docker_id: str, ref: str) -> TagResult:
         """Push with retries, then confirm through the registry's own API."""

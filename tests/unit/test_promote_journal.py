@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
-from torchstack.errors import Interrupted, PromoteError
+from torchstack.errors import ConfigError, Interrupted, PromoteError
 from torchstack.promote import Journal, Promoter
 from torchstack.registry import RemoteImage
 from torchstack.signals import deferred_signals
@@ -144,3 +146,72 @@ def test_a_journal_naming_a_deleted_image_is_dropped_with_an_error(tmp_path: Pat
                                           " move abandoned"]
     assert fake.tags == {}
     assert not journal.path.exists()
+
+
+# A corrupt or truncated journal: exit 6, the file left in place, --discard-journal the way out.
+VALID = [{"image": "img", "docker_id": IMAGE, "refs": ["repo:1.0"], "push": False,
+          "previous": {"repo:1.0": OLD}}]
+CORRUPT = {
+    "truncated": json.dumps(VALID, indent=2)[:40],
+    "empty": "",
+    "not-json": "<<<<<<< HEAD\n[]\n",
+    "not-a-list": '{"image": "img"}',
+    "entry-not-a-map": "[1]",
+    "refs-not-a-list": '[{"image": "img", "refs": "repo:1.0"}]',
+    "ref-with-newline": '[{"image": "img", "refs": ["repo:1.0\\nRUN x"]}]',
+    "docker-id-not-an-id": '[{"image": "img", "refs": ["repo:1.0"], "docker_id": "rm -rf"}]',
+    "previous-not-a-map": '[{"image": "img", "refs": ["repo:1.0"], "previous": [1]}]',
+    "not-utf8": "\udcff",
+}
+
+
+@pytest.mark.parametrize("text", CORRUPT.values(), ids=CORRUPT.keys())
+def test_a_corrupt_journal_stops_promotion_and_stays_in_place(tmp_path: Path, text: str) -> None:
+    path = tmp_path / ".torchstack" / "promote-journal.json"
+    path.parent.mkdir()
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    journal = Journal(path, root=tmp_path)
+    fake = FakeTags()
+    with pytest.raises(PromoteError, match="promote journal") as caught:
+        Promoter(fake, journal, push=False, on_event=lambda _: None).resume()  # type: ignore[arg-type]
+    assert caught.value.exit_code == 6
+    assert ".torchstack/promote-journal.json" in caught.value.message
+    assert caught.value.tip and "--discard-journal" in caught.value.tip
+    assert path.read_bytes() == text.encode("utf-8", "surrogateescape")  # kept, unchanged
+    assert fake.tags == {}  # nothing moved
+
+
+def test_discarding_moves_the_journal_aside_and_promotion_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / ".torchstack" / "promote-journal.json"
+    path.parent.mkdir()
+    path.write_text(CORRUPT["truncated"])
+    journal = Journal(path, root=tmp_path)
+    aside = journal.discard()
+    assert aside is not None and aside.parent == path.parent
+    assert aside.name.startswith("promote-journal.discarded-") and aside.suffix == ".json"
+    assert aside.read_text() == CORRUPT["truncated"]  # kept for inspection
+    assert not path.exists() and journal.pending() == []
+    assert Journal(path, root=tmp_path).discard() is None  # nothing left to discard
+
+
+def test_a_journal_behind_a_symlink_out_of_the_project_is_not_written(tmp_path: Path) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / ".torchstack").symlink_to(elsewhere)
+    journal = Journal(project / ".torchstack" / "promote-journal.json", root=project)
+    with pytest.raises(ConfigError, match="symlink that leads out of the project"):
+        journal.write(VALID)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_daemon_refusing_a_tag_is_a_promote_error(tmp_path: Path) -> None:
+    class RefusingTags(FakeTags):
+        def tag(self, image: str, ref: str) -> None:
+            raise docker.errors.APIError("500 Server Error", explanation="no space left")
+
+    journal = Journal(tmp_path / "journal.json")
+    promoter = Promoter(RefusingTags(), journal, push=False, on_event=lambda _: None)  # type: ignore[arg-type]
+    with pytest.raises(PromoteError, match=r"docker tag .* failed: no space left") as caught:
+        promoter.promote(decision("repo:1.0"), IMAGE)
+    assert caught.value.exit_code == 6

@@ -8,6 +8,7 @@ from typing import Any
 
 from torchstack.bake import bake_file, to_json
 from torchstack.commands.common import add_selection, matrix_of, push_repository
+from torchstack.errors import ConfigError
 from torchstack.plan import make_plan
 
 
@@ -32,8 +33,20 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         print(text, end="")
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    _write_out(args.out, text)
     targets = len(plan.images)
     print(f"wrote {args.out} ({targets} targets); build with: docker buildx bake -f {args.out}")
     return 0
+
+
+def _write_out(out: Path, text: str) -> None:
+    """--out is the user's choice of path; only what cannot be written there is refused."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a directory", tip=f"name a file, e.g. {out}/"
+                                                              "docker-bake.json")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write it ({exc.strerror or exc})",
+                          tip="name a file in a folder you can write to") from None

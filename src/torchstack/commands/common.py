@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from torchstack import kinds
+from torchstack.errors import ConfigError
 from torchstack.matrix import load_matrix
 from torchstack.model import Matrix
 
@@ -22,4 +24,9 @@ def matrix_of(args: argparse.Namespace) -> Matrix:
 
 def push_repository(matrix: Matrix) -> str:
     """Where candidates and releases go: $TORCHSTACK_REGISTRY, else matrix.yaml's registry.push."""
-    return os.environ.get("TORCHSTACK_REGISTRY") or matrix.push_repository
+    repository = os.environ.get("TORCHSTACK_REGISTRY") or matrix.push_repository
+    problem = kinds.repository_problem(repository)
+    if problem:  # matrix.yaml's was checked when loaded: this is the environment's
+        raise ConfigError(f"TORCHSTACK_REGISTRY={repository!r} {problem}",
+                          tip="e.g. TORCHSTACK_REGISTRY=127.0.0.1:5000/torchstack")
+    return repository

@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from torchstack import kinds
 from torchstack.build import find_built_with_hash
 from torchstack.commands.common import add_selection, matrix_of, push_repository
 from torchstack.docker_backend import DockerBackend
-from torchstack.errors import PromoteError
+from torchstack.errors import ConfigError, PromoteError
 from torchstack.lock import display, lock_path, read_lock
 from torchstack.manifests import inventory, locked_packages, write_manifest
 from torchstack.model import ImageSpec, Matrix
@@ -28,6 +29,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--registry", metavar="REPO",
                         help="repository to tag into (default: TORCHSTACK_REGISTRY or"
                              " matrix.yaml registry.push)")
+    parser.add_argument("--discard-journal", action="store_true",
+                        help="move an unreadable (or unwanted) promote journal aside, to"
+                             " .torchstack/promote-journal.discarded-<time>.json, and go on")
     parser.set_defaults(run=run)
 
 
@@ -35,11 +39,21 @@ def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
     images = matrix.select(args.globs, everything=args.everything)
     repository = args.registry or push_repository(matrix)
+    if args.registry and kinds.repository_problem(args.registry):
+        raise ConfigError(f"--registry {args.registry!r}"
+                          f" {kinds.repository_problem(args.registry)}",
+                          tip="e.g. --registry 127.0.0.1:5000/torchstack")
+    journal = Journal(matrix.root / ".torchstack" / "promote-journal.json", root=matrix.root)
+    if args.discard_journal:
+        aside = journal.discard()
+        print(f"promote journal moved aside to {aside.relative_to(matrix.root)}" if aside
+              else "no promote journal to discard")
+    journal.pending()  # a corrupt journal stops promotion before anything is tagged
     backend = DockerBackend.connect()
     store = RecordStore.for_matrix(matrix)
     run_dir = create_run(matrix.root)
-    promoter = Promoter(backend, Journal(matrix.root / ".torchstack" / "promote-journal.json"),
-                        args.push, lambda line: print(f"  {line}", flush=True))
+    promoter = Promoter(backend, journal, args.push,
+                        lambda line: print(f"  {line}", flush=True))
     failures = [r for r in promoter.resume() if r.error]
     refused: list[str] = []
     memo: dict[str, str | None] = {}
