@@ -127,7 +127,7 @@ class FakeCluster:
 class _Handler(BaseHTTPRequestHandler):
     cluster: FakeCluster
 
-    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+    def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(url.query)
         self.cluster.requests.append(("GET", url.path, query,
@@ -142,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: pytest shows the assertions
 
 
