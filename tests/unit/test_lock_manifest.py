@@ -46,11 +46,11 @@ def test_pip_list_of_an_image_built_from_the_lock_matches(lock: ImageLock) -> No
 
 def test_extra_missing_and_other_versions_are_all_named(lock: ImageLock) -> None:
     installed = [r for r in pip_list(lock) if r["name"] != "pip"]
-    installed.append({"name": "setuptools", "version": "66.1.1"})  # what python3 -m venv adds
+    installed.append({"name": "wheel", "version": "0.45.1"})  # e.g. a user's pip install
     installed = [{**r, "version": "2.9.0"} if r["name"] == "torchaudio" else r
                  for r in installed]
     assert lock_differences(lock, installed) == [
-        "setuptools 66.1.1 is installed but not locked",
+        "wheel 0.45.1 is installed but not locked",
         "pip 26.3 is locked but not installed",
         "torchaudio 2.9.0 is installed, the lock has 2.9.1",
     ]
