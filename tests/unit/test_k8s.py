@@ -1,8 +1,14 @@
-"""`torchstack k8s`: manifests that pass strict Kubernetes schema validation and are locked down."""
+"""`torchstack k8s`: manifests that pass strict Kubernetes schema validation and are locked down.
+
+These pin the image with --image-ref (no Docker, no registry); pinning the candidate's digest
+from the push registry is tested in tests/integration/test_record_import.py.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 IMAGE = "torch2.9.1-cu128-py3.11-base"
 # The newest Kubernetes the validator ships, and an older one still common on GPU clusters.
 VERSIONS = [latest_version(), "1.28.0"]
+DIGEST = "sha256:" + "a" * 64
+PINNED = f"reg.example/ts@{DIGEST}"
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +52,14 @@ def cli_docs(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict[str, A
 def single(capsys: pytest.CaptureFixture[str],
            monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     monkeypatch.delenv("TORCHSTACK_REGISTRY", raising=False)
-    return cli_docs(capsys, IMAGE)
+    return cli_docs(capsys, IMAGE, "--image-ref", PINNED)
 
 
 @pytest.fixture
 def multi(capsys: pytest.CaptureFixture[str],
           monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     monkeypatch.delenv("TORCHSTACK_REGISTRY", raising=False)
-    return cli_docs(capsys, IMAGE, "--nodes", "2", "--gpus-per-node", "8")
+    return cli_docs(capsys, IMAGE, "--nodes", "2", "--gpus-per-node", "8", "--image-ref", PINNED)
 
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -131,10 +139,10 @@ def test_runs_the_suite_from_the_config_map(single: list[dict[str, Any]],
                                             matrix: Matrix) -> None:
     config_map, job = of_kind(single, "ConfigMap"), of_kind(single, "Job")
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["python", "-m", "checks", "--json", "--gpu", "required",
-                                    "--expect", "/opt/torchstack/expect/expect.json"]
+    assert container["command"] == ["python", "-m", "checks", "--json", "--frame", "--gpu",
+                                    "required", "--expect", "/opt/torchstack/expect/expect.json"]
     assert {"name": "PYTHONPATH", "value": "/opt/torchstack/checks"} in container["env"]
-    assert container["image"] == f"{matrix.push_repository}:{matrix.by_id()[IMAGE].release_tag}"
+    assert container["image"] == PINNED and container["imagePullPolicy"] == "IfNotPresent"
     sources = {p.relative_to(REPO / "checks").as_posix()
                for p in (REPO / "checks").rglob("*.py") if "__pycache__" not in p.parts}
     volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
@@ -148,6 +156,7 @@ def test_runs_the_suite_from_the_config_map(single: list[dict[str, Any]],
     parsed = parse_expect(expect)  # the in-container parser accepts what the host renders
     assert parsed.image_id == IMAGE
     assert parsed.expected.torch == matrix.by_id()[IMAGE].expected_torch_version
+    assert expect["image_digest"] == DIGEST and parsed.image_digest == DIGEST
 
 
 def test_multi_node_is_an_indexed_job_behind_a_headless_service(
@@ -163,7 +172,9 @@ def test_multi_node_is_an_indexed_job_behind_a_headless_service(
     (container,) = pod["containers"]
     command = container["command"]
     assert command[0] == "torchrun"
-    flags = dict(zip(command[1:-5:2], command[2:-5:2], strict=True))
+    assert command[-6:] == ["-m", "checks.multinode", "--json", "--frame", "--expect",
+                            "/opt/torchstack/expect/expect.json"]
+    flags = dict(zip(command[1:-6:2], command[2:-6:2], strict=True))
     name = job["metadata"]["name"]
     assert flags == {"--nnodes": "2", "--nproc-per-node": "8", "--node-rank": "$(NODE_RANK)",
                      "--master-addr": f"{name}-0.{service['metadata']['name']}",
@@ -189,24 +200,15 @@ def test_options_reach_the_manifests(capsys: pytest.CaptureFixture[str]) -> None
     assert container["imagePullPolicy"] == "IfNotPresent"
 
 
-def test_registry_override(capsys: pytest.CaptureFixture[str],
-                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TORCHSTACK_REGISTRY", "ghcr.io/acme/torchstack")
-    (container,) = of_kind(cli_docs(capsys, IMAGE), "Job")["spec"]["template"]["spec"][
-        "containers"]
-    assert container["image"].startswith("ghcr.io/acme/torchstack:2.9.1-cuda12.8-")
-
-
 def test_output_is_deterministic_and_written_per_image(matrix: Matrix, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     spec = matrix.by_id()[IMAGE]
     options = ClusterOptions(nodes=2, gpus_per_node=4)
-    first = to_yaml(render_manifests(spec, matrix, "r/x", options))
-    assert first == to_yaml(render_manifests(spec, matrix, "r/x", options))
-    assert main(["--matrix", str(REPO / "matrix.yaml"), "k8s", "torch2.9.1-cu128-*",
+    first = to_yaml(render_manifests(spec, matrix, PINNED, options))
+    assert first == to_yaml(render_manifests(spec, matrix, PINNED, options))
+    assert main(["--matrix", str(REPO / "matrix.yaml"), "k8s", IMAGE, "--image-ref", PINNED,
                  "--out", str(tmp_path)]) == 0
-    written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == sorted(f"{i.id}.yaml" for i in matrix.select(["torch2.9.1-cu128-*"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{IMAGE}.yaml"]
 
 
 @pytest.mark.parametrize("text", ["nvidia.com/gpu", "gpu:Sometimes", "=x:NoSchedule"])
@@ -218,8 +220,99 @@ def test_bad_tolerations_are_usage_errors(text: str, capsys: pytest.CaptureFixtu
 
 
 def test_image_ref_needs_one_image(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--matrix", str(REPO / "matrix.yaml"), "k8s", "--all", "--image-ref", "x:y"])
+    code = main(["--matrix", str(REPO / "matrix.yaml"), "k8s", "--all", "--image-ref", PINNED])
     assert code == 2 and "tip:" in capsys.readouterr().err
+
+
+def k8s_usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """argparse refuses the flag: exit 2, the flag named, a tip."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--matrix", str(REPO / "matrix.yaml"), "k8s", IMAGE, *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "tip:" in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("ref", [
+    "reg.example/ts:2.9.1",  # a tag moves: not what was checked
+    "reg.example/ts@sha256:abc",  # short digest
+    "reg.example/ts@sha512:" + "a" * 128,
+    "Reg.example/TS@" + DIGEST,  # repository paths are lowercase
+    f"reg.example/ts@{DIGEST}\nRUN x",
+])
+def test_image_ref_without_a_digest_is_refused(ref: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    err = k8s_usage_error(capsys, "--image-ref", ref)
+    assert "--image-ref" in err and "pinned by digest" in err
+
+
+@pytest.mark.parametrize("ref", [f"127.0.0.1:5000/torchstack@{DIGEST}",
+                                 f"ghcr.io/acme/torchstack:2.9.1-cuda12.8@{DIGEST}",
+                                 f"torchstack@{DIGEST}", f"[::1]:5000/a/b_c@{DIGEST}"])
+def test_image_refs_pinned_by_digest_are_taken(ref: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (container,) = of_kind(cli_docs(capsys, IMAGE, "--image-ref", ref), "Job")["spec"][
+        "template"]["spec"]["containers"]
+    assert container["image"] == ref
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["--namespace", "Bad NS!"], "--namespace"),
+    (["--namespace", "a" * 64], "--namespace"),
+    (["--namespace=-ml"], "--namespace"),
+    (["--cpu", "lots"], "--cpu"),
+    (["--cpu", "0"], "--cpu"),
+    (["--cpu", "-2"], "--cpu"),
+    (["--memory", "huge"], "--memory"),
+    (["--memory", "16GB"], "--memory"),  # not a quantity: Kubernetes spells it 16G or 16Gi
+    (["--memory", "1.5.2Gi"], "--memory"),
+])
+def test_bad_cluster_flags_are_refused(argv: list[str], flag: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    err = k8s_usage_error(capsys, *argv, "--image-ref", PINNED)
+    assert f"argument {flag}" in err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--cpu", "500m"), ("--cpu", "2.5"),
+                                             ("--memory", "64Gi"), ("--memory", "1e10"),
+                                             ("--memory", "512M"), ("--namespace", "gpu-ci")])
+def test_good_cluster_flags_reach_the_job(flag: str, value: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    docs = cli_docs(capsys, IMAGE, flag, value, "--image-ref", PINNED)
+    job = of_kind(docs, "Job")
+    if flag == "--namespace":
+        assert job["metadata"]["namespace"] == value
+        return
+    limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits[flag.removeprefix("--")] == value
+    kubernetes_validate.validate(job, latest_version(), strict=True)
+
+
+def test_out_naming_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "manifests.yaml"
+    target.write_text("mine\n")
+    code = main(["--matrix", str(REPO / "matrix.yaml"), "k8s", IMAGE, "--image-ref", PINNED,
+                 "--out", str(target)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--out" in err and "is a file" in err and "tip:" in err
+    assert target.read_text() == "mine\n"
+
+
+def test_infinite_timeout_reaching_k8s_is_refused(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copytree(REPO / "layers", tmp_path / "layers")
+    shutil.copytree(REPO / "checks", tmp_path / "checks",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    text = (REPO / "matrix.yaml").read_text()
+    text = re.sub(r"(?m)^(\s+)timeout_s: .*$", r"\1timeout_s: .inf", text, count=1)
+    if "timeout_s: .inf" not in text:
+        text = text.replace("checks:\n", "checks:\n  timeout_s: .inf\n", 1)
+    (tmp_path / "matrix.yaml").write_text(text)
+    code = main(["--matrix", str(tmp_path / "matrix.yaml"), "k8s", IMAGE, "--image-ref", PINNED])
+    err = capsys.readouterr().err
+    # The loader refuses it now (file:line); k8s keeps its own guard for the Job's deadline.
+    assert code == 2 and "checks.timeout_s" in err and "Traceback" not in err
 
 
 def test_helpers() -> None:
