@@ -119,7 +119,7 @@ def _compatible(values: dict[str, Located], torch: str, cuda: str, os_base: OsBa
     try:
         compat.release(torch)
     except CompatError as exc:
-        values["torch"].fail(str(exc))
+        values["torch"].fail(str(exc), tip="versions come from src/torchstack/data/compat.yaml")
     try:
         compat.variant(torch, cuda)
     except CompatError as exc:

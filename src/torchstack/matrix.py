@@ -129,7 +129,8 @@ def _os_bases(node: Located) -> dict[str, OsBase]:
                      if "bootstrap" in fields else {})
         python = fields["python"].str(allow_numbers=True)
         if not PYTHON_VERSION.fullmatch(python):
-            fields["python"].fail(f"python must be major.minor such as \"3.11\", got {python!r}")
+            fields["python"].fail(f"python must be major.minor such as \"3.11\", got {python!r}",
+                                  tip="quote it, so that 3.10 is not read as 3.1")
         bases[name] = OsBase(
             name=name,
             image=fields["image"].checked(
@@ -199,7 +200,14 @@ def _tags(node: Located, flavors: dict[str, str]) -> TagPolicy:
 
 
 def _check_template(node: Located, forbidden: set[str]) -> None:
-    _check_placeholders(node, TEMPLATE_FIELDS - forbidden)
+    """A template for ids and tags: known placeholders, and what they fill in is a tag."""
+    fields = TEMPLATE_FIELDS - forbidden
+    _check_placeholders(node, fields)
+    filled = node.value.format(**dict.fromkeys(fields, "x"))
+    if not kinds.TAG.fullmatch(filled):
+        node.fail(f"template {node.value!r} does not make a valid Docker tag",
+                  tip="ids and tags may use letters, digits, '_', '.' and '-' around the"
+                      " {placeholders}, at most 128 characters")
 
 
 def _check_placeholders(node: Located, fields: set[str]) -> None:
@@ -252,5 +260,5 @@ def _promotion(node: Located | None) -> Any:
     level = node.mapping(PROMOTION_KEYS, {"require"})["require"]
     if level.value not in ("cpu", "gpu"):
         level.fail(f"require must be 'gpu' (full suite on a GPU runner) or 'cpu',"
-                   f" got {type_name(level.value)}")
+                   f" got {type_name(level.value)}", tip="write require: gpu or require: cpu")
     return level.value
