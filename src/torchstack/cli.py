@@ -20,7 +20,7 @@ from torchstack import __version__, commands
 from torchstack.errors import Interrupted, TorchstackError
 
 # Help lists verbs in flow order; any other module in torchstack.commands follows.
-FLOW = ("plan", "render", "base", "build", "check", "promote", "k8s", "bake")
+FLOW = ("plan", "lock", "render", "base", "build", "check", "promote", "k8s", "bake")
 
 
 def verbs() -> list[str]:
