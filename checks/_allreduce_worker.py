@@ -58,14 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(device: Any, sizes: list[int], warmup: int, iters: int) -> dict[str, Any]:
+def measure(
+    device: Any, sizes: list[int], warmup: int, iters: int, dist: Any = None
+) -> dict[str, Any]:
     """All-reduce each size on an initialised process group; every rank calls this.
 
     Returns the world size, the count of wrong elements across all ranks and, per size, the
-    slowest rank's mean seconds (as nccl-tests reports).
+    slowest rank's mean seconds (as nccl-tests reports). `dist` is torch.distributed (a fake
+    in unit tests). The first all-reduce of each size checks the sums and counts as the
+    first warm-up call: NCCL sets up its channels for a size on first use.
     """
     import torch
-    import torch.distributed as dist
+
+    if dist is None:
+        import torch.distributed as dist
 
     def sync() -> None:
         if device.type == "cuda":

@@ -73,7 +73,9 @@ def unframe(text: str) -> dict[str, Any]:
     data = lines[at + 1].encode("utf-8")
     want = int(match["bytes"])
     if len(data) != want:
-        raise FrameError(f"report frame is truncated or altered: {len(data)} bytes, header says {want}")
+        raise FrameError(
+            f"report frame is truncated or altered: {len(data)} bytes, header says {want}"
+        )
     digest = hashlib.sha256(data).hexdigest()
     if digest != match["sha"]:
         raise FrameError(f"report checksum mismatch: sha256 {digest}, header says {match['sha']}")

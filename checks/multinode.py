@@ -6,7 +6,7 @@
 Each rank reads RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT from torchrun, joins the
 NCCL group and runs the same measurement as the single-node check; rank 0 prints the suite's
 JSON document with one check, `nccl_multinode`. Exit 0 only if the sums were exact and the
-busbw gate (thresholds.nccl_min_busbw_gbps) held.
+busbw gate (thresholds.nccl_multinode_min_busbw_gbps) held.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     dist.destroy_process_group()
     if rank != 0:
         return 0
-    gate = expect.thresholds.nccl_min_busbw_gbps.get("default")
+    gate = expect.thresholds.nccl_multinode_min_busbw_gbps  # the pod network, not NVLink
     plan = Plan(args.backend, int(document["world_size"]), sizes, 5, 20)
     outcome = evaluate(document, plan, gate)
     result = CheckResult.from_outcome(CHECK_ID, outcome, time.monotonic() - started)

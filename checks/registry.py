@@ -19,7 +19,21 @@ from collections.abc import Callable, Iterable, Sequence
 
 from checks.expect import Expect
 from checks.spec import CheckSpec
-from checks.suite import base, cuda, driver, hygiene, matmul, nccl, nlp, shm, versions, vision
+from checks.suite import (
+    audio,
+    base,
+    compile,
+    cuda,
+    driver,
+    hygiene,
+    matmul,
+    nccl,
+    nlp,
+    shm,
+    train,
+    versions,
+    vision,
+)
 
 ALL_CHECKS: tuple[CheckSpec, ...] = (
     versions.CHECK,
@@ -30,8 +44,11 @@ ALL_CHECKS: tuple[CheckSpec, ...] = (
     shm.CHECK,
     base.CHECK,
     hygiene.CHECK,
+    compile.CHECK,
+    train.CHECK,
     vision.CHECK,
     nlp.CHECK,
+    audio.CHECK,
 )
 
 LAYER_PROBES = {"vision": "torchvision", "nlp": "transformers"}

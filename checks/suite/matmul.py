@@ -11,6 +11,7 @@ import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from checks.peaks import Peak, lookup_threshold, match_peak
 from checks.result import Metric, Outcome, failed, passed
@@ -89,46 +90,55 @@ def _unit(name: str) -> str:
     return "TFLOP/s" if name.endswith("tflops") else "ratio"
 
 
-def _time_gpu(n: int, dtype: str, index: int) -> float:
-    import torch
-
+def time_gpu(torch: Any, n: int, dtype: str, index: int) -> float:
+    """TFLOP/s of an n x n matmul on cuda:`index`: warm-up first, then the median of
+    CUDA-event timings. `torch` is the module (a fake of its CUDA surface in unit tests)."""
     device = torch.device("cuda", index)
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     a = torch.randn(n, n, device=device, dtype=torch_dtype)
     b = torch.randn(n, n, device=device, dtype=torch_dtype)
     out = torch.empty(n, n, device=device, dtype=torch_dtype)
-    for _ in range(GPU_WARMUP):
+    for _ in range(GPU_WARMUP):  # cuBLAS picks and loads its kernel on the first calls
         torch.matmul(a, b, out=out)
     torch.cuda.synchronize(device)
     times = []
     for _ in range(GPU_REPEATS):
-        start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-        end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
         start.record()
         torch.matmul(a, b, out=out)
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end) / 1000.0)  # ms -> s
+        times.append(start.elapsed_time(end) / 1000.0)  # CUDA events report ms
     del a, b, out
     torch.cuda.empty_cache()
+    # The median: one slow repeat (a clock change, another process) must not move the gate.
     return rate(n, statistics.median(times)) / 1e12
 
 
-def run_gpu(ctx: CheckContext) -> Outcome:
-    import torch
-
-    n = ctx.expect.thresholds.matmul_size
+def measure_all(torch: Any, n: int) -> list[Measurement]:
+    """bf16 and tf32 on every visible device; fp32 matmuls use TF32 tensor cores meanwhile."""
     previous = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high")  # fp32 matmuls use TF32 tensor cores
+    torch.set_float32_matmul_precision("high")  # "high" = TF32 for fp32 matmuls
     try:
         measurements = []
         for index in range(torch.cuda.device_count()):
             torch.cuda.set_device(index)
             name = torch.cuda.get_device_name(index)
             for dtype in ("bf16", "tf32"):
-                measurements.append(Measurement(index, name, dtype, _time_gpu(n, dtype, index)))
+                tflops = time_gpu(torch, n, dtype, index)
+                measurements.append(Measurement(index, name, dtype, tflops))
+        return measurements
     finally:
         torch.set_float32_matmul_precision(previous)
+
+
+def run_gpu(ctx: CheckContext, torch: Any = None) -> Outcome:
+    if torch is None:
+        import torch
+
+    n = ctx.expect.thresholds.matmul_size
+    measurements = measure_all(torch, n)
     fractions = ctx.expect.thresholds.matmul_min_fraction_of_peak
     problems, notes, metrics = judge(measurements, fractions)
     metrics["matrix_size"] = Metric(n, "n")

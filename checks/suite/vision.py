@@ -1,4 +1,5 @@
-"""vision: torchvision's compiled ops run on the device, and cv2/PIL round-trip an image.
+"""vision: torchvision's compiled ops run on the device, torchvision.io decodes PNG and JPEG,
+a torchvision model (random weights) runs forward, and cv2/PIL round-trip an image.
 
 Device: cuda when a GPU may be used, else cpu. Inputs are small integers so results are exact
 even when convolutions run in TF32.
@@ -46,6 +47,70 @@ def ops_problems(torch: Any, ops: Any, device: Any) -> list[str]:
     return problems
 
 
+def synthetic_image(torch: Any, height: int = 48, width: int = 64) -> Any:
+    """(3, H, W) uint8: smooth gradients and a square, so JPEG keeps it close."""
+    ys = torch.arange(height).view(-1, 1).expand(height, width)
+    xs = torch.arange(width).view(1, -1).expand(height, width)
+    image = torch.stack([xs * 255 // (width - 1), ys * 255 // (height - 1), (xs + ys) % 256])
+    image[:, 16:32, 20:40] = 200
+    return image.to(torch.uint8).contiguous()
+
+
+# JPEG is lossy; at quality 95 a smooth image comes back within a few levels on average.
+JPEG_MEAN_ERROR_MAX = 4.0
+
+
+def torchvision_io_problems(torch: Any) -> list[str]:
+    """PNG encoded and decoded by torchvision.io must be exact; a JPEG written by PIL (another
+    encoder) must decode through torchvision.io close to the original."""
+    try:
+        tv_io = importlib.import_module("torchvision.io")
+    except Exception as exc:
+        return [f"torchvision.io is not importable ({type(exc).__name__}: {exc}); {FIX}"]
+    image = synthetic_image(torch)
+    problems = []
+    png = tv_io.encode_png(image)
+    decoded = tv_io.decode_image(png)
+    if not torch.equal(decoded, image):
+        problems.append("torchvision.io PNG encode/decode did not round-trip the pixels")
+    try:
+        pil_image = importlib.import_module("PIL.Image")
+    except ImportError:
+        jpeg = tv_io.encode_jpeg(image, quality=95)  # no PIL: torchvision's own encoder
+    else:
+        buffer = io.BytesIO()
+        pil_image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, "JPEG", quality=95)
+        jpeg = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+    decoded = tv_io.decode_jpeg(jpeg)
+    if tuple(decoded.shape) != tuple(image.shape):
+        problems.append(f"torchvision.io.decode_jpeg gave shape {tuple(decoded.shape)}")
+    else:
+        error = float((decoded.float() - image.float()).abs().mean())
+        if error > JPEG_MEAN_ERROR_MAX:
+            problems.append(
+                f"torchvision.io.decode_jpeg is off by {error:.1f} levels on average "
+                f"(more than {JPEG_MEAN_ERROR_MAX:g})"
+            )
+    return problems
+
+
+def model_problems(torch: Any, device: Any) -> list[str]:
+    """resnet18 with random weights (nothing downloaded) runs a forward pass."""
+    try:
+        models = importlib.import_module("torchvision.models")
+    except Exception as exc:
+        return [f"torchvision.models is not importable ({type(exc).__name__}: {exc}); {FIX}"]
+    torch.manual_seed(0)
+    model = models.resnet18(weights=None).eval().to(device)
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 64, 64, device=device))
+    if tuple(logits.shape) != (2, 1000):
+        return [f"resnet18 forward gave shape {tuple(logits.shape)}, expected (2, 1000)"]
+    if not bool(torch.isfinite(logits).all()):
+        return ["resnet18 forward gave NaN/inf"]
+    return []
+
+
 def codec_problems() -> list[str]:
     try:
         np = importlib.import_module("numpy")
@@ -80,11 +145,17 @@ def run(ctx: CheckContext) -> Outcome:
     except Exception as exc:
         return failed(f"torchvision is not importable ({type(exc).__name__}: {exc}); {FIX}")
     device = torch.device(ctx.device)
-    problems = ops_problems(torch, ops, device) + codec_problems()
+    problems = (
+        ops_problems(torch, ops, device)
+        + torchvision_io_problems(torch)
+        + model_problems(torch, device)
+        + codec_problems()
+    )
     if problems:
         return failed("; ".join(problems))
     return passed(
-        f"torchvision nms/roi_align/deform_conv2d exact on {device}; cv2 and PIL PNG round trips"
+        f"torchvision nms/roi_align/deform_conv2d exact on {device}; torchvision.io PNG exact "
+        f"and JPEG close; resnet18 forward on {device}; cv2 and PIL PNG round trips"
     )
 
 
@@ -94,5 +165,5 @@ CHECK = CheckSpec(
     needs_gpu=False,
     timeout_s=120,
     run=run,
-    summary="torchvision ops on the device, cv2/PIL image round trip",
+    summary="torchvision ops, torchvision.io PNG/JPEG decode, resnet18 forward, cv2/PIL",
 )

@@ -146,8 +146,11 @@ def test_selection_rules() -> None:
         "shm",
         "base",
         "hygiene",
+        "compile",
+        "train",
         "vision",
         "nlp",
+        "audio",
     ]
     ordered = select(Expect(checks=("shm", "versions")))
     assert [s.id for s in ordered] == ["versions", "shm"]  # suite order, not file order
@@ -155,7 +158,7 @@ def test_selection_rules() -> None:
     by_layer = [s.id for s in select(Expect(layers=("torch", "vision")))]
     assert "vision" in by_layer and "nlp" not in by_layer and "cuda" in by_layer
     here = [s.id for s in select(Expect(), layers_here=lambda: ("torch",))]
-    assert here == ids[:8]
+    assert here == ids[:10]
     with pytest.raises(SelectionError, match="did you mean 'hygiene'"):
         select(Expect(checks=("hygeine",)))
 

@@ -76,9 +76,18 @@ def test_evaluate_fails_on_wrong_sums_and_below_gate() -> None:
     plan = Plan("nccl", 8, [MIB], 5, 20)
     wrong = evaluate(_doc(8, mismatches=3), plan, None)
     assert wrong.status == "fail" and "3 wrong element(s)" in wrong.message
-    slow = evaluate(_doc(8), plan, 400.0)
-    assert slow.status == "fail" and "below the 400 GB/s gate" in slow.message
-    assert evaluate(_doc(8), plan, 100.0).status == "pass"
+    big = {**_doc(8), "results": [{"bytes": 8 << 30, "seconds": (8 << 30) / 200e9}]}
+    slow = evaluate(big, plan, 400.0)  # busbw 200 * 1.75 = 350
+    assert slow.status == "fail" and "busbw 350.0 GB/s at 8GiB is below the 400 GB/s gate" in (
+        slow.message
+    )
+    assert evaluate(big, plan, 300.0).status == "pass"
+
+
+def test_a_gate_needs_gate_sized_messages() -> None:
+    """Small messages are latency-bound: a gate judged on them would mean nothing."""
+    outcome = evaluate(_doc(8), Plan("nccl", 8, [MIB, 2 * MIB], 5, 20), 100.0)
+    assert outcome.status == "fail" and "raise thresholds.nccl_max_bytes" in outcome.message
 
 
 # --- cuda: how many devices should torch see -----------------------------------------------------

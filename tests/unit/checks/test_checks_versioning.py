@@ -139,7 +139,10 @@ def test_compare_core_names_every_difference() -> None:
     assert "torch is 2.9.1+cu126, expected 2.9.1+cu128" in text
     assert "torch.version.cuda is 12.6, expected 12.8" in text
     # The dotted form is the host's (expected.cudnn_version), not decoded by the suite.
-    assert "cuDNN is 90501 (torch.backends.cudnn.version()), expected 91002 (cuDNN 9.10.2.21)" in text
+    assert (
+        "cuDNN is 90501 (torch.backends.cudnn.version()), expected 91002 (cuDNN 9.10.2.21)"
+        in text
+    )
     assert "NCCL is unavailable, expected 2.27.5" in text
     assert "Python is 3.12.1, expected 3.11" in text
 
