@@ -154,6 +154,8 @@ def read_config_text(path: Path, name: str, limit: int = MAX_BYTES,
     /dev/zero, a FIFO or a folder is refused by its type; a file whose size the kernel
     does not report (procfs) is still read no further than limit + 1 bytes.
     """
+    # `--matrix /dev/zero` is shown as zero in file:line messages; say where it is, too.
+    shown = f"{name} ({path})" if name == path.name and name != str(path) else name
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
     except FileNotFoundError:
@@ -163,9 +165,9 @@ def read_config_text(path: Path, name: str, limit: int = MAX_BYTES,
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{name}: not a regular file", tip=f"name {kind}")
+            raise ConfigError(f"{shown}: not a regular file", tip=f"name {kind}")
         if info.st_size > limit:
-            raise ConfigError(f"{name}: {info.st_size} bytes is larger than the {_size(limit)}"
+            raise ConfigError(f"{shown}: {info.st_size} bytes is larger than the {_size(limit)}"
                               f" a configuration file may be", tip="is this the right file?")
         data = b""
         while len(data) <= limit and (chunk := os.read(fd, limit + 1 - len(data))):
@@ -175,7 +177,7 @@ def read_config_text(path: Path, name: str, limit: int = MAX_BYTES,
     finally:
         os.close(fd)
     if len(data) > limit:
-        raise ConfigError(f"{name}: larger than the {_size(limit)} a configuration file may be")
+        raise ConfigError(f"{shown}: larger than the {_size(limit)} a configuration file may be")
     try:
         # Universal newlines, as Path.read_text gives: a fragment keeps no stray \r.
         return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")

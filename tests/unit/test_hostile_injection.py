@@ -131,11 +131,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_cases_cover_every_kind_of_field() -> None:
-    covered = {case.values[1][:2] for case in CASES if case.values[0] == "matrix.yaml"}
+    cases = [tuple(case.values) for case in CASES]
+    covered = {values[1][:2] for values in cases if values[0] == "matrix.yaml"}  # type: ignore[index]
     for field in [("os_bases", "bookworm"), ("indexes", "pypi"), ("registry", "push"),
                   ("tags", "release"), ("checks", "shm_size"), ("flavors", "base")]:
         assert any(path[:len(field)] == field for path in covered), field
-    layer_paths = {case.values[1][0] for case in CASES if case.values[0] != "matrix.yaml"}
+    layer_paths = {values[1][0] for values in cases if values[0] != "matrix.yaml"}  # type: ignore[index]
     assert {"description", "packages", "env", "checks", "parent", "torch_packages"} <= layer_paths
 
 
