@@ -1,4 +1,4 @@
-"""render writes only inside the project and deletes only what it wrote; symlinks are not followed."""
+"""render writes only inside the project, deletes only what it wrote, follows no symlink."""
 
 from __future__ import annotations
 
