@@ -1,11 +1,11 @@
 """BuildPlan -> docker-bake.json, for `docker buildx bake` without torchstack. Pure.
 
-One target per image, building the committed context images/<id>/. A child's Dockerfile says
+One target per image, building the committed context images/<id>/ with the same secrets as
+`torchstack build` (`secret` entries, from environment variables). A child's Dockerfile says
 `FROM ${PARENT_IMAGE}`; its target sets PARENT_IMAGE to PARENT_CONTEXT and maps that name in
 `contexts` to `target:<parent target>`, so BuildKit builds the parent first and substitutes it
-for the FROM. Tags are torchstack's: the local tag, and the release tag and aliases under the
-push registry. The input-hash label stays empty: it needs the parent's image ID, which only
-exists once the parent is built (see docs/buildkit.md).
+for the FROM. Targets carry staging tags only (staging.py: computable before any build), never
+release tags: only `torchstack promote` moves those, and only onto checked images.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import json
 import re
 from typing import Any
 
+from torchstack.buildkit import Secret
 from torchstack.errors import ConfigError
 from torchstack.model import ImageSpec, Matrix
 from torchstack.plan import BuildPlan
+from torchstack.render import SECRET_IDS
+from torchstack.staging import CHAIN_LABEL, chain_hash, staging_tag
 
 # What a child's PARENT_IMAGE build arg is set to; `contexts` maps it to the parent target.
 # A plain name (no registry, no tag): BuildKit looks named contexts up by the FROM reference.
@@ -45,10 +48,10 @@ def target_names(images: list[ImageSpec]) -> dict[str, str]:
     return names
 
 
-def tags_for(image: ImageSpec, matrix: Matrix, repository: str) -> list[str]:
-    """The tags torchstack gives the image: local, then release and aliases when promoted."""
-    return [matrix.local_tag(image.id),
-            *(f"{repository}:{tag}" for tag in (image.release_tag, *image.aliases))]
+def secret_entries() -> list[str]:
+    """The build's secrets as bake `secret` entries: each from its environment variable (the
+    same names `torchstack build` uses); one that is unset is simply not mounted."""
+    return [f"id={name},env={Secret(name).env_name}" for name in SECRET_IDS]
 
 
 def bake_file(plan: BuildPlan, matrix: Matrix, repository: str,
@@ -59,20 +62,20 @@ def bake_file(plan: BuildPlan, matrix: Matrix, repository: str,
     targets: dict[str, Any] = {}
     for planned in plan.images:
         image = planned.spec
-        args = {
-            "PIP_INDEX_URL": image.pip_index,
-            "TORCH_INDEX_URL": image.torch_index,
-        }
+        chain = chain_hash(matrix, image)
+        stage = staging_tag(image, chain)
         target: dict[str, Any] = {
             "context": f"{matrix.images_dir.name}/{image.id}",
             "dockerfile": "Dockerfile",
-            "args": args,
-            "tags": tags_for(image, matrix, repository),
+            "args": {},
+            "labels": {CHAIN_LABEL: chain},
+            "secret": secret_entries(),
+            "tags": [f"{matrix.local_repository}:{stage}", f"{repository}:{stage}"],
         }
         if image.parent_id is None:
-            args["BASE_IMAGE"] = image.base_image
+            target["args"]["BASE_IMAGE"] = image.base_image
         else:
-            args["PARENT_IMAGE"] = PARENT_CONTEXT
+            target["args"]["PARENT_IMAGE"] = PARENT_CONTEXT
             target["contexts"] = {PARENT_CONTEXT: f"target:{names[image.parent_id]}"}
         targets[names[image.id]] = target
     default = [names[i] for i in default_ids if i in names]

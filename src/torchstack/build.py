@@ -1,8 +1,9 @@
 """Build planned images parents first: reuse by input hash, isolate failures, log to a run.
 
 An image whose input hash (rendered context + the exact parent image ID) already labels a local
-image is not rebuilt: its local tag is pointed at that image. Otherwise it is built untagged FROM
-the parent's exact image ID and tagged once complete. A failed image skips its descendants only.
+image is not rebuilt: its local tag is pointed at that image. Otherwise BuildKit builds it
+untagged FROM the parent's exact image ID and it is tagged once complete. A failed image skips
+its descendants only. An image without a lock is refused: builds install only from locks.
 """
 
 from __future__ import annotations
@@ -15,22 +16,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from torchstack.buildinputs import BuildInputs, context_tar, mirror_tip, probe_index, redact_url
+from torchstack.buildinputs import BuildInputs, mirror_tip, probe_index, redact_url
+from torchstack.buildkit import BuildRequest, BuildResult, Secret
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import ConfigError, Interrupted
+from torchstack.lock import lock_path, read_lock
 from torchstack.model import ImageSpec, Matrix, template_fields
 from torchstack.plan import BuildPlan, PlannedImage, context_hash, input_hash
+from torchstack.provenance import oci_labels
 from torchstack.render import LABEL_PREFIX, render_image
 from torchstack.runs import BUILD_JSON, RunDir
+from torchstack.staging import adopt_staged
 
 HASH_LABEL = f"{LABEL_PREFIX}.input-hash"
-STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+# BuildKit's plain progress: "#7 [os 3/5] RUN apt-get ..." (the stage name is optional).
+STEP = re.compile(r"^#\d+ \[(?:[\w.-]+ +)?(\d+)/(\d+)\] (.*)$")
+GROUP_STEP = re.compile(r"source=(groups/[\w.-]+)")
 TAIL_LINES = 20
 # (index URL, CA bundle) -> None when reachable, else why not
 Prober = Callable[[str, Path | None], str | None]
-INSTALL_STEP = "install.sh"
-# The classic builder's bookkeeping: in the log, not in the failure summary's tail.
-BOOKKEEPING = re.compile(r"^( ---> |Removing intermediate container )")
+INSTALL_STEP = "install-group.sh"
+# Lines that say why an install step failed (ours, and uv's hash check).
+CAUSE = re.compile(r"(torchstack: |[Hh]ash mismatch|Expected: |Computed: |  error: )")
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,12 @@ class ImageResult:
         return data
 
 
+class ImageBuilder(Protocol):
+    """What runs one BuildKit build (buildkit.BuildkitCli; a stand-in in unit tests)."""
+
+    def build(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuildResult: ...
+
+
 class Reporter(Protocol):
     """What build progress goes to; the UI (progress.py) implements it, builds never print."""
 
@@ -97,7 +110,11 @@ class BuildSummary:
 
 def parse_step(line: str) -> Step | None:
     match = STEP.match(line)
-    return Step(int(match.group(1)), int(match.group(2)), match.group(3)) if match else None
+    if match is None:
+        return None
+    group = GROUP_STEP.search(match.group(3))  # an install step: name its group, not its mounts
+    instruction = f"install {group.group(1)}" if group else match.group(3)[:160]
+    return Step(int(match.group(1)), int(match.group(2)), instruction)
 
 
 def skip_reason(parent: ImageResult | None) -> str | None:
@@ -128,27 +145,26 @@ def read_contexts(matrix: Matrix, specs: list[ImageSpec]) -> dict[str, dict[str,
 
 def find_built(backend: DockerBackend, matrix: Matrix, spec: ImageSpec,
                memo: dict[str, str | None] | None = None) -> str | None:
-    """The local image ID that the current matrix resolves `spec` to, without building."""
-    memo = {} if memo is None else memo
-    if spec.id not in memo:
-        parent = (backend.image_id(spec.base_image) if spec.parent_id is None
-                  else find_built(backend, matrix, matrix.by_id()[spec.parent_id], memo))
-        found = None
-        if parent is not None:
-            wanted = input_hash(context_hash(render_image(spec, matrix)), parent)
-            found = own_image(backend, matrix, spec, wanted)
-        memo[spec.id] = found
-    return memo[spec.id]
+    """The local image ID that the current matrix resolves `spec` to, without building:
+    built by torchstack for this input hash, or staged by `docker buildx bake` (staging.py)."""
+    found = find_built_with_hash(backend, matrix, spec, {} if memo is None else memo)
+    return found[0] if found else None
 
 
 def find_built_with_hash(backend: DockerBackend, matrix: Matrix, spec: ImageSpec,
                          memo: dict[str, str | None]) -> tuple[str, str] | None:
     """(image ID, input hash) of the image the current matrix resolves `spec` to, or None."""
-    image_id = find_built(backend, matrix, spec, memo)
-    if image_id is None:
+    parent = (backend.image_id(spec.base_image) if spec.parent_id is None
+              else find_built(backend, matrix, matrix.by_id()[spec.parent_id], memo))
+    if parent is None:
+        memo[spec.id] = None
         return None
-    labels = ((backend.inspect(image_id) or {}).get("Config") or {}).get("Labels") or {}
-    return image_id, str(labels.get(HASH_LABEL, ""))
+    wanted = input_hash(context_hash(render_image(spec, matrix)), parent)
+    if spec.id not in memo:
+        memo[spec.id] = (own_image(backend, matrix, spec, wanted)
+                         or adopt_staged(backend, matrix, spec, parent))
+    found = memo[spec.id]
+    return (found, wanted) if found else None
 
 
 def own_image(backend: DockerBackend, matrix: Matrix, spec: ImageSpec, wanted: str) -> str | None:
@@ -166,21 +182,35 @@ def own_image(backend: DockerBackend, matrix: Matrix, spec: ImageSpec, wanted: s
     return None
 
 
+def secrets_for(inputs: BuildInputs, spec: ImageSpec) -> tuple[Secret, ...]:
+    """The BuildKit secrets of one build (ids as the rendered Dockerfiles mount them).
+
+    Index URLs go as secrets only when they differ from the public ones rendered into the
+    Dockerfile: an override is a mirror, and a mirror's URL may carry credentials.
+    """
+    secrets = [Secret("ca-bundle", src=inputs.ca_bundle)] if inputs.ca_bundle else []
+    if inputs.pip_index_for(spec) != spec.pip_index:
+        secrets.append(Secret("index-url", value=inputs.pip_index_for(spec)))
+    if inputs.torch_index_for(spec) != spec.torch_index:
+        secrets.append(Secret("extra-index-url", value=inputs.torch_index_for(spec)))
+    return tuple(secrets)
+
+
 class Builder:
-    def __init__(self, matrix: Matrix, backend: DockerBackend, inputs: BuildInputs, run: RunDir,
-                 reporter: Reporter, probe: Prober = probe_index,
-                 keep_stages: bool = False) -> None:
-        self.matrix, self.backend, self.inputs = matrix, backend, inputs
+    def __init__(self, matrix: Matrix, backend: DockerBackend, buildkit: ImageBuilder,
+                 inputs: BuildInputs, run: RunDir, reporter: Reporter,
+                 probe: Prober = probe_index) -> None:
+        self.matrix, self.backend, self.buildkit, self.inputs = matrix, backend, buildkit, inputs
         self.run, self.reporter, self.probe = run, reporter, probe
-        self.keep_stages = keep_stages  # keep the build stage's images (Docker's build cache)
         self.probed: dict[str, str | None] = {}
+        self.builds = 0  # BuildKit builds started (benchmarks count them)
 
     def build(self, plan: BuildPlan) -> BuildSummary:
         contexts = read_contexts(self.matrix, [p.spec for p in plan.images])
         results = {p.spec.id: ImageResult(p.spec.id, p.spec.parent_id, p.requested)
                    for p in plan.images}
         summary = BuildSummary(self.run, list(results.values()))
-        started, builds_before = time.monotonic(), self.backend.builds
+        started, builds_before = time.monotonic(), self.builds
         self.reporter.begin(summary.results)
         current: ImageResult | None = None
         interrupted = False
@@ -210,7 +240,7 @@ class Builder:
         return summary
 
     def _record(self, summary: BuildSummary, started: float, builds_before: int) -> None:
-        summary.docker_builds = self.backend.builds - builds_before
+        summary.docker_builds = self.builds - builds_before
         summary.duration_s = time.monotonic() - started
         self.run.write_json(BUILD_JSON, summary.to_json())
 
@@ -218,6 +248,9 @@ class Builder:
              files: dict[str, bytes]) -> None:
         spec = planned.spec
         result.started = time.monotonic()
+        if read_lock(self.matrix, spec) is None:
+            self._finish(result, "failed", reason=self._unlocked(spec))
+            return
         if parent is None:
             parent_id = self.backend.image_id(spec.base_image)
             if parent_id is None:
@@ -244,36 +277,54 @@ class Builder:
 
     def _docker_build(self, spec: ImageSpec, result: ImageResult, parent_id: str,
                       files: dict[str, bytes]) -> None:
-        args = self.inputs.build_args(spec)
-        args["BASE_IMAGE" if spec.parent_id is None else "PARENT_IMAGE"] = parent_id
+        del files  # verified equal to a fresh render; BuildKit reads them from images/<id>/
+        args = dict(self.inputs.proxies)  # BuildKit's predefined proxy args: not in history
+        # BuildKit's FROM takes a reference, not an image ID: a tag named after the exact ID
+        # pins it (and it is never looked up in a registry while the image is here).
+        pin = f"{self.matrix.local_repository}-pin:{parent_id.removeprefix('sha256:')}"
+        self.backend.tag(parent_id, pin)
+        args["BASE_IMAGE" if spec.parent_id is None else "PARENT_IMAGE"] = pin
         args["TORCHSTACK_INPUT_HASH"] = str(result.input_hash)
+        request = BuildRequest(self.matrix.images_dir / spec.id, args,
+                               secrets_for(self.inputs, spec),
+                               oci_labels(self.matrix.root, self.matrix.images_dir / spec.id))
         tail: deque[str] = deque(maxlen=TAIL_LINES)
+        causes: list[str] = []
         result.log = self.run.log_path(spec.id).name
+        self.builds += 1
         with self.run.open_log(spec.id) as log:
 
             def on_line(raw: str) -> None:
                 text = self.inputs.redact(raw)
                 log.write(text + "\n")
-                if not BOOKKEEPING.match(text):
-                    tail.append(text)
+                tail.append(text)
+                if CAUSE.search(text):
+                    causes.append(text.split(" ", 2)[-1] if text.startswith("#") else text)
                 step = parse_step(text)
                 if step is not None:
                     result.step = step
                     self.reporter.update(result)
                 self.reporter.line(result, text)
 
-            outcome = self.backend.build(context_tar(files, self.inputs.ca_bundle), args, on_line)
+            try:
+                outcome = self.buildkit.build(request, on_line)
+            finally:
+                self.backend.untag(pin)
             if outcome.error is not None:
                 log.write(f"ERROR: {self.inputs.redact(outcome.error)}\n")
         result.log_tail = list(tail)
-        if outcome.image_id is not None:
-            self.backend.tag(outcome.image_id, self.matrix.local_tag(spec.id))
-        if not self.keep_stages:  # after tagging: until then the new image is dangling too
-            self.backend.remove_dangling(outcome.steps)
         if outcome.image_id is None:
-            self._finish(result, "failed", reason=self._failure(spec, result, outcome.error))
+            error = "; ".join(dict.fromkeys(causes[-4:])) or outcome.error
+            self._finish(result, "failed", reason=self._failure(spec, result, error))
             return
+        self.backend.tag(outcome.image_id, self.matrix.local_tag(spec.id))
         self._finish(result, "built", image_id=outcome.image_id)
+
+    def _unlocked(self, spec: ImageSpec) -> str:
+        path = lock_path(self.matrix, spec).relative_to(self.matrix.root)
+        return (f"{path} does not exist: builds install only from a lock; run `torchstack lock"
+                f" {spec.id}` where {redact_url(self.inputs.torch_index_for(spec))} is reachable,"
+                " then `torchstack render`")
 
     def _failure(self, spec: ImageSpec, result: ImageResult, error: str | None) -> str:
         result.failed_step = str(result.step) if result.step else None

@@ -1,9 +1,7 @@
-"""The only module that talks to Docker: a thin wrapper over the docker SDK's low-level API.
+"""Docker Engine operations through the docker SDK's low-level API: inspect, tag, run, push.
 
-Builds use the Engine's classic builder through `/build` with a context streamed from memory.
-Images are built untagged and tagged only once complete, so an interrupted or failed build never
-moves a tag. On Ctrl-C or SIGTERM the build's intermediate container is removed before the
-interruption propagates.
+Builds go through BuildKit's CLI (buildkit.py), the other half of the backend. A check
+container is always removed, also on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,10 +10,10 @@ import contextlib
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import docker
 import docker.errors
@@ -33,6 +31,7 @@ NO_DAEMON_TIP = (
 # Committing a multi-GB layer prints nothing for minutes; only a dead daemon should time out.
 BUILD_TIMEOUT_S = 3600
 LABEL = "io.torchstack"
+CHECK_USER = "1000:1000"  # the images' runtime user (render.RUNTIME_UID)
 RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})\s*$")
 BUILT = re.compile(r"^Successfully built ([0-9a-f]{12,64})\s*$")
 STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")
@@ -105,6 +104,12 @@ class DockerBackend:
         with contextlib.suppress(docker.errors.NotFound):
             self._call(self.api.remove_image, ref, force=False, noprune=False)
 
+    def untag(self, ref: str) -> None:
+        """Remove a tag but never the image: a tag that is its image's last one stays."""
+        inspected = self.inspect(ref)
+        if inspected and len(inspected.get("RepoTags") or []) > 1:
+            self.remove_image(ref)
+
     def import_image(self, tarball: Path, ref: str, changes: list[str]) -> str:
         """`docker import` a root filesystem tar under `ref`; returns the new image's ID."""
         repository, _, tag = ref.rpartition(":")
@@ -131,71 +136,20 @@ class DockerBackend:
             raise PromoteError(f"docker push {ref} failed: {exc.explanation}") from None
         return digest
 
-    # Builds -------------------------------------------------------------------------------
-    def build(self, context: IO[bytes], buildargs: dict[str, str],
-              on_line: Callable[[str], None]) -> BuildOutcome:
-        """Build an untagged image from a tar context; every log line goes to `on_line`."""
-        self.builds += 1
-        running: list[str] = []  # the container of the step in flight, if any
-        steps: list[str] = []
-        built: str | None = None
-        stream: Iterator[dict[str, Any]] | None = None
-        try:
-            stream = self._call(self.api.build, fileobj=context, custom_context=True, rm=True,
-                                forcerm=True, pull=False, decode=True, buildargs=buildargs)
-            for text, error, aux_id in _chunks(stream):
-                built = aux_id or built
-                for line in text:
-                    match = RUNNING_IN.match(line)
-                    running[:] = [match.group(1)] if match else running
-                    done = BUILT.match(line)
-                    built = built or (done.group(1) if done else None)
-                    step = STEP_IMAGE.match(line)
-                    steps += [step.group(1)] if step else []
-                    on_line(line)
-                if error is not None:
-                    return BuildOutcome(None, error, tuple(steps))
-        except BaseException:
-            # Ctrl-C, SIGTERM or a lost daemon: stop the step in flight; nothing was tagged.
-            self._abandon(stream, running)
-            raise
-        if built is None:
-            return BuildOutcome(None, "the build ended without producing an image", tuple(steps))
-        return BuildOutcome(self.image_id(built), None, tuple(steps))
-
-    def remove_dangling(self, images: tuple[str, ...]) -> int:
-        """Remove those of `images` (full or short IDs) that are dangling: untagged, and no
-        image is built on them. Docker removes their untagged, otherwise unused parents too.
-        Used for the discarded build stage, which holds the build inputs and a copy of the
-        layer's files."""
-        wanted = {image.removeprefix("sha256:")[:12] for image in images}
-        dangling = self._call(self.api.images, filters={"dangling": True}, quiet=True)
-        removed = 0
-        for image in dangling:
-            if str(image).removeprefix("sha256:")[:12] in wanted:
-                with contextlib.suppress(docker.errors.APIError):  # in use: leave it
-                    self._call(self.api.remove_image, image, force=False, noprune=False)
-                    removed += 1
-        return removed
-
-    def _abandon(self, stream: Iterator[dict[str, Any]] | None, running: list[str]) -> None:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
-        for container in running:
-            # Already gone when the daemon cleaned up itself (forcerm): fine.
-            with contextlib.suppress(docker.errors.DockerException):
-                self.api.remove_container(container, force=True)
-
     # Containers ---------------------------------------------------------------------------
     def run_container(self, image: str, command: list[str], *, mounts: dict[str, str],
                       env: dict[str, str], shm_size: str, gpus: bool,
                       timeout_s: float) -> ContainerRun:
         """Run a command to completion (host folders mounted read-only); always removed after."""
         requests_gpu = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        # The same constraints as the Kubernetes Job (k8s.py): read-only root, only /tmp
+        # writable (exec: torch.compile loads the code it builds from there), uid 1000, no
+        # capabilities, no privilege escalation.
         host_config = self.api.create_host_config(
             binds={host: {"bind": target, "mode": "ro"} for host, target in mounts.items()},
-            shm_size=shm_size, device_requests=requests_gpu if gpus else None)
+            shm_size=shm_size, device_requests=requests_gpu if gpus else None,
+            read_only=True, tmpfs={"/tmp": "rw,exec,nosuid,size=4g"}, cap_drop=["ALL"],
+            security_opt=["no-new-privileges"])
         container = f"torchstack-check-{uuid.uuid4().hex[:16]}"
         try:
             try:
@@ -203,6 +157,7 @@ class DockerBackend:
                 with deferred_signals("creating the check container"):
                     self._call(self.api.create_container, image, command=command,
                                name=container, environment=env, host_config=host_config,
+                               user=CHECK_USER,
                                labels={f"{LABEL}.role": "check"})
             except docker.errors.APIError as exc:
                 raise CheckError(
@@ -244,23 +199,6 @@ class DockerBackend:
             return method(*args, **kwargs)
         except requests.exceptions.ConnectionError as exc:
             raise unavailable(exc) from None
-
-
-def _chunks(stream: Iterator[dict[str, Any]]) -> Iterator[tuple[list[str], str | None, str | None]]:
-    """(complete log lines, error message, aux image ID) per decoded chunk of /build output."""
-    pending = ""
-    for chunk in stream:
-        pending += str(chunk.get("stream", ""))
-        *lines, pending = pending.split("\n")
-        if "error" in chunk:
-            message = str(chunk.get("errorDetail", {}).get("message") or chunk["error"])
-            yield ([*lines, pending] if pending else lines), message.strip(), None
-            return
-        aux = chunk.get("aux")
-        aux_id = str(aux["ID"]) if isinstance(aux, dict) and "ID" in aux else None
-        yield [line.rsplit("\r", 1)[-1] for line in lines], None, aux_id
-    if pending:
-        yield [pending], None, None
 
 
 def unavailable(exc: BaseException) -> DockerUnavailableError:

@@ -9,6 +9,7 @@ from typing import Any
 
 from torchstack.build import Builder
 from torchstack.buildinputs import CA_ENV, PIP_INDEX_ENV, TORCH_INDEX_ENV, resolve_inputs
+from torchstack.buildkit import find_cli
 from torchstack.commands.common import add_selection, matrix_of
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import BuildError
@@ -19,7 +20,7 @@ from torchstack.runs import create_run
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "build", help="build the selected images (parents first) with the Docker Engine",
+        "build", help="build the selected images (parents first) with BuildKit",
         description="Build images FROM their parent's exact image ID. An image whose input hash"
         " already labels a local image is reused, not rebuilt. Logs and build.json go to"
         " .torchstack/runs/<time>/ beside the matrix.")
@@ -30,14 +31,9 @@ def register(sub: Any) -> None:
         " that names a file); it never reaches the image")
     parser.add_argument(
         "--index", action="append", default=[], metavar="KEY=URL",
-        help="package index override, repeatable: pypi=URL (all PyPI packages), cu126=URL (torch"
+        help="package index override (passed to BuildKit as a secret), repeatable: pypi=URL (all PyPI packages), cu126=URL (torch"
         f" wheels of one CUDA variant), pytorch=URL (all PyTorch-index variants; may contain"
         f" {{cuda_tag}}); env: {PIP_INDEX_ENV}, {TORCH_INDEX_ENV}")
-    parser.add_argument(
-        "--keep-build-stages", action="store_true",
-        help="keep the images of each Dockerfile's discarded build stage (Docker's cache for a"
-        " rebuild that changes only the final stage); by default they are removed: they hold"
-        " the build inputs and a second copy of the layer's files (GBs for torch)")
     parser.add_argument("--no-progress", action="store_true",
                         help="plain progress lines instead of the live view")
     parser.set_defaults(run=run)
@@ -49,11 +45,10 @@ def run(args: argparse.Namespace) -> int:
     inputs = resolve_inputs(args.ca_bundle, args.index, os.environ)
     backend = DockerBackend.connect()
     try:
+        buildkit = find_cli(os.environ)
         run_dir = create_run(matrix.root)
         reporter = make_reporter(live=not args.no_progress)
-        builder = Builder(matrix, backend, inputs, run_dir, reporter,
-                          keep_stages=args.keep_build_stages)
-        summary = builder.build(plan)
+        summary = Builder(matrix, backend, buildkit, inputs, run_dir, reporter).build(plan)
     finally:
         backend.close()
     if summary.failed:
