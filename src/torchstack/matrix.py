@@ -8,6 +8,7 @@ from typing import Any
 
 from checks.expect import ExpectError, parse_expect
 from torchstack import kinds
+from torchstack.errors import ConfigError
 from torchstack.expand import (
     entries,
     expand,
@@ -111,13 +112,25 @@ def _name(node: Located, name: str, what: str) -> None:
 
 
 def _check_thresholds(node: Located) -> None:
-    """The in-container suite's own parser judges thresholds, so the two cannot drift."""
+    """The in-container suite's own parser judges thresholds, so the two cannot drift; its
+    error names the key path, which is mapped back to that key's line here."""
     dict(node.items())  # a mapping, or fail here with the location
     try:
         parse_expect({"thresholds": node.plain()}, source="thresholds")
     except ExpectError as exc:
-        node.fail(str(exc).removeprefix("thresholds: "),
-                  tip="see checks/expect.py for the thresholds the suite understands")
+        message = str(exc).removeprefix("thresholds: ")
+        at, line = node, node.line
+        for key in exc.path[1:]:  # path[0] is "thresholds", which `node` already is
+            children = at.value if isinstance(at.value, dict) else {}
+            # str(): a YAML int key ({8: 300}) reaches the parser as the string "8".
+            found = next((k for k in children if str(k) == key), None)
+            if found is None:
+                break
+            line = at.key_lines.get(found, children[found].line)
+            at = children[found]
+        raise ConfigError(f"{at.file}:{line} ({at.path}): {message}",
+                          tip="see checks/expect.py for the thresholds the suite understands"
+                          ) from None
 
 
 def _os_bases(node: Located) -> dict[str, OsBase]:
