@@ -8,6 +8,7 @@ Regenerate the golden files after an intended change, then review the diff:
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 from importlib import resources
@@ -19,7 +20,9 @@ from torchstack.cli import main
 from torchstack.compat import load_compat
 from torchstack.matrix import load_matrix
 from torchstack.model import ImageSpec, Matrix
-from torchstack.render import dockerfile, render_image
+from torchstack.layerplan import own_dists
+from torchstack.lock import read_lock
+from torchstack.render import SECRET_IDS, TEMPLATES, UV_VERSION, UV_WHEEL_SHA256, render_image
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -29,13 +32,19 @@ GOLDEN_IDS = [
     "torch2.9.1-cu128-py3.11-nlp",  # extension with env
     "torch2.7.1-cu118-py3.11-base",  # legacy
 ]
-# install.sh is the packaged template, the same for every image: compared to it, not a golden.
-SHARED = "install.sh"
+# The packaged templates and the lock are the same in every context: compared to their
+# sources, not to goldens.
+SHARED = {*TEMPLATES, "pylock.toml"}
+HASH_PIN = re.compile(r"^[a-z0-9-]+==[\w.+!]+ --hash=sha256:[0-9a-f]{64}$")
 
 
 @pytest.fixture(scope="module")
 def matrix() -> Matrix:
     return load_matrix(REPO / "matrix.yaml")
+
+
+def dockerfile(image: ImageSpec, matrix: Matrix) -> str:
+    return render_image(image, matrix)["Dockerfile"]
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -89,18 +98,18 @@ def test_golden(image_id: str, matrix: Matrix) -> None:
     if os.environ.get("UPDATE_GOLDEN") == "1":
         shutil.rmtree(folder, ignore_errors=True)
         for relative, text in rendered.items():
-            if relative != SHARED:
+            if relative not in SHARED:
                 (folder / relative).parent.mkdir(parents=True, exist_ok=True)
                 (folder / relative).write_text(text, encoding="utf-8")
     stored = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
-    assert stored == set(rendered) - {SHARED}, "run with UPDATE_GOLDEN=1 to regenerate"
+    assert stored == set(rendered) - SHARED, "run with UPDATE_GOLDEN=1 to regenerate"
     for relative in sorted(stored):
         golden = (folder / relative).read_text(encoding="utf-8")
         assert rendered[relative] == golden, (
             f"{image_id}/{relative} differs from tests/unit/golden; if the change is intended,"
             " rerun with UPDATE_GOLDEN=1 and review the diff")
-    template = resources.files("torchstack").joinpath("templates/install.sh").read_text()
-    assert rendered[SHARED] == template
+    for name in TEMPLATES:
+        assert rendered[name] == resources.files("torchstack").joinpath(f"templates/{name}").read_text()
 
 
 def test_golden_covers_each_kind(matrix: Matrix) -> None:
@@ -175,49 +184,67 @@ def test_final_user_is_not_root(matrix: Matrix) -> None:
         assert {k for k, _ in final[last:]} <= {"USER", "WORKDIR", "CMD", "ENTRYPOINT"}, image.id
 
 
-def test_build_inputs_stay_in_the_build_stage(matrix: Matrix) -> None:
+def test_install_steps_get_inputs_as_secrets_and_uv_as_a_mount(matrix: Matrix) -> None:
     for image in matrix.images:
         split = stages(dockerfile(image, matrix))
-        assert len(split) >= 3, f"{image.id}: not multi-stage"
-        earlier = [i for stage in split[:-1] for i in stage]
         final = split[-1]
-        for keyword, args in final:
-            assert not (keyword == "ARG" and args.startswith(("PIP_INDEX_URL", "TORCH_INDEX_URL")))
-            assert not (keyword == "COPY" and "build-inputs/" in args), image.id
-            assert not (keyword == "RUN" and "install.sh" in args), image.id
-        assert ("ARG", f"PIP_INDEX_URL={image.pip_index}") in earlier
-        assert ("ARG", f"TORCH_INDEX_URL={image.torch_index}") in earlier
-        assert any(k == "COPY" and a.startswith("build-inputs/") for k, a in earlier)
-        assert ("COPY", "--from=builder /layer-delta/ /") in final
+        runs = [args for keyword, args in final if keyword == "RUN"]
+        installs = [a for a in runs if "install-group.sh" in a]
+        assert all(keyword not in ("ARG", "COPY", "ADD") or "index" not in args.lower()
+                   for keyword, args in final), image.id
+        assert not any(k in ("COPY", "ADD") and "uv" in a.split() for k, a in final), image.id
+        for args in installs:
+            for secret in SECRET_IDS:
+                assert f"--mount=type=secret,id={secret}," in args, (image.id, secret)
+            assert "--mount=type=bind,from=uv,source=/uv" in args
+            assert "--mount=type=cache,id=torchstack-uv," in args
+        uv_stage = next(stage for stage in split[1:] if stage[0][1].endswith(" AS uv"))
+        fetch = " ".join(a for k, a in uv_stage if k == "RUN")
+        assert f"fetch-uv.py {UV_VERSION} {UV_WHEEL_SHA256} " in fetch
+        if read_lock(matrix, image) is None:  # refused, never installed without a lock
+            assert not installs and any("has no lock yet" in a and "exit 1" in a for a in runs)
+        else:
+            assert installs, image.id
 
 
-def test_parent_and_base_arguments(matrix: Matrix) -> None:
+def test_stages(matrix: Matrix) -> None:
     for image in matrix.images:
         split = stages(dockerfile(image, matrix))
         global_args = [a for k, a in split[0] if k == "ARG"]
         froms = [stage[0][1] for stage in split[1:]]
         if image.parent_id is None:
             assert global_args == [f"BASE_IMAGE={image.base_image}"]
-            assert froms[0] == "${BASE_IMAGE} AS runtime"
+            assert froms == ["${BASE_IMAGE} AS os", "os AS uv", "os"]
         else:
             assert global_args == [f"PARENT_IMAGE={matrix.local_tag(image.parent_id)}"]
-            assert froms == ["${PARENT_IMAGE} AS builder", "${PARENT_IMAGE}"]
+            assert froms == ["${PARENT_IMAGE} AS parent", "parent AS uv", "parent"]
 
 
-def test_requirements_pin_the_matched_torch_family(matrix: Matrix) -> None:
+def test_groups_install_exactly_what_the_image_adds_to_its_parent(matrix: Matrix) -> None:
     compat = load_compat()
-    for image in matrix.images:
+    locked = [i for i in matrix.images if read_lock(matrix, i) is not None]
+    assert {i.id for i in locked} >= {"torch2.9.1-cu128-py3.11-base",
+                                      "torch2.9.1-cu128-py3.11-vision"}
+    for image in locked:
         files = render_image(image, matrix)
-        local = "" if image.index_kind == "pypi" else f"+{image.cuda_tag}"
-        for line in files["torch-requirements.txt"].splitlines():
-            name, version = line.split("==")
-            assert version.endswith(local)
-            expected = image.torch if name == "torch" else compat.paired_version(image.torch, name)
-            assert version == expected + local
-        assert files["requirements.txt"].splitlines() == list(image.requirements)
-        assert all("==" in line for line in files["requirements.txt"].splitlines())
-    vision = matrix.by_id()["torch2.9.1-cu126-py3.11-vision"]
-    assert render_image(vision, matrix)["torch-requirements.txt"] == "torchvision==0.24.1+cu126\n"
+        lock = read_lock(matrix, image)
+        assert lock is not None
+        parent = matrix.by_id()[image.parent_id] if image.parent_id else None
+        parent_lock = read_lock(matrix, parent) if parent else None
+        lines = [line for name, text in sorted(files.items()) if name.startswith("groups/")
+                 for line in text.splitlines()]
+        assert all(HASH_PIN.match(line) for line in lines), image.id
+        installed = {line.split(" ")[0] for line in lines}
+        inherited = {f"{d.name}=={d.version}" for d in (parent_lock.dists if parent_lock else ())}
+        assert installed == {f"{d.name}=={d.version}" for d in lock.dists} - inherited
+        assert installed.isdisjoint(inherited)
+        assert len(installed) == len(own_dists(lock.dists, parent_lock.dists
+                                               if parent_lock else None))
+    base = render_image(matrix.by_id()["torch2.9.1-cu128-py3.11-base"], matrix)
+    assert base["groups/07-torch.txt"].startswith("torch==2.9.1 --hash=sha256:")
+    vision = render_image(matrix.by_id()["torch2.9.1-cu128-py3.11-vision"], matrix)
+    paired = compat.paired_version("2.9.1", "torchvision")
+    assert f"torchvision=={paired} --hash" in vision["groups/01-vision.txt"]
 
 
 # --- render and render --check on a copy of the repo matrix --------------------------------
@@ -226,6 +253,10 @@ def test_requirements_pin_the_matched_torch_family(matrix: Matrix) -> None:
 def copy(tmp_path: Path) -> Path:
     shutil.copy(REPO / "matrix.yaml", tmp_path / "matrix.yaml")
     shutil.copytree(REPO / "layers", tmp_path / "layers")
+    for lock in REPO.glob("images/*/pylock.toml"):  # locks are inputs, like layers/
+        target = tmp_path / lock.relative_to(REPO)
+        target.parent.mkdir(parents=True)
+        shutil.copy(lock, target)
     return tmp_path
 
 
@@ -262,16 +293,13 @@ def test_check_lists_missing_and_extra_files(
     copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(copy) == 0
-    (copy / "images/torch2.9.1-cu126-py3.11-base/requirements.txt").unlink()
+    (copy / "images/torch2.9.1-cu128-py3.11-base/groups/07-torch.txt").unlink()
     (copy / "images/torch2.9.1-cu126-py3.11-base/notes.txt").write_text("mine\n")
-    # A CA bundle dropped in for a plain `docker build` is not stale.
-    (copy / "images/torch2.9.1-cu126-py3.11-base/build-inputs/ca-bundle.crt").write_text("x\n")
     capsys.readouterr()
     assert run(copy, "--check") == 2
     err = capsys.readouterr().err
-    assert "missing: images/torch2.9.1-cu126-py3.11-base/requirements.txt" in err
+    assert "missing: images/torch2.9.1-cu128-py3.11-base/groups/07-torch.txt" in err
     assert "extra:   images/torch2.9.1-cu126-py3.11-base/notes.txt" in err
-    assert "ca-bundle.crt" not in err
 
 
 def test_render_removes_orphans_it_rendered(
@@ -293,15 +321,24 @@ def test_render_removes_orphans_it_rendered(
     assert (foreign / "Dockerfile").exists()  # not rendered by torchstack: left alone
 
 
-def test_render_follows_a_layer_change(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_pin_change_fails_the_check_until_lock_runs(
+    copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(copy) == 0
+    vision = "torch2.9.1-cu128-py3.11-vision"
     layer = copy / "layers/vision/layer.yaml"
     layer.write_text(layer.read_text().replace("pillow==11.3.0", "pillow==11.2.1"))
     capsys.readouterr()
     assert run(copy, "--check") == 2
     err = capsys.readouterr().err
-    assert err.count("differs:") == 3  # requirements.txt of the three vision images
-    assert "differs: images/torch2.9.1-cu126-py3.11-vision/requirements.txt" in err
+    assert f"images/{vision}/pylock.toml: stale; run torchstack lock {vision}" in err
+    # The lock stage resolves again (PyPI), then render writes the new groups: clean.
+    assert main(["--matrix", str(copy / "matrix.yaml"), "lock", vision]) == 0
+    assert run(copy) == 0
+    assert "pillow==11.2.1 --hash=sha256:" in (copy / f"images/{vision}/groups/01-vision.txt"
+                                               ).read_text()
+    capsys.readouterr()
+    assert run(copy, "--check") == 0, capsys.readouterr().err
 
 
 def test_committed_images_are_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
