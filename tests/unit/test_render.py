@@ -18,10 +18,10 @@ import pytest
 
 from torchstack.cli import main
 from torchstack.compat import load_compat
-from torchstack.matrix import load_matrix
-from torchstack.model import ImageSpec, Matrix
 from torchstack.layerplan import own_dists
 from torchstack.lock import read_lock
+from torchstack.matrix import load_matrix
+from torchstack.model import ImageSpec, Matrix
 from torchstack.render import SECRET_IDS, TEMPLATES, UV_VERSION, UV_WHEEL_SHA256, render_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,8 +108,9 @@ def test_golden(image_id: str, matrix: Matrix) -> None:
         assert rendered[relative] == golden, (
             f"{image_id}/{relative} differs from tests/unit/golden; if the change is intended,"
             " rerun with UPDATE_GOLDEN=1 and review the diff")
+    templates = resources.files("torchstack").joinpath("templates")
     for name in TEMPLATES:
-        assert rendered[name] == resources.files("torchstack").joinpath(f"templates/{name}").read_text()
+        assert rendered[name] == templates.joinpath(name).read_text()
 
 
 def test_golden_covers_each_kind(matrix: Matrix) -> None:
