@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import checks
+from checks.result import Report, ReportError, parse_report
 from torchstack.docker_backend import ContainerRun, DockerBackend
 from torchstack.expect import expect_for
 from torchstack.model import CheckLevel, ImageSpec, Matrix
@@ -32,9 +33,11 @@ class ImageCheck:
     input_hash: str | None
     status: Literal["pass", "fail", "error", "not-built", "cached"]
     message: str
-    report: dict[str, Any] | None  # the suite's JSON document
+    report: dict[str, Any] | None  # the suite's JSON document, as written to report.json
     duration_s: float
     level: CheckLevel
+    # The same document read into the suite's own types (checks.result), when it parsed.
+    suite: Report | None = None
 
     @property
     def ok(self) -> bool:
@@ -92,21 +95,23 @@ def interpret(spec: ImageSpec, docker_id: str, input_hash: str, run: ContainerRu
                                f" last output:\n{tail}", None)
     try:
         report = json.loads(run.stdout)
-        if not isinstance(report, dict) or "checks" not in report:
-            raise ValueError("no 'checks' in the document")
-    except ValueError as exc:
+        suite = parse_report(report)
+    except (ValueError, ReportError) as exc:  # ReportError is a ValueError; named for readers
         return result("error", f"the suite printed no JSON report (exit {run.exit_code}: {exc});"
                                f" stderr:\n{tail}", None)
-    if not report["checks"]:
-        return result("fail", "no check ran: an image that proves nothing is not promoted;"
-                              " list checks in its layers' layer.yaml", report)
-    failed = [c for c in report["checks"] if c.get("status") in ("fail", "error")]
+    if not suite.results:
+        return replace(result("fail", "no check ran: an image that proves nothing is not"
+                                      " promoted; list checks in its layers' layer.yaml", report),
+                       suite=suite)
+    failed = [c for c in suite.results if c.status in ("fail", "error")]
     if failed or run.exit_code != 0:
-        lines = [f"{c['id']}: {c.get('message', '')}" for c in failed]
-        return result("fail", "; ".join(lines) or f"the suite exited {run.exit_code}", report)
-    return result("pass", _summary_text(report), report)
+        lines = [f"{c.id}: {c.message}" for c in failed]
+        return replace(result("fail", "; ".join(lines) or f"the suite exited {run.exit_code}",
+                              report), suite=suite)
+    return replace(result("pass", _summary_text(suite), report), suite=suite)
 
 
-def _summary_text(report: dict[str, Any]) -> str:
-    counts = report.get("summary", {})
-    return ", ".join(f"{counts[k]} {k}" for k in ("pass", "skip", "fail", "error") if counts.get(k))
+def _summary_text(suite: Report) -> str:
+    counts = {status: sum(r.status == status for r in suite.results)
+              for status in ("pass", "skip", "fail", "error")}
+    return ", ".join(f"{n} {k}" for k, n in counts.items() if n)
