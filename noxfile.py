@@ -80,7 +80,7 @@ def gpu_smoke(session: nox.Session) -> None:
 
 
 # Options after `--` that belong to one verb only; everything else is an image selection.
-BUILD_OPTIONS = {"--ca-bundle": 1, "--index": 1, "--no-progress": 0, "--keep-build-stages": 0}
+BUILD_OPTIONS = {"--ca-bundle": 1, "--index": 1, "--no-progress": 0}
 PROMOTE_OPTIONS = {"--push": 0}
 
 
