@@ -25,6 +25,7 @@ import docker.errors
 from torchstack import kinds
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import ConfigError, PromoteError
+from torchstack.imageid import RemoteDigests, is_same_image
 from torchstack.registry import RegistryError, fetch_manifest
 from torchstack.safepaths import ensure_inside, write_text
 from torchstack.signals import deferred_signals
@@ -242,7 +243,9 @@ class Promoter:
                 last_error = str(exc)
                 self.say(f"push {ref}: attempt {attempt + 1} of {RETRIES} failed: {last_error}")
                 continue
-            if remote.config_digest != docker_id or (pushed and remote.digest != pushed):
+            local = self.backend.inspect(docker_id) or {"Id": docker_id}
+            same = is_same_image(local, RemoteDigests(remote.digest, remote.config_digest))
+            if not same or (pushed and remote.digest != pushed):
                 return TagResult(ref, True, remote.digest,
                                  f"the registry's {ref} is {remote.config_digest[:19]},"
                                  f" not the local {docker_id[:19]}")

@@ -35,6 +35,10 @@ class FakeTags:
             self.journal_seen.append(self.journal.path.exists())
         self.tags[ref] = image
 
+    def inspect(self, ref: str) -> dict[str, object] | None:
+        image = self.image_id(ref)
+        return {"Id": image} if image else None  # a classic-store answer: Id is the config
+
     def image_id(self, ref: str) -> str | None:
         if ref.startswith("sha256:"):
             return ref if ref in (IMAGE, OLD) else None  # the images that exist

@@ -1,0 +1,37 @@
+"""Image identity on both image stores (imageid.py). The containerd store cannot run here:
+its inspect answers below are written from the Engine API reference (ImageInspect, API 1.48+:
+`Descriptor` is present only when the daemon has a multi-platform, containerd, image store)."""
+
+from __future__ import annotations
+
+from torchstack.imageid import RemoteDigests, is_same_image, remote_key, store_of
+
+CONFIG = "sha256:" + "c" * 64
+MANIFEST = "sha256:" + "m" * 64
+OTHER = "sha256:" + "0" * 64
+
+CLASSIC = {"Id": CONFIG, "RepoTags": ["torchstack:x"], "RootFS": {"Layers": []}}
+CONTAINERD = {"Id": MANIFEST, "RepoTags": ["torchstack:x"],
+              "Descriptor": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                             "digest": MANIFEST, "size": 1234}}
+REMOTE = RemoteDigests(manifest=MANIFEST, config=CONFIG)
+
+
+def test_the_store_is_told_by_the_descriptor() -> None:
+    assert store_of(CLASSIC) == "classic"
+    assert store_of(CONTAINERD) == "containerd"
+    assert store_of({**CLASSIC, "Descriptor": None}) == "classic"
+
+
+def test_classic_ids_are_config_digests_containerd_ids_manifest_digests() -> None:
+    assert remote_key("classic", REMOTE) == CONFIG
+    assert remote_key("containerd", REMOTE) == MANIFEST
+    assert is_same_image(CLASSIC, REMOTE)
+    assert is_same_image(CONTAINERD, REMOTE)
+
+
+def test_a_different_image_under_the_tag_is_not_the_checked_one() -> None:
+    assert not is_same_image(CLASSIC, RemoteDigests(manifest=MANIFEST, config=OTHER))
+    assert not is_same_image(CONTAINERD, RemoteDigests(manifest=OTHER, config=CONFIG))
+    # The wrong kind of digest never matches by accident of equal IDs elsewhere.
+    assert not is_same_image(CONTAINERD, RemoteDigests(manifest=OTHER, config=MANIFEST))
