@@ -48,10 +48,11 @@ def target_names(images: list[ImageSpec]) -> dict[str, str]:
     return names
 
 
-def secret_entries() -> list[str]:
-    """The build's secrets as bake `secret` entries: each from its environment variable (the
-    same names `torchstack build` uses); one that is unset is simply not mounted."""
-    return [f"id={name},env={Secret(name).env_name}" for name in SECRET_IDS]
+def secret_entries() -> list[dict[str, str]]:
+    """The build's secrets as bake `secret` entries (the object form of buildx's bake file
+    reference): each read from its environment variable, the names `torchstack build` uses.
+    One whose variable is unset is not mounted; the Dockerfiles do not require any."""
+    return [{"type": "env", "id": name, "env": Secret(name).env_name} for name in SECRET_IDS]
 
 
 def bake_file(plan: BuildPlan, matrix: Matrix, repository: str,
