@@ -259,7 +259,8 @@ class Builder:
         else:
             parent_id = str(parent.image_id)
         result.input_hash = input_hash(planned.context_hash, parent_id)
-        existing = own_image(self.backend, self.matrix, spec, result.input_hash)
+        existing = (own_image(self.backend, self.matrix, spec, result.input_hash)
+                    or adopt_staged(self.backend, self.matrix, spec, parent_id))
         if existing:
             self.backend.tag(existing, self.matrix.local_tag(spec.id))
             self._finish(result, "cached", image_id=existing)
