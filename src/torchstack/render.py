@@ -12,7 +12,6 @@ the history or the image config.
 from __future__ import annotations
 
 from importlib import resources
-from pathlib import Path
 
 from torchstack.layerplan import LayerGroup, own_dists, plan_groups
 from torchstack.lock import ImageLock, read_lock
@@ -262,59 +261,3 @@ def _quote(value: str) -> str:
 
 def _lines(items: tuple[str, ...]) -> str:
     return "".join(f"{item}\n" for item in items)
-
-
-def write_images(matrix: Matrix, images: list[ImageSpec]) -> list[Path]:
-    """Write each image's context; returns the files whose content changed."""
-    changed = []
-    for image in images:
-        for relative, text in render_image(image, matrix).items():
-            path = matrix.images_dir / image.id / relative
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text, encoding="utf-8")
-                changed.append(path)
-    return changed
-
-
-def stale_files(matrix: Matrix) -> list[str]:
-    """Files under images/ that differ from a fresh render, are missing, or belong to no image."""
-    stale = []
-    expected: set[Path] = set()
-    for image in matrix.images:
-        for relative, text in render_image(image, matrix).items():
-            path = matrix.images_dir / image.id / relative
-            expected.add(path)
-            if not path.exists():
-                stale.append(f"missing: {path.relative_to(matrix.root)}")
-            elif path.read_text(encoding="utf-8") != text:
-                stale.append(f"differs: {path.relative_to(matrix.root)}")
-    if matrix.images_dir.exists():
-        for path in sorted(matrix.images_dir.rglob("*")):
-            if path.is_file() and path not in expected and not _ignored_input(path):
-                stale.append(f"extra:   {path.relative_to(matrix.root)}")
-    return stale
-
-
-def _ignored_input(path: Path) -> bool:
-    """A CA bundle a user dropped into build-inputs/ for a plain docker build is not stale."""
-    return path.parent.name == "build-inputs" and path.name != "README.md"
-
-
-def remove_orphans(matrix: Matrix) -> list[Path]:
-    """Delete rendered folders of images the matrix no longer has (only torchstack's own)."""
-    if not matrix.images_dir.exists():
-        return []
-    ids = {image.id for image in matrix.images}
-    removed = []
-    for folder in sorted(p for p in matrix.images_dir.iterdir() if p.is_dir()):
-        dockerfile_path = folder / "Dockerfile"
-        if folder.name in ids or not dockerfile_path.exists():
-            continue
-        if "Rendered by `torchstack render`" not in dockerfile_path.read_text(encoding="utf-8"):
-            continue
-        for path in sorted(folder.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
-        folder.rmdir()
-        removed.append(folder)
-    return removed
