@@ -79,6 +79,20 @@ def gpu_smoke(session: nox.Session) -> None:
     session.run("torchstack", "promote", *selection, *promote_options)
 
 
+# The benchmarks of the BuildKit and layer-plan issues, in order (`nox -s bench -- NAME...`
+# runs others of bench/). They print figures, never pass or fail on them, build multi-GB
+# images, need the Engine and PyPI, and layer_upgrade needs root (a second dockerd).
+BENCHES = ("buildkit_build", "layer_repro", "layer_upgrade")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks in bench/ (not in the default sessions, nor in .ci/run)."""
+    session.install("-e", ".")
+    for name in session.posargs or BENCHES:
+        session.run("python", f"bench/{name.removesuffix('.py')}.py", env={"PYTHONPATH": "src:."})
+
+
 # Options after `--` that belong to one verb only; everything else is an image selection.
 BUILD_OPTIONS = {"--ca-bundle": 1, "--index": 1, "--no-progress": 0}
 PROMOTE_OPTIONS = {"--push": 0}
