@@ -37,7 +37,9 @@ TAIL_LINES = 20
 Prober = Callable[[str, Path | None], str | None]
 INSTALL_STEP = "install-group.sh"
 # Lines that say why an install step failed (ours, and uv's hash check).
-CAUSE = re.compile(r"(torchstack: |[Hh]ash mismatch|Expected: |Computed: |  error: )")
+CAUSE = re.compile(r"(torchstack: |[Hh]ash mismatch|Expected:|Computed:|  error: )")
+# uv prints each hash of a mismatch on the line after its label ("Expected:", "Computed:").
+HASH_LINE = re.compile(r"^\s*(sha256:[0-9a-f]{64})\s*$")
 
 
 @dataclass(frozen=True)
@@ -299,8 +301,12 @@ class Builder:
                 text = self.inputs.redact(raw)
                 log.write(text + "\n")
                 tail.append(text)
-                if CAUSE.search(text):
-                    causes.append(text.split(" ", 2)[-1] if text.startswith("#") else text)
+                body = (text.split(" ", 2)[-1] if text.startswith("#") else text).strip()
+                digest = HASH_LINE.match(body)
+                if digest and causes and causes[-1].endswith(":"):
+                    causes[-1] += f" {digest.group(1)}"
+                elif CAUSE.search(text):
+                    causes.append(body)
                 step = parse_step(text)
                 if step is not None:
                     result.step = step
