@@ -1,18 +1,16 @@
 """What a build receives besides its rendered context: CA bundle, index URLs, proxies.
 
 None of these change an image's input hash (a mirror does not change the image), and none may
-reach the shipped image: the CA bundle travels only in the context streamed to Docker (never in
-images/), index URLs are build args of the discarded build stage, and proxies are Docker's
-predefined proxy args, which `docker history` leaves out.
+reach the shipped image: the CA bundle and index URL overrides become BuildKit secrets
+(build.secrets_for), and proxies BuildKit's predefined proxy args, which `docker history`
+leaves out.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import re
 import ssl
-import tarfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -26,12 +24,10 @@ from torchstack.model import ImageSpec
 from torchstack.yamlsource import read_config_text
 
 CA_ENV = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
-# Docker's predefined proxy args (left out of `docker history`). The classic builder does not
-# predefine ALL_PROXY: passed, it would be ignored ("not consumed"), so it is not passed.
-PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY")
+# BuildKit's predefined proxy args: usable in every RUN, left out of `docker history`.
+PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY", "ALL_PROXY")
 PIP_INDEX_ENV = "TORCHSTACK_PIP_INDEX_URL"
 TORCH_INDEX_ENV = "TORCHSTACK_TORCH_INDEX_URL"
-CA_IN_CONTEXT = "build-inputs/ca-bundle.crt"
 INDEX_KEY = re.compile(r"^(pypi|pytorch|cu\d+)$")
 PROBE_TIMEOUT_S = 10.0
 # A CA bundle is a few hundred KiB (Debian's ca-certificates.crt: ~220 KiB); larger is a mistake.
@@ -68,11 +64,6 @@ class BuildInputs:
         if spec.requirements and self.pip_index:
             urls.append(self.pip_index)
         return list(dict.fromkeys(urls))
-
-    def build_args(self, spec: ImageSpec) -> dict[str, str]:
-        """Build args that carry these inputs; none of them changes the input hash."""
-        return {"PIP_INDEX_URL": self.pip_index_for(spec),
-                "TORCH_INDEX_URL": self.torch_index_for(spec), **self.proxies}
 
     def secrets(self) -> list[str]:
         """Credentials (user:password, each part) in index and proxy URLs: never shown or logged.
@@ -152,26 +143,6 @@ def _pem(path: Path, where: str) -> Path:
         raise ConfigError(f"{where} {path}: not a PEM CA bundle OpenSSL can read"
                           f" ({getattr(exc, 'reason', None) or exc})", tip=tip) from None
     return path
-
-
-def context_tar(files: Mapping[str, bytes], ca_bundle: Path | None) -> io.BytesIO:
-    """The build context as an in-memory tar: the rendered files plus the CA bundle, if any."""
-    members = dict(files)
-    if ca_bundle is not None:
-        members[CA_IN_CONTEXT] = ca_bundle.read_bytes()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        folders = sorted({str(Path(n).parent) for n in members} - {"."})
-        for name in folders:
-            info = tarfile.TarInfo(name)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        for name in sorted(members):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(members[name]), 0o644
-            tar.addfile(info, io.BytesIO(members[name]))
-    buffer.seek(0)
-    return buffer
 
 
 def probe_index(url: str, ca_bundle: Path | None, timeout: float = PROBE_TIMEOUT_S) -> str | None:

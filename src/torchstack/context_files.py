@@ -50,7 +50,7 @@ def stale_files(matrix: Matrix) -> list[str]:
                 stale.append(f"differs: {path.relative_to(matrix.root)}")
     if matrix.images_dir.is_dir() and not matrix.images_dir.is_symlink():
         for path in _files(matrix.images_dir):
-            if path not in expected and not _ignored_input(path):
+            if path not in expected:
                 stale.append(f"extra:   {path.relative_to(matrix.root)}")
     return stale
 
@@ -62,11 +62,6 @@ def _files(folder: Path) -> list[Path]:
         found += [Path(current, name) for name in files]
         found += [Path(current, name) for name in dirs if Path(current, name).is_symlink()]
     return sorted(found)
-
-
-def _ignored_input(path: Path) -> bool:
-    """A CA bundle a user dropped into build-inputs/ for a plain docker build is not stale."""
-    return path.parent.name == "build-inputs" and path.name != "README.md"
 
 
 def _owned(matrix: Matrix) -> frozenset[str]:

@@ -11,8 +11,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from torchstack.layerplan import LayerGroup
 from torchstack.model import ImageSpec, Matrix
-from torchstack.render import render_image
+from torchstack.render import image_groups, render_image
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class PlannedImage:
     spec: ImageSpec
     context_hash: str  # over the rendered files; the parent's ID is added at build time
     requested: bool  # selected by the user, not only pulled in as an ancestor
+    groups: tuple[LayerGroup, ...] | None = None  # its install layers; None: unlocked
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ def make_plan(matrix: Matrix, globs: list[str], *, everything: bool = False) -> 
     selected = matrix.select(globs, everything=everything)
     wanted = {image.id for image in selected}
     return BuildPlan(tuple(
-        PlannedImage(spec, context_hash(render_image(spec, matrix)), spec.id in wanted)
+        PlannedImage(spec, context_hash(render_image(spec, matrix)), spec.id in wanted,
+                     image_groups(spec, matrix))
         for spec in matrix.with_ancestors(selected)
     ))
 
@@ -77,6 +80,9 @@ def plan_rows(plan: BuildPlan) -> list[dict[str, Any]]:
             "requested": p.requested,
             "depth": len(p.spec.layers) - 1,
             "context_hash": p.context_hash,
+            # Group names in build order (`plan --layers` shows their sizes); [] when unlocked.
+            "layer_groups": [f"{g.position:02d}-{g.name}" for g in p.groups or ()],
+            "locked": p.groups is not None,
         }
         for p in plan.images
     ]

@@ -54,6 +54,13 @@ def render_image(image: ImageSpec, matrix: Matrix) -> dict[str, str]:
     return render_context(image, matrix, lock, parent_lock)
 
 
+def image_groups(image: ImageSpec, matrix: Matrix) -> tuple[LayerGroup, ...] | None:
+    """The image's install groups from the locks on disk, or None while it is unlocked."""
+    parent = matrix.by_id()[image.parent_id] if image.parent_id else None
+    return layer_groups(image, read_lock(matrix, image),
+                        read_lock(matrix, parent) if parent else None)
+
+
 def layer_groups(image: ImageSpec, lock: ImageLock | None,
                  parent_lock: ImageLock | None) -> tuple[LayerGroup, ...] | None:
     """The image's install groups, or None while it is unlocked."""

@@ -6,7 +6,6 @@ import base64
 import http.server
 import io
 import shutil
-import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +16,7 @@ import pytest
 
 from tests.integration.fixture_matrix import rerender
 from torchstack.buildinputs import (
-    CA_IN_CONTEXT,
     BuildInputs,
-    context_tar,
     probe_index,
     redact_url,
     resolve_inputs,
@@ -95,14 +92,12 @@ def test_which_indexes_are_probed(specs: dict[str, ImageSpec]) -> None:
         "https://m.example/simple"]
 
 
-def test_build_args_carry_indexes_and_proxies_not_all_proxy(specs: dict[str, ImageSpec]) -> None:
+def test_proxies_are_the_ones_buildkit_predefines_in_both_spellings() -> None:
     env = {"HTTPS_PROXY": "http://p:3128", "https_proxy": "http://p:3128", "NO_PROXY": ".org",
-           "ALL_PROXY": "socks5://x:1", "FTP_PROXY": "http://f:21"}
-    args = resolve_inputs(None, [], env).build_args(specs["torch2.9.1-cu126-py3.11-base"])
-    assert args == {"PIP_INDEX_URL": "https://pypi.org/simple",
-                    "TORCH_INDEX_URL": "https://download.pytorch.org/whl/cu126",
-                    "HTTPS_PROXY": "http://p:3128", "https_proxy": "http://p:3128",
-                    "NO_PROXY": ".org", "FTP_PROXY": "http://f:21"}
+           "ALL_PROXY": "socks5://x:1", "FTP_PROXY": "http://f:21", "SOCKS_PROXY": "s:1"}
+    assert resolve_inputs(None, [], env).proxies == {
+        "HTTPS_PROXY": "http://p:3128", "https_proxy": "http://p:3128", "NO_PROXY": ".org",
+        "FTP_PROXY": "http://f:21", "ALL_PROXY": "socks5://x:1"}
 
 
 def test_credentials_are_redacted_everywhere() -> None:
@@ -116,22 +111,6 @@ def test_credentials_are_redacted_everywhere() -> None:
         assert secret not in redacted
     assert redact_url("https://a:b@host/x") == "https://***@host/x"
     assert redact_url("https://host/x") == "https://host/x"
-
-
-def test_context_tar_holds_the_rendered_files_and_the_ca_bundle(tmp_path: Path) -> None:
-    ca = tmp_path / "ca.pem"
-    ca.write_bytes(b"PEM")
-    rendered = {"Dockerfile": b"FROM x\n", "build-inputs/README.md": b"read me\n"}
-    with tarfile.open(fileobj=context_tar(rendered, ca)) as tar:
-        members = {m.name: m for m in tar.getmembers()}
-        assert tar.extractfile(CA_IN_CONTEXT).read() == b"PEM"  # type: ignore[union-attr]
-        assert tar.extractfile("Dockerfile").read() == b"FROM x\n"  # type: ignore[union-attr]
-    assert members["build-inputs"].isdir()
-    assert all(m.mtime == 0 and m.uid == 0 for m in members.values())
-    with tarfile.open(fileobj=context_tar(rendered, None)) as tar:
-        assert CA_IN_CONTEXT not in tar.getnames()
-    first, second = context_tar(rendered, ca).getvalue(), context_tar(rendered, ca).getvalue()
-    assert first == second  # deterministic
 
 
 class Index(http.server.BaseHTTPRequestHandler):

@@ -100,3 +100,21 @@ def test_bad_matrix_path_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["--matrix", str(tmp_path / "matrix.yaml"), "plan", "--json"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "matrix.yaml: file not found" in err
+
+
+def test_plan_shows_the_layer_groups_of_locked_images(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--all", "--layers"]) == 0
+    blocks = {b.split(" ")[0].rstrip(":"): b for b in capsys.readouterr().out.split("\n\n")}
+    base = blocks["torch2.9.1-cu128-py3.11-base"].splitlines()
+    assert base[0].startswith("torch2.9.1-cu128-py3.11-base (on bookworm;")
+    assert [line.split()[1] for line in base[2:]] == [
+        "nvidia-cudnn", "nvidia-cublas", "nvidia-nccl", "nvidia-solvers", "nvidia-other",
+        "triton", "torch", "python-packages"]
+    torch_row = base[2:][6].split()
+    assert torch_row[2] == "1" and int(torch_row[3].replace(",", "")) > 500  # ~900 MB wheel
+    assert blocks["torch2.9.1-cu126-py3.11-base"].endswith(
+        "unlocked (run `torchstack lock torch2.9.1-cu126-py3.11-base`)")
+    assert main(["plan", "--json"]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)["include"]}
+    assert rows["torch2.9.1-cu128-py3.11-vision"]["layer_groups"] == ["01-vision"]
+    assert rows["torch2.9.1-cu128-py3.11-base"]["layer_groups"][6] == "07-torch"

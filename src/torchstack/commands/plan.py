@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from torchstack.commands.common import add_selection, matrix_of
-from torchstack.plan import make_plan, plan_rows
+from torchstack.plan import BuildPlan, make_plan, plan_rows
 
 COLUMNS = ("id", "parent", "flavor", "torch", "cuda", "python", "index", "tags")
 
@@ -17,14 +17,21 @@ def register(sub: Any) -> None:
     add_selection(parser)
     parser.add_argument("--json", action="store_true",
                         help='print {"include": [...]}, usable as a GitHub Actions fromJSON matrix')
+    parser.add_argument("--layers", action="store_true",
+                        help="show each image's install layers: the groups of its lock, in"
+                             " build order, with their wheels' sizes (layerplan.py)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
-    rows = plan_rows(make_plan(matrix, args.globs, everything=args.everything))
+    plan = make_plan(matrix, args.globs, everything=args.everything)
+    rows = plan_rows(plan)
     if args.json:
         print(json.dumps({"include": rows}, indent=2))
+        return 0
+    if args.layers:
+        print(layers_text(plan))
         return 0
     table = [
         [r["id"], r["parent"] or "-", r["flavor"], r["torch"], r["cuda"], r["python"],
@@ -42,3 +49,19 @@ def format_table(header: tuple[str, ...], rows: list[list[str]]) -> str:
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def layers_text(plan: BuildPlan) -> str:
+    """Per image, its layer groups (NN name, wheels, MB of wheels), or why there are none."""
+    blocks = []
+    for planned in plan.images:
+        spec = planned.spec
+        if planned.groups is None:
+            blocks.append(f"{spec.id}: unlocked (run `torchstack lock {spec.id}`)")
+            continue
+        table = [[f"{g.position:02d}", g.name, str(len(g.dists)), f"{g.wheel_bytes / 1e6:,.0f} MB"]
+                 for g in planned.groups]
+        total = sum(g.wheel_bytes for g in planned.groups) / 1e6
+        blocks.append(f"{spec.id} (on {spec.parent_id or spec.os}; {total:,.0f} MB of wheels)\n"
+                      + format_table(("layer", "group", "wheels", "size"), table))
+    return "\n\n".join(blocks)
