@@ -12,6 +12,7 @@ read-only into the container, so nothing here may write next to itself.
 Supported Pythons: 3.9 and newer (every module uses postponed annotations).
 """
 
-SUITE_VERSION = "1.0.0"
+# 1.1.0: compile, train and audio checks; node and image_digest in the report; --frame.
+SUITE_VERSION = "1.1.0"
 
 __all__ = ["SUITE_VERSION"]

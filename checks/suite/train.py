@@ -90,9 +90,11 @@ def ddp_plan(use_gpu: bool, gpu_count: int) -> tuple[str, int]:
 
 
 def torchrun_command(backend: str, processes: int, out: str, timeout_s: float) -> list[str]:
+    # --local-addr: workers reach the agent on loopback, not by the host name, which may not
+    # resolve (a container without networking, a pod whose hostname is not in DNS).
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
-        "--nproc-per-node", str(processes),
+        "--local-addr", "127.0.0.1", "--nproc-per-node", str(processes),
         "-m", "checks._ddp_worker", "--backend", backend, "--out", out,
         "--timeout", str(int(timeout_s)),
     ]
@@ -130,21 +132,27 @@ def ddp_step(torch: Any, backend: str, processes: int, timeout_s: float) -> list
                 torchrun_command(backend, processes, folder, timeout_s),
                 capture_output=True, text=True, env=env, timeout=timeout_s, check=False,
             )
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             return [
-                f"torchrun ({backend}, {processes} processes) ran past {timeout_s:g}s; {DDP_FIX}"
+                f"torchrun ({backend}, {processes} processes) ran past {timeout_s:g}s: "
+                f"{_tail(exc.stderr)}; {DDP_FIX}"
             ]
         path = os.path.join(folder, "grads.pt")
         if proc.returncode != 0 or not os.path.exists(path):
-            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])[-700:]
             return [f"torchrun ({backend}, {processes} processes) exited {proc.returncode}: "
-                    f"{tail}; {DDP_FIX}"]
+                    f"{_tail(proc.stderr or proc.stdout)}; {DDP_FIX}"]
         saved = torch.load(path, map_location="cpu")
         if saved["world_size"] != processes:
             return [f"DDP ran with world size {saved['world_size']}, started {processes}"]
         return grad_problems(torch, saved["grads"], reference_grads(torch))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _tail(output: str | bytes | None, lines: int = 6) -> str:
+    if isinstance(output, bytes):
+        output = output.decode(errors="replace")
+    return " | ".join((output or "no output").strip().splitlines()[-lines:])[-700:]
 
 
 # --- 3. cuDNN convolution on a GPU -----------------------------------------------------
