@@ -35,7 +35,7 @@ GROUP_STEP = re.compile(r"source=(groups/[\w.-]+)")
 TAIL_LINES = 20
 # (index URL, CA bundle) -> None when reachable, else why not
 Prober = Callable[[str, Path | None], str | None]
-INSTALL_STEP = "install-group.sh"
+INSTALL_STEP = "install groups/"  # how parse_step names an install step
 # Lines that say why an install step failed (ours, and uv's hash check).
 CAUSE = re.compile(r"(torchstack: |[Hh]ash mismatch|Expected:|Computed:|  error: )")
 # uv prints each hash of a mismatch on the line after its label ("Expected:", "Computed:").
@@ -336,7 +336,7 @@ class Builder:
     def _failure(self, spec: ImageSpec, result: ImageResult, error: str | None) -> str:
         result.failed_step = str(result.step) if result.step else None
         reason = self.inputs.redact(error or "the build failed")
-        if result.step and INSTALL_STEP in result.step.instruction:
+        if result.step and result.step.instruction.startswith(INSTALL_STEP):
             reason += (f"; packages came from {redact_url(self.inputs.pip_index_for(spec))},"
                        f" torch wheels from {redact_url(self.inputs.torch_index_for(spec))}")
         return reason

@@ -36,6 +36,7 @@ NO_BUILDKIT_TIP = (
     f" package); or point {CLI_ENV} at one"
 )
 Mode = Literal["buildx", "builtin"]
+ERROR_STARTS = ("ERROR:", "error:", "executor failed running")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,9 @@ class BuildkitCli:
                 assert process.stdout is not None
                 for raw in process.stdout:
                     line = raw.rstrip("\n")
-                    if line.startswith(("ERROR:", "error:")) or "failed to solve" in line:
+                    # buildx: "ERROR: failed to solve: ..."; the built-in BuildKit of a
+                    # docker 20.10 CLI ends with a bare "executor failed running [...]: ...".
+                    if line.startswith(ERROR_STARTS) or "failed to solve" in line:
                         error = line.split("ERROR:", 1)[-1].strip()
                     on_line(line)
                 code = process.wait()

@@ -1,47 +1,54 @@
-"""A stand-in for DockerBackend: records builds and tags, never talks to Docker."""
+"""Stand-ins for the backend's two halves: DockerBackend (tags, labels) and BuildKit's CLI.
+
+FakeBuildkit reads the context folder BuildKit would read and writes BuildKit's plain progress
+lines; it never talks to Docker. What a build saw (files, args, secrets, the tags present while
+it ran) is kept for the tests to compare with what they asked for.
+"""
 
 from __future__ import annotations
 
-import io
 import re
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
+from pathlib import Path
 
-from torchstack.docker_backend import BuildOutcome
+from torchstack.build import BuildSummary, ImageResult
+from torchstack.buildkit import BuildRequest, BuildResult
 
 TITLE = re.compile(r'org\.opencontainers\.image\.title="([^"]+)"')
 OS_IMAGE_ID = "sha256:" + "0" * 64
+HASH_LABEL = "io.torchstack.input-hash"
 
 
 @dataclass
 class Built:
     image: str  # torchstack image id (from the Dockerfile's title label)
-    files: dict[str, bytes]
+    context: Path
+    files: dict[str, bytes]  # relative path -> bytes, as BuildKit would read them
     args: dict[str, str]
+    secrets: dict[str, bytes]  # secret id -> the bytes BuildKit would mount
+    secret_env: dict[str, str]  # secret id -> the environment variable it came from
+    secret_files: dict[str, Path]  # secret id -> the file it came from
+    labels: dict[str, str]
+    refs: dict[str, str]  # the tags present while it ran
 
 
 @dataclass
 class FakeBackend:
     refs: dict[str, str] = field(default_factory=lambda: {"debian:bookworm-slim": OS_IMAGE_ID})
-    failing: dict[str, tuple[list[str], str]] = field(default_factory=dict)  # id -> lines, error
-    interrupt_on: str | None = None
     labels: dict[str, str] = field(default_factory=dict)  # image ID -> input hash
-    built: list[Built] = field(default_factory=list)
-    builds: int = 0
-    # remove_dangling calls: (the images asked for, the short IDs tagged at that moment)
-    removed: list[tuple[tuple[str, ...], set[str]]] = field(default_factory=list)
-
-    def remove_dangling(self, images: tuple[str, ...]) -> int:
-        self.removed.append((images, {i[7:19] for i in self.refs.values()}))
-        return len(images)
+    untagged: list[str] = field(default_factory=list)
 
     def image_id(self, ref: str) -> str | None:
         return self.refs.get(ref) or (ref if ref in self.labels else None)
 
+    def inspect(self, ref: str) -> dict[str, object] | None:
+        image = self.image_id(ref)
+        return None if image is None else {"Id": image, "RootFS": {"Layers": [image]}}
+
     def images_with_label(self, key: str, value: str) -> list[tuple[str, list[str]]]:
-        assert key == "io.torchstack.input-hash"
+        if key != HASH_LABEL:
+            return []  # nothing here was staged by bake
         return [(image, [ref for ref, target in self.refs.items() if target == image])
                 for image, label in reversed(self.labels.items()) if label == value]
 
@@ -51,30 +58,57 @@ class FakeBackend:
     def tag(self, image_id: str, ref: str) -> None:
         self.refs[ref] = image_id
 
-    def build(self, context: IO[bytes], buildargs: dict[str, str],
-              on_line: Callable[[str], None]) -> BuildOutcome:
-        self.builds += 1
-        with tarfile.open(fileobj=io.BytesIO(context.read())) as tar:
-            files = {m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
-                     for m in tar.getmembers() if m.isfile()}
+    def untag(self, ref: str) -> None:
+        self.untagged.append(ref)
+        self.refs.pop(ref, None)
+
+
+def buildkit_lines(steps: list[str]) -> list[str]:
+    """BuildKit's plain progress for these RUN/COPY steps of one stage, all succeeding."""
+    lines = []
+    for n, step in enumerate(steps, start=1):
+        lines += [f"#{n + 4} [stage-1 {n}/{len(steps)}] {step}", f"#{n + 4} DONE 0.1s", ""]
+    return lines
+
+
+@dataclass
+class FakeBuildkit:
+    backend: FakeBackend
+    failing: dict[str, list[str]] = field(default_factory=dict)  # id -> lines, then it fails
+    interrupt_on: str | None = None
+    built: list[Built] = field(default_factory=list)
+
+    def build(self, request: BuildRequest, on_line: Callable[[str], None]) -> BuildResult:
+        files = {str(p.relative_to(request.context)): p.read_bytes()
+                 for p in sorted(request.context.rglob("*")) if p.is_file()}
         match = TITLE.search(files["Dockerfile"].decode())
         assert match, "no title label in the Dockerfile"
         image = match.group(1)
-        self.built.append(Built(image, files, dict(buildargs)))
+        secrets = {s.id: (s.src.read_bytes() if s.src else str(s.value).encode())
+                   for s in request.secrets}
+        self.built.append(Built(
+            image, request.context, files, dict(request.build_args), secrets,
+            {s.id: s.env_name for s in request.secrets if s.src is None},
+            {s.id: s.src for s in request.secrets if s.src is not None},
+            dict(request.labels), dict(self.backend.refs)))
         if image == self.interrupt_on:
-            on_line("Step 1/3 : FROM something")
+            on_line("#9 [stage-1 1/2] RUN sleep 600")
             raise KeyboardInterrupt
         if image in self.failing:
-            lines, error = self.failing[image]
-            for line in lines:
+            for line in self.failing[image]:
                 on_line(line)
-            return BuildOutcome(None, error, ("f" * 12,))
-        for n, line in enumerate(("FROM x", "RUN sh /tmp/layer/install.sh", "USER 1000:1000")):
-            on_line(f"Step {n + 1}/3 : {line}")
-            on_line(f" ---> {n:012x}")
-        new_id = f"sha256:{self.builds:064x}"
-        self.labels[new_id] = buildargs["TORCHSTACK_INPUT_HASH"]
-        return BuildOutcome(new_id, None, ("000000000000", "000000000001", new_id[7:19]))
+            # BuildkitCli reports the CLI's closing error line (the last one here).
+            return BuildResult(None, self.failing[image][-1])
+        for line in buildkit_lines(["RUN --mount=type=bind,source=groups/01-x.txt,target=/g sh",
+                                    "USER 1000:1000"]):
+            on_line(line)
+        new_id = f"sha256:{len(self.built):064x}"
+        self.backend.labels[new_id] = request.build_args["TORCHSTACK_INPUT_HASH"]
+        return BuildResult(new_id, None)
+
+    @property
+    def builds(self) -> int:
+        return len(self.built)
 
 
 class Recorder:
@@ -82,16 +116,16 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
-        self.summary: object | None = None
+        self.summary: BuildSummary | None = None
 
-    def begin(self, results: list[object]) -> None:
+    def begin(self, results: list[ImageResult]) -> None:
         self.events.append(("begin", str(len(results)), ""))
 
-    def update(self, result: object) -> None:
-        self.events.append(("update", result.id, result.status))  # type: ignore[attr-defined]
+    def update(self, result: ImageResult) -> None:
+        self.events.append(("update", result.id, result.status))
 
-    def line(self, result: object, text: str) -> None:
-        self.events.append(("line", result.id, text))  # type: ignore[attr-defined]
+    def line(self, result: ImageResult, text: str) -> None:
+        self.events.append(("line", result.id, text))
 
-    def end(self, summary: object) -> None:
+    def end(self, summary: BuildSummary) -> None:
         self.summary = summary
