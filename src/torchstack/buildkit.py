@@ -164,7 +164,7 @@ def find_cli(environ: Mapping[str, str]) -> BuildkitCli:
     """The first candidate CLI that can drive BuildKit; exit 3 (no engine) when none can."""
     docker_host = environ.get("DOCKER_HOST") or DEFAULT_HOST
     override = environ.get(CLI_ENV)
-    on_path = shutil.which("docker")
+    on_path = shutil.which("docker", path=environ.get("PATH"))  # the PATH it was given
     candidates = [override] if override else [c for c in (on_path, *FALLBACK_CLIS) if c]
     tried = []
     for candidate in dict.fromkeys(candidates):

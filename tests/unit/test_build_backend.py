@@ -1,105 +1,210 @@
-"""DockerBackend's /build stream handling with a fake low-level API (no Docker)."""
+"""buildkit.py against stand-in docker CLIs: small executable scripts in tmp_path that answer
+like a CLI with buildx, one with the Engine's built-in BuildKit, and a newer client without
+buildx. They record their argv, environment and what their scratch folder held."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
-from typing import Any
+import os
+import stat
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from torchstack.docker_backend import DockerBackend, _chunks, unavailable
+from torchstack import buildkit
+from torchstack.buildkit import BuildkitCli, BuildRequest, Secret, find_cli, probe
+from torchstack.docker_backend import unavailable
+from torchstack.errors import DockerUnavailableError
+
+IMAGE = "sha256:" + "ab" * 32
+CONFIG = "sha256:" + "cd" * 32
+NO_BUILDX = "ERROR: BuildKit is enabled but the buildx component is missing or broken."
+# One build's behaviour, chosen by STANDIN_BUILD: ok, fail (BuildKit's error), sleep.
+BUILD = r"""
+iid=; meta=; prev=
+for a in "$@"; do
+  case "$prev" in --iidfile) iid=$a;; --metadata-file) meta=$a;; esac
+  prev=$a
+done
+rec=$STANDIN_RECORD
+printf '%s\n' "$@" > "$rec.argv"
+env > "$rec.env"
+ls -A "$(dirname "$iid")" > "$rec.scratch"
+echo "#1 [internal] load build definition from Dockerfile"
+case "$STANDIN_BUILD" in
+  fail) echo "#5 [stage-1 1/1] RUN false"
+        echo "#5 ERROR: executor failed running [/bin/sh -c false]: exit code: 1"
+        echo "$STANDIN_ERROR"; exit 1;;
+  sleep) trap 'kill $!; echo "stopped by INT" > "$rec.signal"; exit 130' INT
+         echo "#5 [stage-1 1/1] RUN sleep 600"; sleep 30 & wait; exit 0;;
+esac
+echo "#8 writing image IMAGE done"
+[ -n "$iid" ] && printf 'IMAGE' > "$iid"
+[ -n "$meta" ] && printf '{"containerimage.config.digest": "CONFIG"}' > "$meta"
+exit 0
+""".replace("IMAGE", IMAGE).replace("CONFIG", CONFIG)
+STANDINS = {
+    "buildx": "case \"$1\" in buildx) [ \"$2\" = version ] && { echo 'github.com/docker/buildx"
+              " v0.17.1'; exit 0; }; shift; shift;; *) exit 1;; esac\n" + BUILD,
+    "builtin": "case \"$1\" in buildx) echo \"docker: 'buildx' is not a docker command.\" >&2;"
+               " exit 1;; build) [ \"$2\" = --help ] && { [ \"$DOCKER_BUILDKIT\" = 1 ] ||"
+               " exit 9; printf 'Usage:  docker build [OPTIONS] PATH\\n      --secret"
+               " stringArray   Secret file to expose to the build\\n'; exit 0; }; shift;;"
+               " esac\n" + BUILD,
+    "no-buildx": "case \"$1\" in buildx) echo \"docker: unknown command: docker buildx\" >&2;"
+                 f" exit 1;; build) echo '{NO_BUILDX}' >&2; exit 1;; esac\nexit 1\n",
+}
 
 
-class FakeAPI:
-    def __init__(self, chunks: list[dict[str, Any]], interrupt_after: int | None = None) -> None:
-        self.chunks, self.interrupt_after = chunks, interrupt_after
-        self.removed: list[str] = []
-        self.closed = False
-        self.build_kwargs: dict[str, Any] = {}
-
-    def build(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        self.build_kwargs = kwargs
-        return self._stream()
-
-    def _stream(self) -> Iterator[dict[str, Any]]:
-        try:
-            for n, chunk in enumerate(self.chunks):
-                if n == self.interrupt_after:
-                    raise KeyboardInterrupt
-                yield chunk
-        finally:
-            self.closed = True
-
-    def inspect_image(self, ref: str) -> dict[str, Any]:
-        return {"Id": "sha256:" + ref.removeprefix("sha256:").ljust(64, "0"), "Size": 1}
-
-    def remove_container(self, container: str, force: bool = False) -> None:
-        self.removed.append(container)
-
-    def images(self, filters: dict[str, Any], quiet: bool) -> list[str]:
-        assert filters == {"dangling": True} and quiet
-        return ["sha256:" + "a" * 64, "sha256:" + "b" * 64]
-
-    def remove_image(self, image: str, force: bool, noprune: bool) -> None:
-        assert not force and not noprune
-        self.removed.append(image)
+def standin(tmp_path: Path, kind: str, name: str | None = None) -> str:
+    folder = tmp_path / f"cli-{kind}"
+    folder.mkdir(exist_ok=True)
+    path = folder / (name or "docker")
+    path.write_text("#!/bin/sh\n" + STANDINS[kind])
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
 
 
-def collect(api: FakeAPI) -> tuple[Any, list[str]]:
+@pytest.fixture
+def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where stand-ins write what they saw; builds' scratch folders go under tmp_path/tmp."""
+    monkeypatch.setenv("STANDIN_RECORD", str(tmp_path / "record"))
+    monkeypatch.setenv("STANDIN_BUILD", "ok")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    return tmp_path / "record"
+
+
+def request(tmp_path: Path) -> BuildRequest:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    return BuildRequest(tmp_path / "ctx", {"TORCHSTACK_INPUT_HASH": "h1", "BASE_IMAGE": "pin:1"},
+                        (Secret("ca-bundle", src=ca),
+                         Secret("index-url", value="https://u:s3cr3t@mirror.example/simple")),
+                        {"org.opencontainers.image.revision": "abc"})
+
+
+def test_command_lines_of_both_front_ends(tmp_path: Path) -> None:
+    req = request(tmp_path)
+    iid, meta = tmp_path / "iid", tmp_path / "m.json"
+    tail = ["--build-arg", "BASE_IMAGE=pin:1", "--build-arg", "TORCHSTACK_INPUT_HASH=h1",
+            "--secret", f"id=ca-bundle,src={tmp_path}/ca.pem",
+            "--secret", "id=index-url,env=TORCHSTACK_SECRET_INDEX_URL",
+            "--label", "org.opencontainers.image.revision=abc", f"{tmp_path}/ctx"]
+    builtin = BuildkitCli("/usr/bin/docker", "builtin", "unix:///d.sock")
+    assert builtin.command(req, iid, meta) == [
+        "/usr/bin/docker", "build", "--progress=plain", "--iidfile", str(iid), *tail]
+    buildx = BuildkitCli("/x/docker", "buildx", "unix:///d.sock")
+    assert buildx.command(req, iid, meta) == [
+        "/x/docker", "buildx", "build", "--load", "--metadata-file", str(meta),
+        "--progress=plain", "--iidfile", str(iid), *tail]
+    assert builtin.describe() == "DOCKER_BUILDKIT=1 docker build (/usr/bin/docker)"
+
+
+def test_secret_values_go_by_environment_only(tmp_path: Path) -> None:
+    req = request(tmp_path)
+    cli = BuildkitCli("/usr/bin/docker", "builtin", "tcp://10.0.0.1:2375")
+    env = cli.environment(req, {"PATH": "/bin", "DOCKER_HOST": "unix:///other.sock"})
+    assert env == {"PATH": "/bin", "DOCKER_HOST": "tcp://10.0.0.1:2375", "DOCKER_BUILDKIT": "1",
+                   "TORCHSTACK_SECRET_INDEX_URL": "https://u:s3cr3t@mirror.example/simple"}
+    assert not [a for a in cli.command(req, tmp_path / "i", tmp_path / "m") if "s3cr3t" in a]
+
+
+def test_a_builtin_build_returns_the_iidfiles_id_and_leaves_no_scratch(
+        tmp_path: Path, record: Path) -> None:
+    cli = BuildkitCli(standin(tmp_path, "builtin"), "builtin", "unix:///d.sock")
     lines: list[str] = []
-    outcome = DockerBackend(api).build(io.BytesIO(b""), {"A": "1"}, lines.append)
-    return outcome, lines
+    result = cli.build(request(tmp_path), lines.append)
+    assert (result.image_id, result.error) == (IMAGE, None)
+    assert lines == ["#1 [internal] load build definition from Dockerfile",
+                     f"#8 writing image {IMAGE} done"]
+    env = Path(f"{record}.env").read_text().splitlines()
+    assert "TORCHSTACK_SECRET_INDEX_URL=https://u:s3cr3t@mirror.example/simple" in env
+    assert "DOCKER_BUILDKIT=1" in env and "DOCKER_HOST=unix:///d.sock" in env
+    assert "s3cr3t" not in Path(f"{record}.argv").read_text()
+    assert Path(f"{record}.scratch").read_text() == ""  # no secret file beside the iidfile
+    assert list((tmp_path / "tmp").iterdir()) == []  # the scratch folder went
 
 
-def test_lines_are_reassembled_and_the_image_id_found() -> None:
-    api = FakeAPI([{"stream": "Step 1/2 : FROM x\n ---> abc"}, {"stream": "def012345678\n"},
-                   {"stream": "Downloading 10%\rDownloading 100%\n"},
-                   {"aux": {"ID": "sha256:feed"}}, {"stream": "Successfully built feed00000000\n"}])
-    outcome, lines = collect(api)
-    assert lines == ["Step 1/2 : FROM x", " ---> abcdef012345678", "Downloading 100%",
-                     "Successfully built feed00000000"]
-    assert outcome.steps == ("abcdef012345678",)
-    assert outcome.image_id == "sha256:feed" + "0" * 60 and outcome.error is None
-    kwargs = api.build_kwargs
-    assert kwargs["custom_context"] and kwargs["rm"] and kwargs["forcerm"]
-    assert kwargs["pull"] is False and "tag" not in kwargs and kwargs["buildargs"] == {"A": "1"}
+def test_buildx_reports_the_config_digest_from_its_metadata(tmp_path: Path, record: Path) -> None:
+    cli = BuildkitCli(standin(tmp_path, "buildx"), "buildx", "unix:///d.sock")
+    result = cli.build(request(tmp_path), lambda line: None)
+    assert result.image_id == CONFIG  # not the iidfile's digest
+    argv = Path(f"{record}.argv").read_text().splitlines()
+    assert argv[:2] == ["--load", "--metadata-file"]
 
 
-def test_an_error_chunk_ends_the_build_after_its_lines() -> None:
-    api = FakeAPI([{"stream": "Step 3/9 : RUN false\n"},
-                   {"error": "short", "errorDetail": {"message": "The command returned 1"}},
-                   {"stream": "never seen\n"}])
-    outcome, lines = collect(api)
-    assert outcome.image_id is None and outcome.error == "The command returned 1"
-    assert lines == ["Step 3/9 : RUN false"]
+@pytest.mark.parametrize("closing", [
+    "ERROR: failed to solve: process \"/bin/sh -c false\" did not complete successfully",
+    "executor failed running [/bin/sh -c false]: exit code: 1"], ids=["buildx", "docker 20.10"])
+def test_a_failed_build_reports_the_clis_closing_error(
+        tmp_path: Path, record: Path, monkeypatch: pytest.MonkeyPatch, closing: str) -> None:
+    monkeypatch.setenv("STANDIN_BUILD", "fail")
+    monkeypatch.setenv("STANDIN_ERROR", closing)
+    cli = BuildkitCli(standin(tmp_path, "builtin"), "builtin", "unix:///d.sock")
+    lines: list[str] = []
+    result = cli.build(request(tmp_path), lines.append)
+    assert result.image_id is None
+    assert result.error == closing.removeprefix("ERROR: ")
+    assert lines[-1] == closing and "#5 [stage-1 1/1] RUN false" in lines
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
-def test_no_image_id_is_a_failure() -> None:
-    outcome, _ = collect(FakeAPI([{"stream": "Step 1/1 : FROM x\n"}]))
-    assert outcome.image_id is None and "without producing an image" in str(outcome.error)
+def test_interrupting_stops_the_cli_with_sigint_and_removes_the_scratch(
+        tmp_path: Path, record: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STANDIN_BUILD", "sleep")
+    cli = BuildkitCli(standin(tmp_path, "builtin"), "builtin", "unix:///d.sock")
 
+    def on_line(line: str) -> None:
+        if "RUN sleep 600" in line:
+            raise KeyboardInterrupt
 
-def test_interrupt_removes_the_running_step_container_and_closes_the_stream() -> None:
-    api = FakeAPI([{"stream": "Step 5/9 : RUN sleep 600\n"},
-                   {"stream": " ---> Running in 0123456789ab\n"}, {"stream": "more\n"}],
-                  interrupt_after=2)
-    backend = DockerBackend(api)
     with pytest.raises(KeyboardInterrupt):
-        backend.build(io.BytesIO(b""), {}, lambda line: None)
-    assert api.removed == ["0123456789ab"] and api.closed
-    assert backend.builds == 1
+        cli.build(request(tmp_path), on_line)
+    assert Path(f"{record}.signal").read_text() == "stopped by INT\n"
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
-def test_remove_dangling_touches_only_the_builds_own_dangling_images() -> None:
-    api = FakeAPI([])
-    removed = DockerBackend(api).remove_dangling(("aaaaaaaaaaaa", "cccccccccccc"))
-    assert removed == 1 and api.removed == ["sha256:" + "a" * 64]
+def test_probe_tells_the_three_kinds_apart(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"]}
+    assert probe(standin(tmp_path, "buildx"), env) == "buildx"
+    assert probe(standin(tmp_path, "builtin"), env) == "builtin"
+    assert probe(standin(tmp_path, "no-buildx"), env) is None
+    assert probe(str(tmp_path / "missing"), env) is None
 
 
-def test_chunks_flush_a_last_partial_line() -> None:
-    assert list(_chunks(iter([{"stream": "no newline"}]))) == [([], None, None),
-                                                               (["no newline"], None, None)]
+def test_find_cli_honours_the_override_and_docker_host(tmp_path: Path) -> None:
+    builtin = standin(tmp_path, "builtin")
+    cli = find_cli({"PATH": "/nonexistent", buildkit.CLI_ENV: builtin,
+                    "DOCKER_HOST": "tcp://10.0.0.1:2375"})
+    assert cli == BuildkitCli(builtin, "builtin", "tcp://10.0.0.1:2375")
+    assert find_cli({"PATH": "/nonexistent", buildkit.CLI_ENV: builtin}).docker_host == \
+        "unix:///var/run/docker.sock"
+
+
+def test_find_cli_falls_back_past_a_client_without_buildx(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_buildx = standin(tmp_path, "no-buildx")
+    builtin = standin(tmp_path, "builtin")
+    monkeypatch.setattr(buildkit, "FALLBACK_CLIS", (builtin,))
+    cli = find_cli({"PATH": str(Path(no_buildx).parent)})
+    assert (cli.path, cli.mode) == (builtin, "builtin")
+
+
+def test_no_cli_that_can_build_is_exit_3_with_the_install_tip(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_buildx = standin(tmp_path, "no-buildx")
+    monkeypatch.setattr(buildkit, "FALLBACK_CLIS", (str(tmp_path / "none"),))
+    with pytest.raises(DockerUnavailableError) as error:
+        find_cli({"PATH": str(Path(no_buildx).parent)})
+    assert error.value.exit_code == 3
+    assert error.value.message == ("no docker CLI here can build with BuildKit (tried"
+                                   f" {no_buildx})")
+    for how in ("apt-get install docker-buildx", "docker.io", "TORCHSTACK_DOCKER_CLI"):
+        assert how in str(error.value.tip)
+    with pytest.raises(DockerUnavailableError, match=f"tried TORCHSTACK_DOCKER_CLI={no_buildx}"):
+        find_cli({"PATH": "/nonexistent", buildkit.CLI_ENV: no_buildx})
 
 
 def test_unavailable_is_one_paragraph_on_starting_or_installing() -> None:
