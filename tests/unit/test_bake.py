@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,13 @@ def test_structure(bake: dict[str, Any]) -> None:
         assert {"context", "dockerfile", "args", "tags"} <= set(target)
         assert target["dockerfile"] == "Dockerfile"
         assert (REPO / target["context"] / target["dockerfile"]).is_file()
-        assert {"PIP_INDEX_URL", "TORCH_INDEX_URL"} <= set(target["args"])
+        # Index URLs and the CA bundle are secrets, from the variables torchstack build uses.
+        assert set(target["args"]) in ({"BASE_IMAGE"}, {"PARENT_IMAGE"})
+        assert target["secret"] == [
+            {"type": "env", "id": "ca-bundle", "env": "TORCHSTACK_SECRET_CA_BUNDLE"},
+            {"type": "env", "id": "index-url", "env": "TORCHSTACK_SECRET_INDEX_URL"},
+            {"type": "env", "id": "extra-index-url", "env": "TORCHSTACK_SECRET_EXTRA_INDEX_URL"}]
+        assert re.fullmatch(r"[0-9a-f]{64}", target["labels"]["io.torchstack.chain-hash"])
 
 
 def test_exactly_one_target_per_planned_image(plan: list[dict[str, Any]],
@@ -68,14 +75,47 @@ def test_exactly_one_target_per_planned_image(plan: list[dict[str, Any]],
     assert bake["group"]["all"]["targets"] == names
 
 
-def test_tags_are_torchstacks(plan: list[dict[str, Any]], bake: dict[str, Any],
-                              matrix: Matrix) -> None:
+def test_tags_are_staging_tags_never_release_tags(plan: list[dict[str, Any]],
+                                                  bake: dict[str, Any], matrix: Matrix) -> None:
     for row in plan:
-        expected = [matrix.local_tag(row["id"])] + [
-            f"{matrix.push_repository}:{tag}" for tag in [row["release_tag"], *row["aliases"]]]
-        assert bake["target"][target_name(row["id"])]["tags"] == expected
+        target = bake["target"][target_name(row["id"])]
+        stage = f"{row['id']}-stage-{target['labels']['io.torchstack.chain-hash'][:12]}"
+        assert target["tags"] == [f"{matrix.local_repository}:{stage}",
+                                  f"{matrix.push_repository}:{stage}"]
+        for release in [row["release_tag"], *row["aliases"]]:
+            assert not [t for t in target["tags"] if t.endswith(f":{release}")]
     every = [t for target in bake["target"].values() for t in target["tags"]]
     assert len(every) == len(set(every)), "two targets share a tag"
+
+
+def render(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--matrix", str(root / "matrix.yaml"), "render"]) == 0
+    capsys.readouterr()
+
+
+def chains(root: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    assert main(["--matrix", str(root / "matrix.yaml"), "bake", "--all"]) == 0
+    targets = json.loads(capsys.readouterr().out)["target"]
+    return {name: t["labels"]["io.torchstack.chain-hash"] for name, t in targets.items()}
+
+
+def test_a_chain_hash_follows_the_image_and_its_ancestors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("layers", "images"):
+        shutil.copytree(REPO / name, tmp_path / name)
+    shutil.copy2(REPO / "matrix.yaml", tmp_path / "matrix.yaml")
+    before = chains(tmp_path, capsys)
+    nlp = tmp_path / "layers/nlp/layer.yaml"
+    nlp.write_text(nlp.read_text().replace('HF_HUB_OFFLINE: "1"', 'HF_HUB_OFFLINE: "0"'))
+    render(tmp_path, capsys)
+    after = chains(tmp_path, capsys)
+    assert {n for n in before if before[n] != after[n]} == {n for n in before
+                                                            if n.endswith("-nlp")}
+    torch = tmp_path / "layers/torch/layer.yaml"  # the root layer: every chain changes
+    torch.write_text(torch.read_text().replace("plus numpy", "plus numpy (changed)"))
+    render(tmp_path, capsys)
+    rooted = chains(tmp_path, capsys)
+    assert not [n for n in after if after[n] == rooted[n]]
 
 
 def test_children_chain_to_their_parent_target(plan: list[dict[str, Any]],

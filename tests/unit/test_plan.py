@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from torchstack.errors import ConfigError
+from torchstack.lock import lock_status
 from torchstack.matrix import load_matrix
 from torchstack.model import Matrix
 from torchstack.plan import context_hash, input_hash, make_plan, plan_rows
@@ -100,18 +102,48 @@ def test_plan_hashes_are_the_rendered_contexts(matrix: Matrix) -> None:
     assert len({p.context_hash for p in plan.images}) == len(plan.images)
 
 
-def test_a_layer_change_changes_only_the_images_that_use_it(tmp_path: Path) -> None:
+def context_hashes(root: Path) -> dict[str, str]:
+    plan = make_plan(load_matrix(root / "matrix.yaml"), [], everything=True)
+    return {p.spec.id: p.context_hash for p in plan.images}
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """matrix.yaml, layers/ and images/ (with the committed locks) in tmp_path."""
     shutil.copy(REPO / "matrix.yaml", tmp_path / "matrix.yaml")
     shutil.copytree(REPO / "layers", tmp_path / "layers")
-    before = {p.spec.id: p.context_hash
-              for p in make_plan(load_matrix(tmp_path / "matrix.yaml"), [], everything=True).images}
-    layer = tmp_path / "layers/nlp/layer.yaml"
-    layer.write_text(layer.read_text().replace("sentencepiece==0.2.1", "sentencepiece==0.2.0"))
-    after = {p.spec.id: p.context_hash
-             for p in make_plan(load_matrix(tmp_path / "matrix.yaml"), [], everything=True).images}
+    shutil.copytree(REPO / "images", tmp_path / "images")
+    return tmp_path
+
+
+def test_a_layer_change_changes_only_the_images_that_use_it(repo_copy: Path) -> None:
+    before = context_hashes(repo_copy)
+    layer = repo_copy / "layers/nlp/layer.yaml"
+    layer.write_text(layer.read_text().replace('HF_HUB_OFFLINE: "1"', 'HF_HUB_OFFLINE: "0"'))
+    after = context_hashes(repo_copy)
     changed = {i for i in before if before[i] != after[i]}
     assert changed == {i for i in before if i.endswith("-nlp")}
     assert len(changed) == 3
+
+
+def test_what_installs_is_the_lock_not_the_pins(repo_copy: Path) -> None:
+    """A pin change alone changes no context (the lock goes stale); a lock change changes its
+    image's context only, and not its siblings' nor its parent's."""
+    nlp = "torch2.9.1-cu128-py3.11-nlp"
+    before = context_hashes(repo_copy)
+    layer = repo_copy / "layers/nlp/layer.yaml"
+    layer.write_text(layer.read_text().replace("sentencepiece==0.2.1", "sentencepiece==0.2.0"))
+    assert context_hashes(repo_copy) == before
+    matrix = load_matrix(repo_copy / "matrix.yaml")
+    assert lock_status(matrix, matrix.by_id()[nlp]) == "stale"
+    lock = repo_copy / "images" / nlp / "pylock.toml"
+    text = lock.read_text()
+    sentencepiece = re.search(r'name = "sentencepiece"\n.*?sha256 = "([0-9a-f]{64})"', text,
+                              re.DOTALL)
+    assert sentencepiece, "the nlp lock has no sentencepiece wheel"
+    lock.write_text(text.replace(sentencepiece.group(1), "0" * 64))
+    after = context_hashes(repo_copy)
+    assert {i for i in before if before[i] != after[i]} == {nlp}
 
 
 def test_rows_are_flat(matrix: Matrix) -> None:
