@@ -104,13 +104,16 @@ def run(ctx: CheckContext) -> Outcome:
             "TorchCodec is not installed: torchaudio.save/load need it since torchaudio 2.9 "
             f"(they raise 'TorchCodec is required'). Fix: {INSTALL_FIX}"
         )
+    if mismatch:
+        # Not imported: a TorchCodec built against another torch can abort the whole process
+        # on import (seen: 0.7.0 under torch 2.9.1 dies with SIGABRT in vector::reserve).
+        return failed(f"{mismatch} (not imported: a mismatched build can crash on import)")
     try:
         importlib.import_module("torchcodec")
         torchaudio = importlib.import_module("torchaudio")
     except Exception as exc:
-        lead = f"{mismatch}; and " if mismatch else ""
         return failed(
-            f"{lead}importing TorchCodec failed ({type(exc).__name__}: {_short(exc)}). "
+            f"importing TorchCodec failed ({type(exc).__name__}: {_short(exc)}). "
             f"Fix: {FFMPEG_FIX}"
         )
     try:
@@ -119,14 +122,10 @@ def run(ctx: CheckContext) -> Outcome:
         problem, error = f"{type(exc).__name__}: {_short(exc)}", math.nan
     metrics = {"max_sample_error": Metric(error, "ratio")}
     if problem is not None:
-        lead = f"{mismatch}; and " if mismatch else ""
         return failed(
-            f"{lead}WAV round trip through torchaudio.save/load failed: {problem}. "
-            f"Fix: {FFMPEG_FIX}",
+            f"WAV round trip through torchaudio.save/load failed: {problem}. Fix: {FFMPEG_FIX}",
             metrics,
         )
-    if mismatch:
-        return failed(mismatch, metrics)
     pair = f" (paired with torch {torch_version})" if paired else " (no pairing given)"
     return passed(
         f"torchaudio.save/load round trip of a {CHANNELS}-channel {FREQUENCY_HZ:g} Hz WAV "

@@ -108,6 +108,14 @@ def test_full_run_cpu_verdicts(auto_run: tuple[Any, dict[str, Any]]) -> None:
     hygiene = checks_by_id["hygiene"]
     dirty = os.getuid() == 0 or hygiene["metrics"]["world_writable_paths"]["value"] > 0
     assert (hygiene["status"] == "fail") is dirty
+    # This host has g++ and the Python headers, so the real inductor path must work here.
+    compiled = checks_by_id["compile"]
+    assert compiled["status"] == "pass", compiled["message"]
+    assert compiled["metrics"]["built_objects"]["value"] > 0
+    trained = checks_by_id["train"]
+    assert trained["status"] == "pass", trained["message"]
+    assert trained["metrics"]["loss_after"]["value"] < trained["metrics"]["loss_before"]["value"]
+    assert trained["metrics"]["ddp_world_size"]["value"] == 2
 
 
 def test_gpu_required_without_gpu_fails_and_exits_1() -> None:
