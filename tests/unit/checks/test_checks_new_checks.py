@@ -3,6 +3,8 @@ tests/integration/test_broken_images.py)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import stat
 from pathlib import Path
@@ -86,12 +88,12 @@ def test_audio_refuses_a_mismatched_torchcodec_without_importing_it(
 ) -> None:
     pytest.importorskip("torch")
     monkeypatch.setattr(audio, "dist_version", lambda name: "0.7.0")
-    monkeypatch.setattr(audio.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
 
     def no_import(name: str) -> None:
         raise AssertionError(f"imported {name}")
 
-    monkeypatch.setattr(audio.importlib, "import_module", no_import)
+    monkeypatch.setattr(importlib, "import_module", no_import)
     ctx = CheckContext(expect=Expect(expected=Expected(paired={"torchcodec": "0.9.1"})))
     outcome = audio.run(ctx)
     assert outcome.status == "fail" and "pin torchcodec==0.9.1" in outcome.message
@@ -99,7 +101,7 @@ def test_audio_refuses_a_mismatched_torchcodec_without_importing_it(
 
 def test_audio_without_torchcodec_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
-    monkeypatch.setattr(audio.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     outcome = audio.run(CheckContext())
     assert outcome.status == "fail" and "TorchCodec is not installed" in outcome.message
 
