@@ -20,7 +20,7 @@ from torchstack.buildinputs import BuildInputs, mirror_tip, probe_index, redact_
 from torchstack.buildkit import BuildRequest, BuildResult, Secret
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import ConfigError, Interrupted
-from torchstack.lock import lock_path, read_lock
+from torchstack.lock import lock_path, lock_status, read_lock, stale_message, validate_lock
 from torchstack.model import ImageSpec, Matrix, template_fields
 from torchstack.plan import BuildPlan, PlannedImage, context_hash, input_hash
 from torchstack.provenance import oci_labels
@@ -142,6 +142,13 @@ def read_contexts(matrix: Matrix, specs: list[ImageSpec]) -> dict[str, dict[str,
         raise ConfigError(f"images/ is stale; these files differ from a fresh render:"
                           f" {', '.join(stale)}",
                           tip="run `torchstack render` (or `nox -s render`) and commit images/")
+    for spec in specs:  # a lock that no longer matches its inputs is never built from
+        lock = read_lock(matrix, spec)
+        if lock is not None and lock_status(matrix, spec) == "stale":
+            raise ConfigError(stale_message(matrix, spec),
+                              tip="`torchstack lock` resolves it again; then `torchstack render`")
+        if lock is not None:
+            validate_lock(matrix, spec, lock)
     return contexts
 
 
