@@ -35,6 +35,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ class Built:
     image_id: str
     seconds: float
     log: Path
+    window: tuple[float, float]  # wall-clock start and end, to tell its cache records
 
 
 def base_spec(matrix: Matrix, image: str = BASE) -> ImageSpec:
@@ -101,7 +103,7 @@ def buildkit_build(cli: BuildkitCli, context: Path, spec: ImageSpec, log: Path, 
     runner = ColdCli(cli.path, cli.mode, cli.docker_host) if cold else cli
     request = BuildRequest(context, {"BASE_IMAGE": spec.base_image, **(args or {})},
                            (Secret("ca-bundle", src=CA_BUNDLE),))
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     with log.open("w") as out:
 
         def write(line: str) -> None:
@@ -112,7 +114,7 @@ def buildkit_build(cli: BuildkitCli, context: Path, spec: ImageSpec, log: Path, 
     if result.image_id is None:
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
         sys.exit(f"BuildKit build of {context} failed: {result.error}\n{tail}")
-    return Built(result.image_id, seconds, log)
+    return Built(result.image_id, seconds, log, (wall, time.time()))
 
 
 # The classic-builder comparison -------------------------------------------------------------
@@ -198,46 +200,53 @@ def records(api: Any) -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class ColdRecords:
-    """The cache records a --no-cache build made: every one lies under a new child of the OS
-    base image's record (warm builds hang theirs under existing records) or is a new cache
-    mount. `ambiguous` says another cold build ran at the same time: then none are pruned."""
+    """The cache records cold builds made. A --no-cache build starts a new chain right on the
+    OS base image's record (a warm build hangs its records under existing ones) and, with a
+    fresh cache id, a new cache mount: both created while it ran. `ambiguous` says another
+    cold build ran at the same time; then nothing is pruned."""
 
-    ids: tuple[str, ...]
+    ids: tuple[str, ...]  # children first
     layer_bytes: int
     mount_bytes: int
     ambiguous: str | None
 
 
+def created_at(record: dict[str, Any]) -> float:
+    stamp = datetime.strptime(record["CreatedAt"][:19], "%Y-%m-%dT%H:%M:%S")
+    return stamp.replace(tzinfo=UTC).timestamp()
+
+
 def cold_records(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]],
-                 roots_expected: int, mounts_expected: int) -> ColdRecords:
+                 windows: list[tuple[float, float]]) -> ColdRecords:
     new = {i: r for i, r in after.items() if i not in before}
 
-    def top(record_id: str) -> str | None:
-        """The highest new ancestor, when the chain of new records reaches an old one
-        that is a base image ("from local"), else None."""
-        current = record_id
-        while True:
-            parent = new[current].get("Parent") or ""
-            if parent in new:
-                current = parent
-                continue
-            base = after.get(parent) or before.get(parent)
-            return current if base and base["Description"].startswith("from ") else None
+    def during(record: dict[str, Any]) -> bool:
+        return any(start - 2 <= created_at(record) <= end + 1 for start, end in windows)
 
-    tops = {i: top(i) for i, r in new.items() if r["Type"] == "regular"}
-    roots = {t for t in tops.values() if t}
-    mounts = [i for i, r in new.items() if r["Type"] == "exec.cachemount"]
-    def depth(record_id: str) -> int:
-        return 1 + depth(new[record_id]["Parent"]) if new[record_id].get("Parent") in new else 0
+    def on_os_base(record: dict[str, Any]) -> bool:
+        parent = after.get(record.get("Parent") or "") or before.get(record.get("Parent") or "")
+        return (parent is not None and parent["Description"].startswith("from ")
+                and not record["Description"].startswith("from "))
 
-    # Children first: a record cannot go while a child still holds it.
-    mine = sorted((i for i, t in tops.items() if t), key=depth, reverse=True) + mounts
+    roots = [i for i, r in new.items() if r["Type"] == "regular" and on_os_base(r) and during(r)]
+    mounts = [i for i, r in new.items() if r["Type"] == "exec.cachemount" and during(r)]
+    children: dict[str, list[str]] = {}
+    for record_id, record in new.items():
+        children.setdefault(record.get("Parent") or "", []).append(record_id)
+    chain: list[str] = []
+
+    def walk(record_id: str) -> None:
+        for child in children.get(record_id, []):
+            walk(child)
+        chain.append(record_id)  # after its children: a record cannot go while one holds it
+
+    for root in roots:
+        walk(root)
     ambiguous = None
-    if len(roots) != roots_expected or len(mounts) != mounts_expected:
-        ambiguous = (f"found {len(roots)} new chains and {len(mounts)} new cache mounts,"
-                     f" expected {roots_expected} and {mounts_expected}: another cold build ran")
-    return ColdRecords(tuple(mine),
-                       sum(new[i]["Size"] for i in mine if new[i]["Type"] == "regular"),
+    if len(roots) != len(windows) or len(mounts) != len(windows):
+        ambiguous = (f"{len(roots)} new chains on the OS base and {len(mounts)} new cache mounts"
+                     f" appeared while {len(windows)} cold builds ran: another cold build ran")
+    return ColdRecords(tuple(chain + mounts), sum(new[i]["Size"] for i in chain),
                        sum(new[i]["Size"] for i in mounts), ambiguous)
 
 
@@ -267,19 +276,19 @@ def parse_size(text: str) -> int:
 
 
 @contextlib.contextmanager
-def cleanup_cold(backend: DockerBackend, cli: BuildkitCli, roots: int, mounts: int,
-                 report: Callable[[ColdRecords], None] | None = None) -> Iterator[list[str]]:
-    """Yields a list to put built image IDs in; afterwards removes them (by ID, only those
-    this block built) and prunes the cold builds' own cache records."""
+def cleanup_cold(backend: DockerBackend, cli: BuildkitCli,
+                 report: Callable[[ColdRecords], None] | None = None) -> Iterator[list[Built]]:
+    """Yields a list to put cold builds in; afterwards removes their images (by ID, only
+    those built here) and prunes their own cache records."""
     before = records(backend.api)
-    built: list[str] = []
+    built: list[Built] = []
     try:
         yield built
     finally:
-        for image_id in built:
+        for done in built:
             with contextlib.suppress(Exception):
-                backend.api.remove_image(image_id, force=False)
-        found = cold_records(before, records(backend.api), roots, mounts)
+                backend.api.remove_image(done.image_id, force=False)
+        found = cold_records(before, records(backend.api), [b.window for b in built])
         if report is not None:
             report(found)
         if found.ambiguous:
@@ -343,11 +352,11 @@ def main_() -> None:
             print(f"  BuildKit's records of the cold build: layers {found.layer_bytes / GB:.2f}"
                   f" GB + uv cache mount {found.mount_bytes / GB:.2f} GB")
 
-        with cleanup_cold(backend, cli, roots=1, mounts=1, report=show) as built:
+        with cleanup_cold(backend, cli, report=show) as built:
             context = copy_context(matrix, spec, scratch / "cold", f"bench-{uuid.uuid4()}")
             with DiskSampler() as disk:
                 cold = buildkit_build(cli, context, spec, scratch / "cold.log", cold=True)
-            built.append(cold.image_id)
+            built.append(cold)
             size = backend.image_size(cold.image_id)
             layers = len((backend.inspect(cold.image_id) or {})["RootFS"]["Layers"])
             print(f"  (a) cold, BuildKit + uv:          {cold.seconds:6.1f} s"

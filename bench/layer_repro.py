@@ -175,12 +175,12 @@ def main_() -> None:
           " (--no-cache, fresh uv cache mounts); shared Engine, times are noisy")
     scratch = Path(tempfile.mkdtemp(prefix="bench-repro-"))
     try:
-        with cleanup_cold(backend, cli, roots=2, mounts=2) as built:
+        with cleanup_cold(backend, cli) as built:
             images = []
             for n in (1, 2):
                 context = copy_context(matrix, spec, scratch / f"b{n}", f"bench-{uuid.uuid4()}")
                 result = buildkit_build(cli, context, spec, scratch / f"b{n}.log", cold=True)
-                built.append(result.image_id)
+                built.append(result)
                 images.append(result.image_id)
                 print(f"  build {n}: {result.image_id[7:19]} in {result.seconds:.0f} s")
             first, second = (layers_of(api, i) for i in images)
