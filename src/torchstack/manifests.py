@@ -5,7 +5,7 @@ input hash, the checks summary and the tags given. `<id>.cdx.json`: the same pac
 CycloneDX 1.5 SBOM (cyclonedx-python-lib, the library under cyclonedx-bom).
 
 The Python packages come from the image's lock (with each wheel's sha256), after a cross-check
-against what pip lists inside the image: any extra, missing or other version refuses the
+against what the image's Python lists (importlib.metadata): any extra, missing or other version refuses the
 promotion. Debian packages are not locked; their exact versions are read from dpkg.
 """
 
@@ -26,9 +26,12 @@ from torchstack.docker_backend import DockerBackend
 from torchstack.errors import PromoteError
 from torchstack.lock import ImageLock, normalize
 
-# One container run prints both lists; a marker line separates them.
+# One container run prints both lists; a marker line separates them. The Python list comes
+# from the interpreter's own metadata, so an image without pip is listed all the same.
 INVENTORY_SCRIPT = (
-    "python -m pip list --format json --disable-pip-version-check; echo '--dpkg--';"
+    "python -c 'import json, importlib.metadata as m; print(json.dumps(sorted("
+    "({\"name\": d.metadata[\"Name\"], \"version\": d.version} for d in m.distributions()),"
+    " key=lambda p: p[\"name\"].lower())))'; echo '--dpkg--';"
     " dpkg-query -W -f '${Package}\\t${Version}\\t${Architecture}\\n'"
 )
 
