@@ -79,6 +79,7 @@ def make_fixture(project: Path, dest: Path, repository: str) -> Path:
     doc = yaml.safe_load((project / "matrix.yaml").read_text())
     doc["axes"] = AXES
     doc.pop("include", None)
+    doc["tags"].pop("aliases", None)  # "2.9-cuda12.8-base" would name both torch versions
     doc["default_group"] = ["torch2.9.*-cu128-*"]
     doc["registry"] = {"local": LOCAL, "push": f"{REGISTRY}/{repository}"}
     (dest / "matrix.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -160,13 +161,13 @@ def second_dockerd(scratch: Path) -> Iterator[Any]:
              "--iptables=false", "--ip-masq=false", "--ip-forward=false",
              "--userland-proxy=false", "--log-level", "warn"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        client = docker.APIClient(base_url=f"unix://{sock}", timeout=900)
+        client = None
         for _ in range(60):
-            with contextlib.suppress(Exception):
-                client.ping()
+            with contextlib.suppress(docker.errors.DockerException):
+                client = docker.APIClient(base_url=f"unix://{sock}", timeout=900)
                 break
             time.sleep(1)
-        else:
+        if client is None:
             sys.exit(f"the second dockerd did not start; see {root / 'dockerd.log'}")
         yield client
     finally:
