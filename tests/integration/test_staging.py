@@ -32,10 +32,11 @@ def fixture(tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "bake"
     shutil.copytree(FIXTURE, root)
     yield root
-    tags = subprocess.run([CLI, "images", "--format", "{{.Repository}}:{{.Tag}}",
-                           "torchstack-bake"], capture_output=True, text=True, check=False)
-    for tag in tags.stdout.split():
-        subprocess.run([CLI, "rmi", "-f", tag], capture_output=True, check=False)
+    tags = subprocess.run([CLI, "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                          capture_output=True, text=True, check=False)
+    for tag in tags.stdout.split():  # the local and the staging-registry tags bake gives
+        if tag.split(":")[0].rpartition("/")[2] == "torchstack-bake":
+            subprocess.run([CLI, "rmi", tag], capture_output=True, check=False)
 
 
 def replay(root: Path, document: dict) -> dict[str, str]:  # type: ignore[type-arg]
