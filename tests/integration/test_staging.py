@@ -35,7 +35,7 @@ def fixture(tmp_path: Path) -> Iterator[Path]:
     tags = subprocess.run([CLI, "images", "--format", "{{.Repository}}:{{.Tag}}"],
                           capture_output=True, text=True, check=False)
     for tag in tags.stdout.split():  # the local and the staging-registry tags bake gives
-        if tag.split(":")[0].rpartition("/")[2] == "torchstack-bake":
+        if tag.rpartition(":")[0].rpartition("/")[2] == "torchstack-bake":
             subprocess.run([CLI, "rmi", tag], capture_output=True, check=False)
 
 
