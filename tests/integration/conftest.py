@@ -2,9 +2,10 @@
 
 Without one they are skipped with the reason, except when CI is set: there a missing daemon
 is a failure, so a broken runner cannot pass by skipping everything.
-Images the tests build are tagged `torchstack-it:*` and removed at the end of the session with
-the dangling intermediates their builds left (set TORCHSTACK_IT_KEEP=1 to keep them); the real
-torch images and debian:bookworm-slim are never removed.
+Images the tests build are tagged `torchstack-it:*` and removed at the end of the session, with
+the images their builds made that are left untagged (their build.json names them) and their
+pin tags (set TORCHSTACK_IT_KEEP=1 to keep them); BuildKit's cache, the real torch images and
+debian:bookworm-slim are never removed.
 """
 
 from __future__ import annotations
@@ -77,10 +78,10 @@ def os_base(docker_api: Any) -> str:
 
 @pytest.fixture(scope="session")
 def _built_roots(docker_api: Any) -> Iterator[list[Path]]:
-    """Every matrix folder the session built in; their logs name the images to clean up.
+    """Every matrix folder the session built in; their build.json name the images to clean up.
 
-    Only `torchstack-it:*` tags are removed; other images go only if dangling (untagged and
-    nothing built on them), so the real torch images are never touched.
+    Only `torchstack-it:*` tags (and pins of our images) are removed; other images go only if
+    a build here made them and they are left dangling, so the real torch images stay.
     """
     roots: list[Path] = []
     yield roots
@@ -91,9 +92,10 @@ def _built_roots(docker_api: Any) -> Iterator[list[Path]]:
 @pytest.fixture(scope="session")
 def fixture_template(tmp_path_factory: pytest.TempPathFactory, os_base: str,
                      _built_roots: list[Path]) -> Path:
-    """The fixture matrix with a per-session salt in its root layer, built once (default group)."""
+    """The fixture matrix with a per-session salt in its root layer, locked by the real lock
+    stage (uv against PyPI), built once (default group)."""
     root = tmp_path_factory.mktemp("fixture") / "matrix"
-    write_fixture_matrix(root, salt=uuid.uuid4().hex[:12], base_image=os_base)
+    write_fixture_matrix(root, salt=uuid.uuid4().hex[:12], base_image=os_base, locks="pypi")
     _built_roots.append(root)
     code = main(["--matrix", str(root / "matrix.yaml"), "build", "--no-progress"])
     assert code == 0, f"building the fixture matrix failed ({code}); see {root}/.torchstack/runs"
@@ -122,13 +124,17 @@ def fixture_copy(fixture_template: Path, tmp_path: Path, _built_roots: list[Path
 def repo_matrix_copy(tmp_path: Path, _built_roots: list[Path]) -> Path:
     """The repository's matrix.yaml and layers/, rendered afresh in tmp_path (runs stay there).
 
-    Its images are the project's own (torchstack:<id>): kept; only the dangling build-stage
-    images their builds leave are removed at the end of the session.
+    The committed locks come along (only cu128 is locked: the PyTorch index is out of reach
+    here). Its images are the project's own (torchstack:<id>), found by input hash: kept.
     """
     root = tmp_path / "repo-matrix"
     _built_roots.append(root)
     shutil.copytree(REPO / "layers", root / "layers")
     shutil.copy2(REPO / "matrix.yaml", root / "matrix.yaml")
+    for lock in REPO.glob("images/*/pylock.toml"):
+        target = root / lock.relative_to(REPO)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(lock, target)
     rerender(root)
     return root
 
