@@ -224,8 +224,11 @@ def cold_records(before: dict[str, dict[str, Any]], after: dict[str, dict[str, A
         return any(start - 2 <= created_at(record) <= end + 1 for start, end in windows)
 
     def on_os_base(record: dict[str, Any]) -> bool:
+        """A step run right on a one-layer image (the OS base), not on a parent image that
+        another build imported (those chains hang under the base record too)."""
         parent = after.get(record.get("Parent") or "") or before.get(record.get("Parent") or "")
-        return (parent is not None and parent["Description"].startswith("from ")
+        return (parent is not None and not parent.get("Parent")
+                and parent["Description"].startswith("from ")
                 and not record["Description"].startswith("from "))
 
     roots = [i for i, r in new.items() if r["Type"] == "regular" and on_os_base(r) and during(r)]

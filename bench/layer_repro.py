@@ -28,15 +28,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from bench.buildkit_build import BASE, base_spec, buildkit_build, cleanup_cold, copy_context
+from bench.buildkit_build import (
+    BASE,
+    INSTALL,
+    base_spec,
+    buildkit_build,
+    cleanup_cold,
+    copy_context,
+)
 from torchstack.buildkit import find_cli
 from torchstack.docker_backend import DockerBackend
 from torchstack.matrix import load_matrix
 
-# Steps that make a layer (BuildKit's history says "RUN ...", "COPY ..."); ENV, LABEL, ARG,
-# USER, WORKDIR and CMD entries are empty. Entries of the OS base image come first.
-LAYER_STEPS = ("RUN ", "COPY ", "ADD ", "/bin/sh -c #(nop) ADD", "Imported", "debootstrap")
-INSTALL = "install-group.sh"
+# History entries that never make a layer (BuildKit writes "ENV ...", the classic builder
+# "/bin/sh -c #(nop)  ENV ..."). WORKDIR makes one under BuildKit (empty when the directory
+# exists), none under the classic builder: both pairings are tried.
+METADATA = ("ENV", "LABEL", "ARG", "USER", "CMD", "ENTRYPOINT", "EXPOSE", "VOLUME", "SHELL",
+            "STOPSIGNAL", "HEALTHCHECK", "ONBUILD", "MAINTAINER")
 SHOW_DIFFS = 25  # member differences printed per layer
 
 
@@ -51,19 +59,25 @@ def layers_of(api: Any, image_id: str) -> list[Layer]:
     """The image's layers (oldest first), each with the history entry that made it."""
     diff_ids = list(api.inspect_image(image_id)["RootFS"]["Layers"])
     history = list(reversed(api.history(image_id)))
-    with_size = [h for h in history if int(h["Size"]) > 0]
-    steps = with_size if len(with_size) == len(diff_ids) else [
-        h for h in history if str(h["CreatedBy"]).lstrip().startswith(LAYER_STEPS)]
-    if len(steps) != len(diff_ids):  # pairing unknown: show the layers without their steps
-        steps = [{"CreatedBy": "?", "Size": 0}] * len(diff_ids)
-    return [Layer(d, str(h["CreatedBy"]), int(h["Size"])) for d, h in zip(diff_ids, steps,
-                                                                          strict=True)]
+
+    def instruction(entry: dict[str, Any]) -> str:
+        text = " ".join(str(entry["CreatedBy"]).split())
+        return text.split("#(nop) ", 1)[1] if "#(nop) " in text else text
+
+    for workdir_is_layer in (True, False):
+        empty = METADATA if workdir_is_layer else (*METADATA, "WORKDIR")
+        steps = [h for h in history if int(h["Size"]) > 0
+                 or not instruction(h).startswith(tuple(f"{m} " for m in empty))]
+        if len(steps) == len(diff_ids):
+            return [Layer(d, str(h["CreatedBy"]), int(h["Size"]))
+                    for d, h in zip(diff_ids, steps, strict=True)]
+    return [Layer(d, "?", 0) for d in diff_ids]  # pairing unknown: the layers alone
 
 
 def step_name(created_by: str) -> str:
     text = " ".join(created_by.split())
     if INSTALL in text:
-        return "install " + text.split(INSTALL, 1)[1].split()[1]
+        return "install " + text.split(INSTALL, 1)[1].split()[0]
     for marker in ("/bin/sh -c ", "RUN "):
         if marker in text:
             text = text.split(marker, 1)[1]
