@@ -125,7 +125,9 @@ def run_like_the_job(tag: str, image_id: str, only: str, workdir: Path) -> Repor
     try:
         return parse_report(unframe(proc.stdout))
     except ValueError as exc:
-        raise AssertionError(f"no report from {tag} ({exc}); stderr:\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"no report from {tag} ({exc}); stderr:\n{proc.stderr[-3000:]}"
+        ) from None
 
 
 def result_of(report: Report, check_id: str) -> CheckResult:
