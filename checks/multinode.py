@@ -20,6 +20,7 @@ from datetime import timedelta
 from checks import SUITE_VERSION
 from checks._allreduce_worker import measure
 from checks.expect import Expect, ExpectError, load_expect
+from checks.frame import frame
 from checks.result import CheckResult, Report, exit_code
 from checks.suite.nccl import Plan, evaluate, message_sizes
 
@@ -29,11 +30,15 @@ CHECK_ID = "nccl_multinode"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m checks.multinode")
     parser.add_argument("--json", action="store_true", help="print the JSON document (rank 0)")
+    parser.add_argument("--frame", action="store_true",
+                        help="with --json: frame the document (checks/frame.py) for Job logs")
     parser.add_argument("--expect", metavar="FILE")
     parser.add_argument("--timeout", type=float, default=600.0, help="NCCL timeout, seconds")
     parser.add_argument("--backend", choices=("nccl", "gloo"), default="nccl",
                         help="gloo: a CPU stand-in with the same code path (tests)")
     args = parser.parse_args(argv)
+    if args.frame and not args.json:
+        parser.error("--frame needs --json")
     try:
         expect = load_expect(args.expect) if args.expect else Expect()
     except ExpectError as exc:
@@ -68,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     result = CheckResult.from_outcome(CHECK_ID, outcome, time.monotonic() - started)
     report = Report(SUITE_VERSION, expect.image_id, "required", True,
                     {"nodes": os.environ.get("GROUP_WORLD_SIZE"),
-                     "world_size": document["world_size"]}, [result])
+                     "world_size": document["world_size"]}, [result],
+                    image_digest=expect.image_digest)
     if args.json:
-        print(report.to_json(), flush=True)
+        print(frame(report.to_dict()) if args.frame else report.to_json(), flush=True)
     else:
         print(f"{result.status.upper()} {CHECK_ID}: {result.message}")
     return exit_code([result])
