@@ -1,4 +1,4 @@
-"""BuildPlan -> docker-bake.json, for `docker buildx bake` without torchstack. Pure.
+"""Resolved states -> docker-bake.json, for `docker buildx bake` without torchstack. Pure.
 
 One target per image, building the committed context images/<id>/ with the same secrets as
 `torchstack build` (`secret` entries, from environment variables). A child's Dockerfile says
@@ -16,10 +16,11 @@ from typing import Any
 
 from torchstack.buildkit import Secret
 from torchstack.errors import ConfigError
-from torchstack.model import ImageSpec, Matrix
-from torchstack.plan import BuildPlan
+from torchstack.model import ImageSpec
+from torchstack.names import CHAIN_LABEL
 from torchstack.render import SECRET_IDS
-from torchstack.staging import CHAIN_LABEL, chain_hash, staging_tag
+from torchstack.resolve import Resolved
+from torchstack.staging import staging_tag
 
 # What a child's PARENT_IMAGE build arg is set to; `contexts` maps it to the parent target.
 # A plain name (no registry, no tag): BuildKit looks named contexts up by the FROM reference.
@@ -55,15 +56,14 @@ def secret_entries() -> list[dict[str, str]]:
     return [{"type": "env", "id": name, "env": Secret(name).env_name} for name in SECRET_IDS]
 
 
-def bake_file(plan: BuildPlan, matrix: Matrix, repository: str,
-              default_ids: list[str]) -> dict[str, Any]:
+def bake_file(resolved: Resolved, repository: str, default_ids: list[str]) -> dict[str, Any]:
     """The docker-bake.json document: groups `default` and `all`, one target per image."""
-    images = [p.spec for p in plan.images]
+    matrix = resolved.matrix
+    images = [s.spec for s in resolved.states]
     names = target_names(images)
     targets: dict[str, Any] = {}
-    for planned in plan.images:
-        image = planned.spec
-        chain = chain_hash(matrix, image)
+    for state in resolved.states:
+        image, chain = state.spec, state.chain_hash
         stage = staging_tag(image, chain)
         target: dict[str, Any] = {
             "context": f"{matrix.images_dir.name}/{image.id}",

@@ -19,7 +19,7 @@ from pathlib import Path
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import BuildError, ConfigError
 from torchstack.model import Matrix, OsBase
-from torchstack.render import LABEL_PREFIX
+from torchstack.names import LABEL_PREFIX
 
 WORK_ROOT = Path("/var/tmp")  # debootstrap needs a filesystem that allows exec and device nodes
 SLIM_EXCLUDES = """\

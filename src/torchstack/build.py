@@ -21,14 +21,16 @@ from torchstack.buildkit import BuildRequest, BuildResult, Secret
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import ConfigError, Interrupted
 from torchstack.lock import lock_path, lock_status, read_lock, stale_message, validate_lock
-from torchstack.model import ImageSpec, Matrix, template_fields
-from torchstack.plan import BuildPlan, PlannedImage, context_hash, input_hash
+from torchstack.model import ImageSpec, Matrix
+from torchstack.plan import BuildPlan, PlannedImage, input_hash
 from torchstack.provenance import oci_labels
-from torchstack.render import LABEL_PREFIX, render_image
+from torchstack.resolve import Resolution, find_built, find_built_with_hash, find_local, own_image
 from torchstack.runs import BUILD_JSON, RunDir
-from torchstack.staging import adopt_staged
 
-HASH_LABEL = f"{LABEL_PREFIX}.input-hash"
+# find_built* and own_image are re-exported for callers that predate resolve.py (tests and
+# bench/ of other changes); new code imports them from torchstack.resolve.
+__all__ = ["BuildSummary", "Builder", "ImageResult", "find_built", "find_built_with_hash",
+           "own_image"]
 # BuildKit's plain progress: "#7 [os 3/5] RUN apt-get ..." (the stage name is optional).
 STEP = re.compile(r"^#\d+ \[(?:[\w.-]+ +)?(\d+)/(\d+)\] (.*)$")
 GROUP_STEP = re.compile(r"source=(groups/[\w.-]+)")
@@ -126,13 +128,15 @@ def skip_reason(parent: ImageResult | None) -> str | None:
     return f"parent {parent.id} {parent.status}"
 
 
-def read_contexts(matrix: Matrix, specs: list[ImageSpec]) -> dict[str, dict[str, bytes]]:
-    """images/<id>/ files per image, after checking they equal a fresh render."""
+def read_contexts(matrix: Matrix, specs: list[ImageSpec],
+                  resolution: Resolution | None = None) -> dict[str, dict[str, bytes]]:
+    """images/<id>/ files per image, after checking they equal a fresh render (the run's)."""
+    rendered = resolution or Resolution(matrix)
     contexts: dict[str, dict[str, bytes]] = {}
     stale: list[str] = []
     for spec in specs:
         files: dict[str, bytes] = {}
-        for name, text in render_image(spec, matrix).items():
+        for name, text in rendered.files(spec).items():
             path = matrix.images_dir / spec.id / name
             files[name] = path.read_bytes() if path.is_file() else b""
             if not path.is_file() or files[name] != text.encode():
@@ -152,45 +156,6 @@ def read_contexts(matrix: Matrix, specs: list[ImageSpec]) -> dict[str, dict[str,
     return contexts
 
 
-def find_built(backend: DockerBackend, matrix: Matrix, spec: ImageSpec,
-               memo: dict[str, str | None] | None = None) -> str | None:
-    """The local image ID that the current matrix resolves `spec` to, without building:
-    built by torchstack for this input hash, or staged by `docker buildx bake` (staging.py)."""
-    found = find_built_with_hash(backend, matrix, spec, {} if memo is None else memo)
-    return found[0] if found else None
-
-
-def find_built_with_hash(backend: DockerBackend, matrix: Matrix, spec: ImageSpec,
-                         memo: dict[str, str | None]) -> tuple[str, str] | None:
-    """(image ID, input hash) of the image the current matrix resolves `spec` to, or None."""
-    parent = (backend.image_id(spec.base_image) if spec.parent_id is None
-              else find_built(backend, matrix, matrix.by_id()[spec.parent_id], memo))
-    if parent is None:
-        memo[spec.id] = None
-        return None
-    wanted = input_hash(context_hash(render_image(spec, matrix)), parent)
-    if spec.id not in memo:
-        memo[spec.id] = (own_image(backend, matrix, spec, wanted)
-                         or adopt_staged(backend, matrix, spec, parent))
-    found = memo[spec.id]
-    return (found, wanted) if found else None
-
-
-def own_image(backend: DockerBackend, matrix: Matrix, spec: ImageSpec, wanted: str) -> str | None:
-    """The image torchstack built (or pulled as a candidate) for this input hash.
-
-    Images built FROM ours inherit the hash label, so the label alone proves nothing: ours
-    carries our local tag or the candidate tag of exactly this hash, or no tag at all (its tag
-    was moved away); an image under someone else's tag is theirs.
-    """
-    candidate = matrix.tags.candidate.format(**template_fields(spec, hash12=wanted[:12]))
-    for image_id, tags in backend.images_with_label(HASH_LABEL, wanted):
-        ours = [t for t in tags if t == matrix.local_tag(spec.id) or t.endswith(f":{candidate}")]
-        if ours or not tags:
-            return image_id
-    return None
-
-
 def secrets_for(inputs: BuildInputs, spec: ImageSpec) -> tuple[Secret, ...]:
     """The BuildKit secrets of one build (ids as the rendered Dockerfiles mount them).
 
@@ -208,14 +173,16 @@ def secrets_for(inputs: BuildInputs, spec: ImageSpec) -> tuple[Secret, ...]:
 class Builder:
     def __init__(self, matrix: Matrix, backend: DockerBackend, buildkit: ImageBuilder,
                  inputs: BuildInputs, run: RunDir, reporter: Reporter,
-                 probe: Prober = probe_index) -> None:
+                 probe: Prober = probe_index, *, resolution: Resolution | None = None) -> None:
         self.matrix, self.backend, self.buildkit, self.inputs = matrix, backend, buildkit, inputs
         self.run, self.reporter, self.probe = run, reporter, probe
+        # The run's rendered contexts (resolve.py): nothing is rendered twice.
+        self.resolution = resolution or Resolution(matrix)
         self.probed: dict[str, str | None] = {}
         self.builds = 0  # BuildKit builds started (benchmarks count them)
 
     def build(self, plan: BuildPlan) -> BuildSummary:
-        contexts = read_contexts(self.matrix, [p.spec for p in plan.images])
+        contexts = read_contexts(self.matrix, [p.spec for p in plan.images], self.resolution)
         results = {p.spec.id: ImageResult(p.spec.id, p.spec.parent_id, p.requested)
                    for p in plan.images}
         summary = BuildSummary(self.run, list(results.values()))
@@ -268,8 +235,8 @@ class Builder:
         else:
             parent_id = str(parent.image_id)
         result.input_hash = input_hash(planned.context_hash, parent_id)
-        existing = (own_image(self.backend, self.matrix, spec, result.input_hash)
-                    or adopt_staged(self.backend, self.matrix, spec, parent_id))
+        existing = find_local(self.backend, self.matrix, spec, result.input_hash, parent_id,
+                              self.resolution.chain_hash(spec))
         if existing:
             self.backend.tag(existing, self.matrix.local_tag(spec.id))
             self._finish(result, "cached", image_id=existing)

@@ -12,11 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from torchstack.build import find_built_with_hash
-from torchstack.docker_backend import DockerBackend
 from torchstack.errors import ConfigError
-from torchstack.model import ImageSpec, Matrix
+from torchstack.model import Matrix
 from torchstack.registry import RegistryError, fetch_manifest
+from torchstack.resolve import ImageState
 from torchstack.tags import candidate_ref
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -63,15 +62,14 @@ def digest_of_image_id(image_id: str) -> str | None:
     return tail if DIGEST.match(tail) else None
 
 
-def resolve_candidate(backend: DockerBackend, matrix: Matrix, spec: ImageSpec,
-                      repository: str) -> Candidate:
-    """The pushed candidate of the image the current matrix resolves `spec` to on this host."""
-    built = find_built_with_hash(backend, matrix, spec, {})
-    if built is None or not built[1]:
+def resolve_candidate(state: ImageState, matrix: Matrix, repository: str) -> Candidate:
+    """The pushed candidate of the image the current matrix resolves to on this host."""
+    spec = state.spec
+    if state.local_image_id is None or state.input_hash is None:
         raise ConfigError(f"{spec.id}: no local image matches the current matrix, so there is"
                           " no candidate to pin",
                           tip=f"run `torchstack build {spec.id}`, check it, then {PUSH_TIP}")
-    docker_id, input_hash = built
+    docker_id, input_hash = state.local_image_id, state.input_hash
     ref = candidate_ref(spec, matrix, repository, input_hash)
     try:
         remote = fetch_manifest(ref)

@@ -20,7 +20,8 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from torchstack.errors import CheckError, DockerUnavailableError, PromoteError
+from torchstack.errors import DockerUnavailableError, EngineError
+from torchstack.names import ROLE_LABEL, RUNTIME_USER_SPEC, TMP_SIZE_GIB
 from torchstack.signals import deferred_signals
 
 NO_DAEMON_TIP = (
@@ -30,8 +31,6 @@ NO_DAEMON_TIP = (
 )
 # Committing a multi-GB layer prints nothing for minutes; only a dead daemon should time out.
 BUILD_TIMEOUT_S = 3600
-LABEL = "io.torchstack"
-CHECK_USER = "1000:1000"  # the images' runtime user (render.RUNTIME_UID)
 RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})\s*$")
 BUILT = re.compile(r"^Successfully built ([0-9a-f]{12,64})\s*$")
 STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")
@@ -96,8 +95,13 @@ class DockerBackend:
         return int(inspected["Size"]) if inspected else 0
 
     def tag(self, image_id: str, ref: str) -> None:
+        """Point `ref` at `image_id`; EngineError when the daemon refuses."""
         repository, _, tag = ref.rpartition(":")
-        self._call(self.api.tag, image_id, repository, tag, force=True)
+        try:
+            self._call(self.api.tag, image_id, repository, tag, force=True)
+        except docker.errors.APIError as exc:
+            raise EngineError(f"docker tag {image_id[:19]} {ref} failed:"
+                              f" {exc.explanation or exc}") from None
 
     def remove_image(self, ref: str) -> None:
         """Remove a tag (and the image when nothing else holds it); a missing one is fine."""
@@ -121,26 +125,27 @@ class DockerBackend:
         return image_id
 
     def push(self, ref: str) -> str | None:
-        """Push a tag; returns the manifest digest the daemon reports. PromoteError on failure."""
+        """Push a tag; returns the manifest digest the daemon reports. EngineError on failure."""
         repository, _, tag = ref.rpartition(":")
         digest = None
         try:
             for chunk in self._call(self.api.push, repository, tag=tag, stream=True, decode=True):
                 if "error" in chunk:
                     detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-                    raise PromoteError(f"docker push {ref} failed: {str(detail).strip()}")
+                    raise EngineError(f"docker push {ref} failed: {str(detail).strip()}")
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and aux.get("Digest"):
                     digest = str(aux["Digest"])
         except docker.errors.APIError as exc:
-            raise PromoteError(f"docker push {ref} failed: {exc.explanation}") from None
+            raise EngineError(f"docker push {ref} failed: {exc.explanation}") from None
         return digest
 
     # Containers ---------------------------------------------------------------------------
     def run_container(self, image: str, command: list[str], *, mounts: dict[str, str],
                       env: dict[str, str], shm_size: str, gpus: bool,
                       timeout_s: float) -> ContainerRun:
-        """Run a command to completion (host folders mounted read-only); always removed after."""
+        """Run a command to completion (host folders mounted read-only); always removed after.
+        EngineError when Docker cannot create or start the container."""
         requests_gpu = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         # The same constraints as the Kubernetes Job (k8s.py): read-only root, only /tmp
         # writable (exec: torch.compile loads the code it builds from there), uid 1000, no
@@ -148,8 +153,8 @@ class DockerBackend:
         host_config = self.api.create_host_config(
             binds={host: {"bind": target, "mode": "ro"} for host, target in mounts.items()},
             shm_size=shm_size, device_requests=requests_gpu if gpus else None,
-            read_only=True, tmpfs={"/tmp": "rw,exec,nosuid,size=4g"}, cap_drop=["ALL"],
-            security_opt=["no-new-privileges"])
+            read_only=True, tmpfs={"/tmp": f"rw,exec,nosuid,size={TMP_SIZE_GIB}g"},
+            cap_drop=["ALL"], security_opt=["no-new-privileges"])
         container = f"torchstack-check-{uuid.uuid4().hex[:16]}"
         try:
             try:
@@ -157,16 +162,15 @@ class DockerBackend:
                 with deferred_signals("creating the check container"):
                     self._call(self.api.create_container, image, command=command,
                                name=container, environment=env, host_config=host_config,
-                               user=CHECK_USER,
-                               labels={f"{LABEL}.role": "check"})
+                               user=RUNTIME_USER_SPEC, labels={ROLE_LABEL: "check"})
             except docker.errors.APIError as exc:
-                raise CheckError(
+                raise EngineError(
                     f"cannot create a container from {image[:19]}: {exc.explanation}",
                     tip="is the image still there? `torchstack build` makes it") from None
             try:
                 self._call(self.api.start, container)
             except docker.errors.APIError as exc:
-                raise CheckError(
+                raise EngineError(
                     f"Docker cannot start the check container of {image[:19]}:"
                     f" {exc.explanation}",
                     tip="for GPUs (--gpu required) install the NVIDIA Container Toolkit and"

@@ -26,6 +26,14 @@ class DockerUnavailableError(TorchstackError):
     exit_code = 3
 
 
+class EngineError(TorchstackError):
+    """The Docker Engine refused an operation (tag, push, container). The backend raises it;
+    the stage that asked translates it into its own kind (promote: PromoteError, check:
+    CheckError), so its exit code is the stage's. Untranslated, it counts as the engine's."""
+
+    exit_code = 3
+
+
 class BuildError(TorchstackError):
     """At least one image failed to build."""
 

@@ -23,11 +23,18 @@ import yaml
 from torchstack.errors import ConfigError
 from torchstack.expect import expect_for
 from torchstack.model import ImageSpec, Matrix
+from torchstack.names import (
+    CHECKS_ROOT,
+    DEFAULT_SHM_SIZE,
+    DEFAULT_TIMEOUT_S,
+    EXPECT_DIR,
+    EXPECT_FILE,
+    K8S_IMAGE_LABEL,
+    RUNTIME_UID,
+    TMP_SIZE_GIB,
+)
 
-CHECKS_ROOT = "/opt/torchstack/checks"  # on PYTHONPATH; the package sits in checks/ below it
-EXPECT_DIR = "/opt/torchstack/expect"
-EXPECT_KEY = "expect.json"
-RUNTIME_UID = 1000  # the images' numeric USER (render.RUNTIME_UID)
+EXPECT_KEY = EXPECT_FILE  # the ConfigMap key is the file name
 MASTER_PORT = 29500
 # torchrun's per-node entry point in the checks package (see docs/kubernetes.md).
 MULTINODE_MODULE = "checks.multinode"
@@ -151,7 +158,7 @@ def render_manifests(spec: ImageSpec, matrix: Matrix, image: str,
         "app.kubernetes.io/name": "torchstack",
         "app.kubernetes.io/component": "gpu-check",
         "app.kubernetes.io/instance": name,
-        "io.torchstack/image-id": spec.id if _LABEL_VALUE.match(spec.id) else name,
+        K8S_IMAGE_LABEL: spec.id if _LABEL_VALUE.match(spec.id) else name,
     }
     config_map = {
         "apiVersion": "v1",
@@ -241,7 +248,7 @@ def _job(matrix: Matrix, image: str, options: ClusterOptions, name: str,
             {"name": "expect", "configMap": {
                 "name": f"{name}-checks", "items": [{"key": EXPECT_KEY, "path": EXPECT_KEY}]}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
-            {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": f"{TMP_SIZE_GIB}Gi"}},
         ],
     }
     if options.node_selector:
@@ -279,7 +286,7 @@ def _command(name: str, options: ClusterOptions) -> list[str]:
 def _shm(options: ClusterOptions, matrix: Matrix) -> str:
     if options.shm_size:
         return parse_quantity(k8s_quantity(options.shm_size), "--shm-size", "2Gi")
-    shm = k8s_quantity(str(matrix.run_options.get("shm_size", "2g")))
+    shm = k8s_quantity(str(matrix.run_options.get("shm_size", DEFAULT_SHM_SIZE)))
     if not _QUANTITY.match(shm):
         raise ConfigError(f"{matrix.root / 'matrix.yaml'}: checks.shm_size {shm!r} is not a size"
                           " Kubernetes takes", tip="write it as 2g or 2Gi, or pass --shm-size")
@@ -287,7 +294,7 @@ def _shm(options: ClusterOptions, matrix: Matrix) -> str:
 
 
 def _suite_timeout_s(matrix: Matrix) -> int:
-    timeout = float(matrix.run_options.get("timeout_s", 900))
+    timeout = float(matrix.run_options.get("timeout_s", DEFAULT_TIMEOUT_S))
     if not math.isfinite(timeout) or timeout < 1:
         raise ConfigError(f"{matrix.root / 'matrix.yaml'}: checks.timeout_s is {timeout!r}; a Job"
                           " needs a finite deadline",

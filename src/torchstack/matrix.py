@@ -18,6 +18,7 @@ from torchstack.expand import (
 )
 from torchstack.layers import layer_chain, load_layers
 from torchstack.model import Alias, Layer, Matrix, OsBase, TagPolicy
+from torchstack.names import DEFAULT_SHM_SIZE, DEFAULT_TIMEOUT_S
 from torchstack.yamlsource import Located, load_yaml, type_name
 
 TOP_KEYS = {
@@ -93,9 +94,9 @@ def load_matrix(path: Path) -> Matrix:
         promotion_level=_promotion(top.get("promotion")),
         thresholds=checks["thresholds"].plain() if "thresholds" in checks else {},
         run_options={
-            "shm_size": _shm_size(checks["shm_size"]) if "shm_size" in checks else "2g",
+            "shm_size": _shm_size(checks["shm_size"]) if "shm_size" in checks else DEFAULT_SHM_SIZE,
             "timeout_s": checks["timeout_s"].number(minimum=1, maximum=MAX_TIMEOUT_S)
-            if "timeout_s" in checks else 900,
+            if "timeout_s" in checks else DEFAULT_TIMEOUT_S,
         },
     )
 

@@ -8,6 +8,7 @@ not rebuilt; a rebuilt parent gets a new ID, so its children's hashes change too
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +34,15 @@ class BuildPlan:
         return [p.spec.id for p in self.images]
 
 
-def make_plan(matrix: Matrix, globs: list[str], *, everything: bool = False) -> BuildPlan:
+def make_plan(matrix: Matrix, globs: list[str], *, everything: bool = False,
+              context_of: Callable[[ImageSpec], str] | None = None) -> BuildPlan:
+    """The selected images and their ancestors, parents first. `context_of` gives an image's
+    context hash (resolve.Resolution passes its own, so that each image renders once a run)."""
     selected = matrix.select(globs, everything=everything)
     wanted = {image.id for image in selected}
+    context_of = context_of or (lambda spec: context_hash(render_image(spec, matrix)))
     return BuildPlan(tuple(
-        PlannedImage(spec, context_hash(render_image(spec, matrix)), spec.id in wanted,
-                     image_groups(spec, matrix))
+        PlannedImage(spec, context_of(spec), spec.id in wanted, image_groups(spec, matrix))
         for spec in matrix.with_ancestors(selected)
     ))
 

@@ -20,11 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import docker.errors
-
 from torchstack import kinds
 from torchstack.docker_backend import DockerBackend
-from torchstack.errors import ConfigError, PromoteError
+from torchstack.errors import ConfigError, EngineError, PromoteError
 from torchstack.imageid import RemoteDigests, is_same_image
 from torchstack.registry import RegistryError, fetch_manifest
 from torchstack.safepaths import ensure_inside, write_text
@@ -224,9 +222,8 @@ class Promoter:
         """A local tag; the daemon refusing it is a promotion failure (exit 6), not a crash."""
         try:
             self.backend.tag(docker_id, ref)
-        except docker.errors.APIError as exc:
-            raise PromoteError(f"docker tag {docker_id[:19]} {ref} failed:"
-                               f" {exc.explanation or exc}",
+        except EngineError as exc:
+            raise PromoteError(exc.message,
                                tip="release tags already moved stay recorded in the promote"
                                    " journal; the next `torchstack promote` finishes") from None
 
@@ -239,7 +236,7 @@ class Promoter:
             try:
                 pushed = self.backend.push(ref)
                 remote = fetch_manifest(ref)
-            except (PromoteError, RegistryError) as exc:
+            except (EngineError, PromoteError, RegistryError) as exc:
                 last_error = str(exc)
                 self.say(f"push {ref}: attempt {attempt + 1} of {RETRIES} failed: {last_error}")
                 continue

@@ -16,11 +16,9 @@ from importlib import resources
 from torchstack.layerplan import LayerGroup, own_dists, plan_groups
 from torchstack.lock import ImageLock, read_lock
 from torchstack.model import ImageSpec, Matrix
+from torchstack.names import HASH_LABEL, LABEL_PREFIX, RUNTIME_USER, RUNTIME_USER_SPEC
 
 VENV = "/opt/venv"
-RUNTIME_USER = "ml"
-RUNTIME_UID = "1000:1000"  # numeric, so Kubernetes runAsNonRoot can verify it
-LABEL_PREFIX = "io.torchstack"
 # uv, the installer used inside builds: pinned by version and the sha256 of its x86_64 manylinux
 # wheel on PyPI; rendered into every Dockerfile, so a new pin changes every input hash.
 UV_VERSION = "0.13.9"
@@ -43,7 +41,7 @@ HADOLINT_IGNORED = {
 }
 # An extension starts FROM its parent, which carries the parent's input-hash label; unset at
 # once, so no intermediate or half-built image can pass for the parent.
-_UNSET_HASH = f'LABEL {LABEL_PREFIX}.input-hash=""'
+_UNSET_HASH = f'LABEL {HASH_LABEL}=""'
 
 
 def render_image(image: ImageSpec, matrix: Matrix) -> dict[str, str]:
@@ -103,7 +101,7 @@ def dockerfile(image: ImageSpec, matrix: Matrix,
             "",
             "FROM os",
             "# The venv every layer installs into (pip comes from the lock like the rest).",
-            _run_with_uv(f"UV_PYTHON_DOWNLOADS=never {MOUNTS}/uv/uv venv --python /usr/bin/python3"
+            _run_with_uv(f"UV_PYTHON_DOWNLOADS=never UV_NO_CACHE=1 {MOUNTS}/uv/uv venv --python /usr/bin/python3"
                          f" {VENV} && PYTHONHASHSEED=0 /usr/bin/python3 {MOUNTS}/finish-layer.py"
                          f" {EPOCH} /dev/null"),
         ]
@@ -127,7 +125,7 @@ def dockerfile(image: ImageSpec, matrix: Matrix,
     parts += _install_steps(image, groups)
     parts += _environment(image, layer.env, root=root)
     parts += _labels(image, matrix)
-    parts.append(f"USER {RUNTIME_UID}")
+    parts.append(f"USER {RUNTIME_USER_SPEC}")
     if root:
         parts += [f"WORKDIR /home/{RUNTIME_USER}", 'CMD ["python"]']
     return "\n".join(parts).rstrip() + "\n"
@@ -258,7 +256,7 @@ def _labels(image: ImageSpec, matrix: Matrix) -> list[str]:
         f"LABEL {body}",
         "# Set by torchstack to the sha256 of everything that determines this image.",
         'ARG TORCHSTACK_INPUT_HASH=""',
-        f"LABEL {LABEL_PREFIX}.input-hash=$TORCHSTACK_INPUT_HASH",
+        f"LABEL {HASH_LABEL}=$TORCHSTACK_INPUT_HASH",
     ]
 
 

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from torchstack.run_checks import ImageCheck
+from torchstack.imagecheck import ImageCheck
 
 # Metrics worth a column in summary.md: (check id, metric name, column title).
 HEADLINE_METRICS = (

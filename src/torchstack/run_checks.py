@@ -10,42 +10,24 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import checks
 from checks.result import Report, ReportError, parse_report
 from torchstack.docker_backend import ContainerRun, DockerBackend
+from torchstack.errors import CheckError, EngineError
 from torchstack.expect import expect_for
+from torchstack.imagecheck import GpuMode, ImageCheck, level_of, suite_version
 from torchstack.model import CheckLevel, ImageSpec, Matrix
+from torchstack.names import CHECKS_ROOT, EXPECT_DIR, EXPECT_FILE
 
-GpuMode = Literal["required", "auto", "off"]
-CHECKS_MOUNT = "/opt/torchstack/checks"
-EXPECT_MOUNT = "/opt/torchstack/expect"
 STDERR_TAIL = 25
 
-
-@dataclass(frozen=True)
-class ImageCheck:
-    spec: ImageSpec
-    docker_id: str | None
-    input_hash: str | None
-    status: Literal["pass", "fail", "error", "not-built", "cached"]
-    message: str
-    report: dict[str, Any] | None  # the suite's JSON document, as written to report.json
-    duration_s: float
-    level: CheckLevel
-    # The same document read into the suite's own types (checks.result), when it parsed.
-    suite: Report | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("pass", "cached")
-
-
-def suite_version() -> str:
-    return checks.SUITE_VERSION
+# ImageCheck, GpuMode, level_of and suite_version live in imagecheck.py (no Docker there).
+__all__ = ["GpuMode", "ImageCheck", "checks_package", "command_for", "interpret", "level_of",
+           "run_suite", "suite_version"]
 
 
 def checks_package() -> Path:
@@ -53,34 +35,37 @@ def checks_package() -> Path:
     return Path(checks.__file__).resolve().parent
 
 
-def level_of(gpu_mode: GpuMode) -> CheckLevel:
-    """Only the full suite with a GPU required earns the `gpu` level."""
-    return "gpu" if gpu_mode == "required" else "cpu"
-
-
 def command_for(gpu_mode: GpuMode) -> list[str]:
     return ["python", "-m", "checks", "--json", "--gpu", gpu_mode,
-            "--expect", f"{EXPECT_MOUNT}/expect.json"]
+            "--expect", f"{EXPECT_DIR}/{EXPECT_FILE}"]
 
 
 def run_suite(backend: DockerBackend, matrix: Matrix, spec: ImageSpec, docker_id: str,
               input_hash: str, gpu_mode: GpuMode, workdir: Path) -> ImageCheck:
     expect_dir = workdir / spec.id
     expect_dir.mkdir(parents=True, exist_ok=True)
-    (expect_dir / "expect.json").write_text(json.dumps(expect_for(spec, matrix), indent=2))
+    (expect_dir / EXPECT_FILE).write_text(json.dumps(expect_for(spec, matrix), indent=2))
     started = time.monotonic()
-    run = backend.run_container(
+    try:
+        run = _run(backend, matrix, docker_id, gpu_mode, expect_dir)
+    except EngineError as exc:  # the stage's failure: exit 5, as any check that cannot run
+        raise CheckError(exc.message, tip=exc.tip) from None
+    elapsed = time.monotonic() - started
+    (expect_dir / "stderr.log").write_text(run.stderr)
+    return interpret(spec, docker_id, input_hash, run, elapsed, level_of(gpu_mode))
+
+
+def _run(backend: DockerBackend, matrix: Matrix, docker_id: str, gpu_mode: GpuMode,
+         expect_dir: Path) -> ContainerRun:
+    return backend.run_container(
         docker_id,
         command_for(gpu_mode),
-        mounts={str(checks_package()): f"{CHECKS_MOUNT}/checks", str(expect_dir): EXPECT_MOUNT},
-        env={"PYTHONPATH": CHECKS_MOUNT},
+        mounts={str(checks_package()): f"{CHECKS_ROOT}/checks", str(expect_dir): EXPECT_DIR},
+        env={"PYTHONPATH": CHECKS_ROOT},
         shm_size=str(matrix.run_options["shm_size"]),
         gpus=gpu_mode == "required" or (gpu_mode == "auto" and backend.can_give_gpus()),
         timeout_s=float(matrix.run_options["timeout_s"]),
     )
-    elapsed = time.monotonic() - started
-    (expect_dir / "stderr.log").write_text(run.stderr)
-    return interpret(spec, docker_id, input_hash, run, elapsed, level_of(gpu_mode))
 
 
 def interpret(spec: ImageSpec, docker_id: str, input_hash: str, run: ContainerRun,

@@ -9,8 +9,8 @@ from typing import Any
 
 from torchstack.bake import bake_file, to_json
 from torchstack.matrix import load_matrix
-from torchstack.plan import make_plan
 from torchstack.render import SECRET_IDS
+from torchstack.resolve import resolve
 
 REPO = Path(__file__).resolve().parents[2]
 # The `target.*` attributes the reference documents.
@@ -25,8 +25,7 @@ SECRET_KEYS = {"type", "id", "src", "env"}  # util/buildflags/secrets.go
 
 def document() -> dict[str, Any]:
     matrix = load_matrix(REPO / "matrix.yaml")
-    plan = make_plan(matrix, [], everything=True)
-    text = to_json(bake_file(plan, matrix, "registry.example/staging",
+    text = to_json(bake_file(resolve(matrix, everything=True), "registry.example/staging",
                              [i.id for i in matrix.select([])]))
     parsed: dict[str, Any] = json.loads(text)
     return parsed

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import docker.errors
+import docker
 import pytest
 
-from torchstack.errors import ConfigError, Interrupted, PromoteError
+from torchstack.docker_backend import DockerBackend
+from torchstack.errors import ConfigError, EngineError, Interrupted, PromoteError
 from torchstack.promote import Journal, Promoter
 from torchstack.registry import RemoteImage
 from torchstack.signals import deferred_signals
@@ -209,13 +213,51 @@ def test_a_journal_behind_a_symlink_out_of_the_project_is_not_written(tmp_path: 
     assert list(elsewhere.iterdir()) == []
 
 
-def test_a_daemon_refusing_a_tag_is_a_promote_error(tmp_path: Path) -> None:
-    class RefusingTags(FakeTags):
-        def tag(self, image: str, ref: str) -> None:
-            raise docker.errors.APIError("500 Server Error", explanation="no space left")
+class RefusingEngine(BaseHTTPRequestHandler):
+    """A Docker Engine API that refuses every tag with a 500, as a full disk makes it."""
 
+    def do_POST(self) -> None:
+        body = json.dumps({"message": "no space left on device"}).encode()
+        self.send_response(500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+# conftest.py blocks Docker clients so that no unit test reaches the real daemon; this one talks
+# to the stand-in server below only, so it takes the client's own constructor back.
+_CLIENT_INIT = docker.APIClient.__init__
+
+
+@pytest.fixture
+def refusing_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[DockerBackend]:
+    monkeypatch.setattr(docker.APIClient, "__init__", _CLIENT_INIT)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusingEngine)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    api = docker.APIClient(base_url=f"tcp://127.0.0.1:{server.server_port}", version="1.41")
+    try:
+        yield DockerBackend(api)
+    finally:
+        api.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_backend_raises_its_own_error_when_the_daemon_refuses_a_tag(
+        refusing_engine: DockerBackend) -> None:
+    with pytest.raises(EngineError, match=r"docker tag sha256:cccc.* repo:1.0 failed: .*no space"):
+        refusing_engine.tag(IMAGE, "repo:1.0")
+
+
+def test_a_daemon_refusing_a_tag_is_a_promote_error(tmp_path: Path,
+                                                    refusing_engine: DockerBackend) -> None:
     journal = Journal(tmp_path / "journal.json")
-    promoter = Promoter(RefusingTags(), journal, push=False, on_event=lambda _: None)  # type: ignore[arg-type]
-    with pytest.raises(PromoteError, match=r"docker tag .* failed: no space left") as caught:
+    promoter = Promoter(refusing_engine, journal, push=False, on_event=lambda _: None)
+    with pytest.raises(PromoteError, match=r"docker tag .* failed: .*no space left") as caught:
         promoter.promote(decision("repo:1.0"), IMAGE)
     assert caught.value.exit_code == 6

@@ -9,7 +9,7 @@ from typing import Any
 from torchstack.bake import bake_file, to_json
 from torchstack.commands.common import add_selection, matrix_of, push_repository
 from torchstack.errors import ConfigError
-from torchstack.plan import make_plan
+from torchstack.resolve import resolve
 
 
 def register(sub: Any) -> None:
@@ -27,14 +27,14 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
-    plan = make_plan(matrix, args.globs, everything=args.everything)
+    resolved = resolve(matrix, args.globs, everything=args.everything)  # no Docker Engine
     default_ids = [i.id for i in matrix.select(args.globs)]
-    text = to_json(bake_file(plan, matrix, push_repository(matrix), default_ids))
+    text = to_json(bake_file(resolved, push_repository(matrix), default_ids))
     if args.out is None:
         print(text, end="")
         return 0
     _write_out(args.out, text)
-    targets = len(plan.images)
+    targets = len(resolved.states)
     print(f"wrote {args.out} ({targets} targets); build with: docker buildx bake -f {args.out}")
     return 0
 

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from torchstack.build import find_built_with_hash
+from torchstack import api
 from torchstack.commands.common import add_selection, matrix_of
-from torchstack.docker_backend import DockerBackend
-from torchstack.errors import CheckError
-from torchstack.records import RecordStore, new_record
-from torchstack.report import write_reports
-from torchstack.run_checks import ImageCheck, level_of, run_suite, suite_version
-from torchstack.runs import create_run
+from torchstack.imagecheck import ImageCheck
+from torchstack.resolve import ImageState
 
 
 def register(sub: Any) -> None:
@@ -31,62 +25,19 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
-    images = matrix.select(args.globs, everything=args.everything)
-    backend = DockerBackend.connect()
-    store = RecordStore.for_matrix(matrix)
-    level = level_of(args.gpu)
-    run_dir = create_run(matrix.root)
-    results: list[ImageCheck] = []
-    memo: dict[str, str | None] = {}
-    for spec in images:
-        built = find_built_with_hash(backend, matrix, spec, memo)
-        if built is None:
-            results.append(ImageCheck(spec, None, None, "not-built",
-                                      "no image matches the current matrix; run `torchstack"
-                                      " build` first", None, 0.0, level))
-            _say(results[-1])
-            continue
-        docker_id, input_hash = built
-        record = store.verdict(docker_id, input_hash, suite_version(), level)
-        if record is not None and record.satisfies(level) and not args.force:
-            previous = run_dir.path.parent / record.report
-            results.append(ImageCheck(spec, docker_id, input_hash, "cached",
-                                      f"passed {record.level} checks in run"
-                                      f" {previous.parent.name}; --force checks again",
-                                      _previous_suite(previous, spec.id), 0.0, record.level))
-            _say(results[-1])
-            continue
-        print(f"check {spec.id} ({docker_id[:19]}) --gpu {args.gpu} ...", flush=True)
-        result = run_suite(backend, matrix, spec, docker_id, input_hash, args.gpu,
-                           run_dir.path / "expect")
-        results.append(result)
-        store.add(new_record(
-            image_id=spec.id, docker_id=docker_id, input_hash=input_hash,
-            suite_version=suite_version(), level=level, passed=result.ok,
-            facts=(result.report or {}).get("facts", {}),
-            summary=(result.report or {}).get("summary", {}),
-            report=f"{run_dir.name}/report.json",
-        ))
-        _say(result)
-    for path in write_reports(run_dir.path, results):
+
+    def starting(state: ImageState) -> None:
+        print(f"check {state.id} ({str(state.local_image_id)[:19]}) --gpu {args.gpu} ...",
+              flush=True)
+
+    outcome = api.check(matrix, args.globs, everything=args.everything, gpu=args.gpu,
+                        force=args.force, on_start=starting, on_result=_say)
+    for path in outcome.reports:
         print(f"wrote {path.relative_to(matrix.root)}")
-    failed = [r for r in results if not r.ok]
-    if failed:
-        raise CheckError(
-            f"{len(failed)} of {len(results)} images did not pass: "
-            + ", ".join(f"{r.spec.id} ({r.status})" for r in failed),
-            tip=f"see {run_dir.path.relative_to(matrix.root)}/summary.md and report.json",
-        )
+    error = outcome.error(matrix.root)
+    if error is not None:
+        raise error
     return 0
-
-
-def _previous_suite(report_path: Path, image_id: str) -> dict[str, Any] | None:
-    """The suite's document from the run that passed, so reports still show its figures."""
-    try:
-        images = json.loads(report_path.read_text(encoding="utf-8"))["images"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return next((i.get("suite") for i in images if i.get("id") == image_id), None)
 
 
 def _say(result: ImageCheck) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
+from collections.abc import Callable
+from typing import TypeVar
 
-from torchstack import kinds
 from torchstack.errors import ConfigError
 from torchstack.matrix import load_matrix
 from torchstack.model import Matrix
+from torchstack.resolve import push_repository
+
+__all__ = ["add_selection", "flag_type", "matrix_of", "push_repository"]
+T = TypeVar("T")
 
 
 def add_selection(parser: argparse.ArgumentParser) -> None:
@@ -22,11 +26,11 @@ def matrix_of(args: argparse.Namespace) -> Matrix:
     return load_matrix(args.matrix)
 
 
-def push_repository(matrix: Matrix) -> str:
-    """Where candidates and releases go: $TORCHSTACK_REGISTRY, else matrix.yaml's registry.push."""
-    repository = os.environ.get("TORCHSTACK_REGISTRY") or matrix.push_repository
-    problem = kinds.repository_problem(repository)
-    if problem:  # matrix.yaml's was checked when loaded: this is the environment's
-        raise ConfigError(f"TORCHSTACK_REGISTRY={repository!r} {problem}",
-                          tip="e.g. TORCHSTACK_REGISTRY=127.0.0.1:5000/torchstack")
-    return repository
+def flag_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """argparse reports ArgumentTypeError as a usage error (exit 2); ConfigError would escape."""
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(f"{exc.message}\ntip: {exc.tip}") from None
+    return convert

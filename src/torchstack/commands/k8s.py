@@ -7,13 +7,12 @@ Each Job runs its image pinned by digest: the candidate tag's digest in the push
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from torchstack import api
 from torchstack.candidates import parse_pinned, resolve_candidate
-from torchstack.commands.common import add_selection, matrix_of, push_repository
-from torchstack.docker_backend import DockerBackend
+from torchstack.commands.common import add_selection, flag_type, matrix_of, push_repository
 from torchstack.errors import ConfigError
 from torchstack.k8s import (
     ClusterOptions,
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         node_selector=tuple(args.node_selector), tolerations=tuple(args.toleration),
         cpu=args.cpu, memory=args.memory, shm_size=args.shm_size,
     )
-    pinned = _pinned_images(matrix, images, args.image_ref)
+    pinned = _pinned_images(matrix, args, images)
     rendered = {i.id: to_yaml(render_manifests(i, matrix, pinned[i.id], options))
                 for i in images}
     if args.out is None:
@@ -92,31 +91,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pinned_images(matrix: Matrix, images: list[ImageSpec],
-                   image_ref: str | None) -> dict[str, str]:
+def _pinned_images(matrix: Matrix, args: argparse.Namespace,
+                   images: list[ImageSpec]) -> dict[str, str]:
     """image id -> `repo@sha256:…` to run; the candidates' digests come from the registry."""
-    if image_ref is not None:
-        return {images[0].id: image_ref}
+    if args.image_ref is not None:
+        return {images[0].id: args.image_ref}
     repository = push_repository(matrix)
-    backend = DockerBackend.connect()
-    try:
-        return {spec.id: resolve_candidate(backend, matrix, spec, repository).pinned
-                for spec in images}
-    finally:
-        backend.close()
-
-
-T = TypeVar("T")
-
-
-def flag_type(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """argparse reports ArgumentTypeError as a usage error (exit 2); ConfigError would escape."""
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(f"{exc.message}\ntip: {exc.tip}") from None
-    return convert
+    resolved = api.resolve(matrix, args.globs, everything=args.everything, docker=True,
+                           repository=repository)
+    return {s.id: resolve_candidate(s, matrix, repository).pinned for s in resolved.requested}
 
 
 def _pinned_ref(text: str) -> str:

@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from torchstack.commands.common import add_selection, matrix_of
-from torchstack.plan import BuildPlan, make_plan, plan_rows
+from torchstack.plan import BuildPlan
+from torchstack.resolve import plan_json, resolve
 
 COLUMNS = ("id", "parent", "flavor", "torch", "cuda", "python", "index", "tags")
 
@@ -16,7 +17,9 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("plan", help="list the images the matrix expands to")
     add_selection(parser)
     parser.add_argument("--json", action="store_true",
-                        help='print {"include": [...]}, usable as a GitHub Actions fromJSON matrix')
+                        help='print {"include": [...]}, usable as a GitHub Actions fromJSON matrix:'
+                             " per image its chain (parent, ancestors, depth), local tag, OS"
+                             " base image, flags, index, tags and layer groups")
     parser.add_argument("--layers", action="store_true",
                         help="show each image's install layers: the groups of its lock, in"
                              " build order, with their wheels' sizes (layerplan.py)")
@@ -25,13 +28,13 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
-    plan = make_plan(matrix, args.globs, everything=args.everything)
-    rows = plan_rows(plan)
+    resolved = resolve(matrix, args.globs, everything=args.everything)  # no Docker Engine
+    rows = plan_json(resolved)
     if args.json:
         print(json.dumps({"include": rows}, indent=2))
         return 0
     if args.layers:
-        print(layers_text(plan))
+        print(layers_text(resolved.plan))
         return 0
     table = [
         [r["id"], r["parent"] or "-", r["flavor"], r["torch"], r["cuda"], r["python"],

@@ -13,11 +13,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from torchstack import api
 from torchstack.candidates import resolve_candidate
-from torchstack.commands.common import matrix_of, push_repository
-from torchstack.commands.k8s import flag_type
-from torchstack.docker_backend import DockerBackend
+from torchstack.commands.common import flag_type, matrix_of, push_repository
 from torchstack.errors import CheckError, ConfigError
+from torchstack.imagecheck import ImageCheck, suite_version
 from torchstack.k8s import parse_namespace
 from torchstack.records import RecordStore
 from torchstack.report import write_reports
@@ -30,7 +30,6 @@ from torchstack.report_import import (
     spec_of,
     verify,
 )
-from torchstack.run_checks import ImageCheck, suite_version
 from torchstack.runs import create_run
 
 REPORT_LIMIT_BYTES = 64 << 20  # a report is kilobytes; refuse to read a disk image by mistake
@@ -72,11 +71,9 @@ def run(args: argparse.Namespace) -> int:
     report = imported.report
     verify(report, suite_version(), source.label)
     spec = spec_of(report, matrix, source.label)
-    backend = DockerBackend.connect()
-    try:
-        candidate = resolve_candidate(backend, matrix, spec, push_repository(matrix))
-    finally:
-        backend.close()
+    repository = push_repository(matrix)
+    state = api.resolve(matrix, [spec.id], docker=True, repository=repository).by_id()[spec.id]
+    candidate = resolve_candidate(state, matrix, repository)
     prove(report, candidate, source)
     run_dir = create_run(matrix.root)
     record = record_for(imported, candidate, source, f"{run_dir.name}/report.json")

@@ -1,0 +1,161 @@
+"""torchstack's public Python API: load, resolve, build, check, promote (docs/api.md).
+
+Each call is one stage of the flow and returns typed, frozen results; none prints (callbacks
+receive progress). The CLI verbs are thin wrappers over these. Errors are the exception family
+of torchstack.errors, each with the CLI's exit code: ConfigError (2) for a bad matrix or
+selection, DockerUnavailableError (3) when no Docker Engine answers, and BuildError,
+CheckError, PromoteError (4, 5, 6) from `BuildRun.error()`, `CheckRun.error()` and
+`PromoteRun.error()`.
+
+Calls that need the Docker Engine connect as the docker CLI would (DOCKER_HOST, ...) unless
+given a `backend`, and close what they opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torchstack.build import Builder, BuildSummary, ImageResult, Reporter
+from torchstack.buildinputs import resolve_inputs
+from torchstack.buildkit import find_cli
+from torchstack.checkrun import CheckRun, check_images
+from torchstack.docker_backend import DockerBackend
+from torchstack.errors import BuildError
+from torchstack.imagecheck import GpuMode, ImageCheck
+from torchstack.matrix import load_matrix
+from torchstack.model import Matrix
+from torchstack.records import RecordStore
+from torchstack.release import ImagePromotion, PromoteRun, journal_of, promote_images
+from torchstack.resolve import ImageState, Resolution, Resolved, plan_json, push_repository
+from torchstack.resolve import resolve as resolve_states
+from torchstack.runs import create_run
+
+__all__ = ["BuildRun", "CheckRun", "ImageCheck", "ImagePromotion", "ImageState", "PromoteRun",
+           "Resolved", "build", "check", "load", "plan", "promote", "resolve"]
+
+
+def load(path: Path | str = "matrix.yaml") -> Matrix:
+    """The validated matrix (layers/ and images/ sit beside the file); ConfigError if wrong."""
+    return load_matrix(Path(path))
+
+
+def plan(matrix: Matrix, globs: Iterable[str] = (), *,
+         everything: bool = False) -> list[dict[str, Any]]:
+    """The rows of `torchstack plan --json`: no Docker Engine needed."""
+    return plan_json(resolve(matrix, globs, everything=everything))
+
+
+def resolve(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False,
+            docker: bool = False, backend: DockerBackend | None = None,
+            repository: str | None = None) -> Resolved:
+    """The selected images (and their ancestors) as ImageStates.
+
+    Without `docker` (or a `backend`) nothing asks the Engine: states carry no image IDs.
+    """
+    if backend is None and not docker:
+        return resolve_states(matrix, globs, everything=everything, repository=repository)
+    resolution = _selected(matrix, globs, everything)
+    with _engine(backend) as engine:
+        return resolve_states(matrix, globs, everything=everything, backend=engine,
+                              repository=repository, resolution=resolution)
+
+
+@dataclass(frozen=True)
+class BuildRun:
+    summary: BuildSummary  # per image: built, cached, failed or skipped, and why
+    resolved: Resolved  # the states updated with what the build produced
+
+    @property
+    def failed(self) -> list[ImageResult]:
+        return self.summary.failed
+
+    def error(self) -> BuildError | None:
+        """What the CLI exits with (4) when an image failed to build."""
+        if not self.failed:
+            return None
+        failed = "; ".join(f"{r.id} ({r.failed_step or r.reason})" for r in self.failed)
+        return BuildError(f"{len(self.failed)} of {len(self.summary.results)} images failed to"
+                          f" build: {failed}",
+                          tip=f"see the failures above; full logs in {self.summary.run.path}")
+
+
+class _Quiet:
+    """A build reporter that shows nothing (the API's default)."""
+
+    def begin(self, results: list[ImageResult]) -> None: ...
+    def update(self, result: ImageResult) -> None: ...
+    def line(self, result: ImageResult, text: str) -> None: ...
+    def end(self, summary: BuildSummary) -> None: ...
+
+
+def build(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False,
+          ca_bundle: Path | None = None, indexes: Iterable[str] = (),
+          reporter: Reporter | None = None, backend: DockerBackend | None = None,
+          environ: Mapping[str, str] = os.environ) -> BuildRun:
+    """Build the selected images and their missing ancestors, parents first (BuildKit)."""
+    resolution = Resolution(matrix)
+    resolved = resolve_states(matrix, globs, everything=everything, resolution=resolution)
+    inputs = resolve_inputs(ca_bundle, list(indexes), environ)
+    with _engine(backend) as engine:
+        buildkit = find_cli(environ)
+        run = create_run(matrix.root)
+        builder = Builder(matrix, engine, buildkit, inputs, run, reporter or _Quiet(),
+                          resolution=resolution)
+        summary = builder.build(resolved.plan)
+        built = {r.id: (r.image_id, r.input_hash) for r in summary.results}
+        updated = resolved.after_build(built, RecordStore.for_matrix(matrix), engine)
+    return BuildRun(summary, updated)
+
+
+def check(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False,
+          gpu: GpuMode = "auto", force: bool = False, backend: DockerBackend | None = None,
+          on_start: Callable[[ImageState], None] = lambda state: None,
+          on_result: Callable[[ImageCheck], None] = lambda result: None) -> CheckRun:
+    """Run the check suite inside each selected, built image; records what passed."""
+    resolution = _selected(matrix, globs, everything)
+    with _engine(backend) as engine:
+        resolved = resolve_states(matrix, globs, everything=everything, backend=engine,
+                                  resolution=resolution)
+        return check_images(resolved, engine, gpu, create_run(matrix.root), force=force,
+                            on_start=on_start, on_result=on_result)
+
+
+def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False,
+            push: bool = False, repository: str | None = None,
+            backend: DockerBackend | None = None,
+            say: Callable[[str], None] = lambda line: None,
+            on_image: Callable[[ImagePromotion], None] = lambda image: None) -> PromoteRun:
+    """Tag (and with `push`, push) what passed, per the matrix's promotion policy."""
+    resolution = _selected(matrix, globs, everything)
+    repository = repository or push_repository(matrix)
+    journal_of(matrix).pending()  # a corrupt journal stops promotion before Docker is asked
+    with _engine(backend) as engine:
+        resolved = resolve_states(matrix, globs, everything=everything, backend=engine,
+                                  repository=repository, resolution=resolution)
+        return promote_images(resolved, engine, create_run(matrix.root), push=push, say=say,
+                              on_image=on_image)
+
+
+def _selected(matrix: Matrix, globs: Iterable[str], everything: bool) -> Resolution:
+    """A selection that matches nothing is refused (exit 2) before the Engine is asked."""
+    resolution = Resolution(matrix)
+    resolution.plan(globs, everything=everything)
+    return resolution
+
+
+@contextlib.contextmanager
+def _engine(backend: DockerBackend | None) -> Iterator[DockerBackend]:
+    """The given backend, or a connection opened (and closed) here."""
+    if backend is not None:
+        yield backend
+        return
+    engine = DockerBackend.connect()
+    try:
+        yield engine
+    finally:
+        engine.close()

@@ -1,0 +1,29 @@
+"""Names the host, the images, the check containers and the Jobs must agree on, each once.
+
+The rendered Dockerfiles (render.py), the check container (docker_backend.py, run_checks.py),
+the Kubernetes Job (k8s.py) and image lookup (resolve.py, staging.py) all read these.
+"""
+
+from __future__ import annotations
+
+# Labels ----------------------------------------------------------------------------------
+LABEL_PREFIX = "io.torchstack"
+HASH_LABEL = f"{LABEL_PREFIX}.input-hash"  # what an image was built from (plan.input_hash)
+CHAIN_LABEL = f"{LABEL_PREFIX}.chain-hash"  # what bake stages an image under (staging.py)
+ROLE_LABEL = f"{LABEL_PREFIX}.role"  # on check containers: `check`
+K8S_IMAGE_LABEL = f"{LABEL_PREFIX}/image-id"  # Kubernetes label keys take a `prefix/` form
+
+# The images' runtime user ------------------------------------------------------------------
+RUNTIME_USER = "ml"
+RUNTIME_UID = 1000  # numeric, so Kubernetes runAsNonRoot can verify it
+RUNTIME_USER_SPEC = f"{RUNTIME_UID}:{RUNTIME_UID}"  # Dockerfile USER and `docker run --user`
+
+# Where the suite sits inside a check container or pod ----------------------------------------
+CHECKS_ROOT = "/opt/torchstack/checks"  # on PYTHONPATH; the package is CHECKS_ROOT/checks
+EXPECT_DIR = "/opt/torchstack/expect"
+EXPECT_FILE = "expect.json"
+
+# Sizes and limits of a check run -------------------------------------------------------------
+DEFAULT_SHM_SIZE = "2g"  # matrix.yaml checks.shm_size when unset (Docker's spelling)
+DEFAULT_TIMEOUT_S = 900  # matrix.yaml checks.timeout_s when unset
+TMP_SIZE_GIB = 4  # the writable /tmp of a check container or pod (the root is read-only)
