@@ -100,12 +100,15 @@ def test_a_registry_outage_fails_with_exit_6_and_moves_no_tag(
 def test_a_transient_outage_is_retried_with_backoff(
         fixture_copy: Path, docker_api: Any, capsys: Any, registry: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    proxy = RegistryProxy(delay_s=1.0)  # refuses connections for a second, then forwards
+    port = free_port()
     name = f"torchstack-it-{uuid.uuid4().hex[:12]}"
-    monkeypatch.setenv("TORCHSTACK_REGISTRY", f"{proxy.host}/{name}")
+    monkeypatch.setenv("TORCHSTACK_REGISTRY", f"127.0.0.1:{port}/{name}")
     monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.5)
     docker_id, input_hash = built(docker_api, fixture_copy, ALPHA)
     write_record(fixture_copy, ALPHA, docker_id, input_hash, "cpu")
+    # Started last, so that its second of refused connections falls on the first push
+    # (promote's own work before it takes well under a second).
+    proxy = RegistryProxy(delay_s=1.0, port=port)
     try:
         code, output = run_cli(capsys, fixture_copy, "promote", ALPHA, "--push")
     finally:
