@@ -62,21 +62,28 @@ def bootstrap(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def build(session: nox.Session) -> None:
-    """Build the selected images (default group), run the CPU-safe checks, promote."""
+    """Build the selected images (default group), run the CPU-safe checks, promote.
+
+    `nox -s build -- [GLOB...] [build: OPTION...] [check: OPTION...] [promote: OPTION...]`,
+    e.g. `nox -s build -- 'torch2.9.1-cu128-*' build: --no-progress promote: --push`.
+    """
     session.install("-e", ".")
-    selection, build_options, promote_options = _split(session.posargs)
-    session.run("torchstack", "build", *selection, *build_options)
-    session.run("torchstack", "check", "--gpu", "auto", *selection)
-    session.run("torchstack", "promote", *selection, *promote_options)
+    selection, options = _split(session, ("build", "check", "promote"))
+    session.run("torchstack", "build", *selection, *options["build"])
+    session.run("torchstack", "check", "--gpu", "auto", *selection, *options["check"])
+    session.run("torchstack", "promote", *selection, *options["promote"])
 
 
 @nox.session(python=PYTHON)
 def gpu_smoke(session: nox.Session) -> None:
-    """On a GPU runner: the full check suite with --gpu required, then promote."""
+    """On a GPU runner: the full check suite with --gpu required, then promote.
+
+    `nox -s gpu_smoke -- [GLOB...] [check: OPTION...] [promote: OPTION...]`.
+    """
     session.install("-e", ".")
-    selection, _, promote_options = _split(session.posargs)
-    session.run("torchstack", "check", "--gpu", "required", *selection)
-    session.run("torchstack", "promote", *selection, *promote_options)
+    selection, options = _split(session, ("check", "promote"))
+    session.run("torchstack", "check", "--gpu", "required", *selection, *options["check"])
+    session.run("torchstack", "promote", *selection, *options["promote"])
 
 
 # The benchmarks of the BuildKit and layer-plan issues, in order (`nox -s bench -- NAME...`
@@ -93,25 +100,21 @@ def bench(session: nox.Session) -> None:
         session.run("python", f"bench/{name.removesuffix('.py')}.py", env={"PYTHONPATH": "src:."})
 
 
-# Options after `--` that belong to one verb only; everything else is an image selection.
-BUILD_OPTIONS = {"--ca-bundle": 1, "--index": 1, "--no-progress": 0}
-PROMOTE_OPTIONS = {"--push": 0}
+def _split(session: nox.Session, verbs: tuple[str, ...]) -> tuple[list[str], dict[str, list[str]]]:
+    """`GLOB... [VERB: OPTION...]...` -> (the selection, each verb's options).
 
-
-def _split(posargs: list[str]) -> tuple[list[str], list[str], list[str]]:
-    """Split `nox -s build -- ...` into (globs and --all, build options, promote options)."""
+    The selection (image globs, --all) goes to every verb; a word `VERB:` starts the options of
+    that verb, passed to it as they are: torchstack's own parser reads them, nox lists no flag.
+    """
     selection: list[str] = []
-    build_options: list[str] = []
-    promote_options: list[str] = []
-    args = iter(posargs)
-    for arg in args:
-        name = arg.split("=", 1)[0]
-        if name in BUILD_OPTIONS or name in PROMOTE_OPTIONS:
-            target = build_options if name in BUILD_OPTIONS else promote_options
-            target.append(arg)
-            takes_value = {**BUILD_OPTIONS, **PROMOTE_OPTIONS}[name] and "=" not in arg
-            if takes_value:
-                target.append(next(args, ""))
+    options: dict[str, list[str]] = {verb: [] for verb in verbs}
+    target = selection
+    for arg in session.posargs:
+        if arg.endswith(":") and not arg.startswith("-"):
+            if arg[:-1] not in options:
+                session.error(f"{arg!r}: this session runs {', '.join(verbs)};"
+                              f" name one of them, e.g. `{verbs[-1]}: --push`")
+            target = options[arg[:-1]]
         else:
-            selection.append(arg)
-    return selection, build_options, promote_options
+            target.append(arg)
+    return selection, options
