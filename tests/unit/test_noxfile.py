@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@functools.cache  # nox registers sessions on import: load the file once
 def noxfile() -> ModuleType:
     spec = importlib.util.spec_from_file_location("noxfile_under_test", REPO / "noxfile.py")
     assert spec is not None and spec.loader is not None
