@@ -12,6 +12,7 @@ import importlib.util
 import os
 import py_compile
 import re
+import stat
 import sys
 import sysconfig
 
@@ -68,11 +69,20 @@ def fix(path, epoch):
         os.utime(path, ns=(epoch * 1_000_000_000,) * 2, follow_symlinks=False)
 
 
+def not_writable_by_others(path):
+    """uv creates the venv's .lock world-writable; nothing in the venv may be (hygiene)."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISREG(mode) and mode & 0o002:
+        os.chmod(path, stat.S_IMODE(mode) & ~0o002)
+
+
 def fix_times(epoch):
     for top, dirs, files in os.walk(VENV):
+        for name in files:
+            not_writable_by_others(os.path.join(top, name))
         for name in files + dirs:
             fix(os.path.join(top, name), epoch)
-    for path in (VENV, *SHALLOW):
+    for path in (VENV, *SHALLOW):  # /tmp keeps its mode: only its time is pinned
         if os.path.isdir(path):
             fix(path, epoch)
 

@@ -101,9 +101,9 @@ def dockerfile(image: ImageSpec, matrix: Matrix,
             "",
             "FROM os",
             "# The venv every layer installs into (pip comes from the lock like the rest).",
-            _run_with_uv(f"UV_PYTHON_DOWNLOADS=never UV_NO_CACHE=1 {MOUNTS}/uv/uv venv --python /usr/bin/python3"
-                         f" {VENV} && PYTHONHASHSEED=0 /usr/bin/python3 {MOUNTS}/finish-layer.py"
-                         f" {EPOCH} /dev/null"),
+            _run_with_uv(f"UV_PYTHON_DOWNLOADS=never UV_NO_CACHE=1 {MOUNTS}/uv/uv venv"
+                         f" --python /usr/bin/python3 {VENV} && PYTHONHASHSEED=0 /usr/bin/python3"
+                         f" {MOUNTS}/finish-layer.py {EPOCH} /dev/null"),
         ]
     else:
         parts += [
