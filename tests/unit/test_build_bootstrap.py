@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import subprocess
 from pathlib import Path
 
@@ -53,7 +55,7 @@ def fake_debootstrap(commands: list[list[str]]) -> bootstrap_module.Runner:
 
 def test_bootstrap_runs_debootstrap_minbase_and_imports_under_the_matrix_name(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bootstrap_module.shutil, "which", lambda _name: "/usr/sbin/debootstrap")
+    monkeypatch.setattr(shutil, "which", lambda _name: "/usr/sbin/debootstrap")
     commands: list[list[str]] = []
     backend = Backend()
     result = bootstrap(backend, BOOKWORM, runner=fake_debootstrap(commands))  # type: ignore[arg-type]
@@ -70,7 +72,7 @@ def test_bootstrap_runs_debootstrap_minbase_and_imports_under_the_matrix_name(
 
 
 def test_an_existing_image_is_kept_unless_forced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bootstrap_module.shutil, "which", lambda _name: "/usr/sbin/debootstrap")
+    monkeypatch.setattr(shutil, "which", lambda _name: "/usr/sbin/debootstrap")
     commands: list[list[str]] = []
     backend = Backend(existing="sha256:old")
     kept = bootstrap(backend, BOOKWORM, runner=fake_debootstrap(commands))  # type: ignore[arg-type]
@@ -82,7 +84,7 @@ def test_an_existing_image_is_kept_unless_forced(monkeypatch: pytest.MonkeyPatch
 
 def test_missing_debootstrap_and_missing_bootstrap_entry_are_clear_errors(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bootstrap_module.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(BuildError, match="debootstrap is not installed") as error:
         bootstrap(Backend(), BOOKWORM)  # type: ignore[arg-type]
     assert "apt-get install debootstrap" in str(error.value.tip)
@@ -91,7 +93,7 @@ def test_missing_debootstrap_and_missing_bootstrap_entry_are_clear_errors(
 
 
 def test_a_failing_debootstrap_reports_its_log(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bootstrap_module.shutil, "which", lambda _name: "/usr/sbin/debootstrap")
+    monkeypatch.setattr(shutil, "which", lambda _name: "/usr/sbin/debootstrap")
 
     def failing(command: list[str], log: Path) -> None:
         log.write_text("I: Retrieving InRelease\nE: Failed getting release file\n")

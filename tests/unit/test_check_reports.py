@@ -45,9 +45,11 @@ def test_junit_has_one_case_per_check_with_failures_and_skips(results: list[Imag
     assert [c.get("name") for c in base_cases] == ["versions", "cuda", "matmul"]
     assert base_cases[1].find("skipped") is not None
     vision_cases = {c.get("name"): c for c in suites[1].findall("testcase")}
-    assert vision_cases["shm"].find("failure").get("message") == "shm said fail"
+    failure = vision_cases["shm"].find("failure")
+    assert failure is not None and failure.get("message") == "shm said fail"
     assert vision_cases["vision"].find("error") is not None
-    assert suites[2].find("testcase/error").text == "run torchstack build first"
+    error = suites[2].find("testcase/error")
+    assert error is not None and error.text == "run torchstack build first"
 
 
 def test_summary_is_an_image_by_check_table_with_figures(results: list[ImageCheck]) -> None:

@@ -123,7 +123,10 @@ def test_every_row_cites_known_sources(raw: dict[str, Any]) -> None:
     assert all(text.strip() for text in raw["sources"].values())
 
 
-@pytest.mark.parametrize("series", sorted(FACTS, key=version_key))
+SERIES: list[str] = sorted(FACTS, key=version_key)
+
+
+@pytest.mark.parametrize("series", SERIES)
 def test_series_agree_with_the_facts(series: str, raw: dict[str, Any]) -> None:
     variants, experimental, default, python, cudnn, nccl, triton = FACTS[series]
     releases = [r for r in load_compat().releases.values() if r.series == series]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from torchstack.matrix import load_matrix
-from torchstack.render import dockerfile
+from torchstack.render import render_image
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((REPO / "images").glob("*/Dockerfile"))
@@ -60,7 +60,7 @@ def test_hadolint_is_clean_on_a_fresh_render(tmp_path: Path) -> None:
     for image in matrix.images:
         path = tmp_path / image.id / "Dockerfile"
         path.parent.mkdir()
-        path.write_text(dockerfile(image, matrix), encoding="utf-8")
+        path.write_text(render_image(image, matrix)["Dockerfile"], encoding="utf-8")
         assert lint(binary, path) == [], image.id
 
 

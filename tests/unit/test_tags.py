@@ -49,7 +49,7 @@ def test_gpu_pass_gives_release_tag_and_aliases_from_facts(matrix: Matrix) -> No
 def test_non_default_image_gets_no_latest(matrix: Matrix) -> None:
     image = spec(matrix, "torch2.9.1-cu126-py3.11-base")
     facts = {"torch": "2.9.1+cu126", "cuda": "12.6"}
-    decision = decide(image, matrix, REPOSITORY, HASH, record(**facts), "gpu")
+    decision = decide(image, matrix, REPOSITORY, HASH, record("gpu", True, **facts), "gpu")
     assert f"{REPOSITORY}:latest" not in decision.releases
     assert decision.releases[0] == f"{REPOSITORY}:2.9.1-cuda12.6-cudnn9-py3.11-base"
 
