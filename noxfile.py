@@ -6,6 +6,8 @@ the promotion policy allows; `nox -s gpu_smoke` runs the full suite on a GPU run
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
@@ -13,6 +15,8 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
 
 PYTHON = "3.11"
+# The two-image matrix the CI bake job builds with buildx (.github/workflows/ci.yml).
+BAKE_FIXTURE = "tests/fixtures/bake"
 # The host's CPU build of torch, for the checks suite's unit tests (lies on disk on CI machines).
 TORCH_CPU = "torch==2.13.0"
 # The workflow audit; its findings change between releases, so the version is pinned.
@@ -36,13 +40,17 @@ def unit(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff, mypy --strict, zizmor on the workflows, and hadolint on every rendered Dockerfile."""
-    session.install("-e", ".[lint,test]", ZIZMOR)
+    # torch too: mypy reads its types for checks/ and the suite's tests.
+    session.install("-e", ".[lint,test]", ZIZMOR, TORCH_CPU)
     session.run("ruff", "check", "src", "checks", "tests", "bench", "noxfile.py")
     # GitHub Actions security audit; --offline: no GitHub API calls (and no token needed).
     session.run("zizmor", "--offline", "--quiet", ".github/workflows")
     session.run("mypy")
     session.run("python", "-m", "torchstack", "render", "--check")
-    dockerfiles = sorted(str(p) for p in __import__("pathlib").Path("images").glob("*/Dockerfile"))
+    session.run("python", "-m", "torchstack", "--matrix", f"{BAKE_FIXTURE}/matrix.yaml", "render",
+                "--check")
+    dockerfiles = sorted(str(p) for folder in ("images", f"{BAKE_FIXTURE}/images")
+                         for p in Path(folder).glob("*/Dockerfile"))
     session.run("hadolint", *dockerfiles)
 
 

@@ -57,11 +57,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _list_checks() -> str:
     rows = [f"{'id':<9} {'layers':<7} {'gpu':<7} {'timeout':>7}  summary"]
-    for spec in ALL_CHECKS:
-        rows.append(
-            f"{spec.id:<9} {','.join(spec.layers):<7} {spec.needs_gpu!s:<7} "
-            f"{spec.timeout_s:>6g}s  {spec.summary}"
-        )
+    rows += [f"{spec.id:<9} {','.join(spec.layers):<7} {spec.needs_gpu!s:<7} "
+             f"{spec.timeout_s:>6g}s  {spec.summary}" for spec in ALL_CHECKS]
     return "\n".join(rows)
 
 
@@ -70,8 +67,8 @@ def _text(report: Report) -> str:
         f"checks {report.suite_version} image={report.image_id} gpu={report.gpu_mode} "
         f"gpu_present={report.gpu_present}"
     ]
-    for r in report.results:
-        lines.append(f"{r.status.upper():<5} {r.id:<9} {r.duration_s:6.2f}s  {r.message}")
+    lines += [f"{r.status.upper():<5} {r.id:<9} {r.duration_s:6.2f}s  {r.message}"
+              for r in report.results]
     summary = report.to_dict()["summary"]
     lines.append(" ".join(f"{k}={v}" for k, v in summary.items()))
     return "\n".join(lines)

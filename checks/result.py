@@ -85,7 +85,7 @@ class CheckResult:
 
 
 def summarize(results: list[CheckResult]) -> dict[str, int]:
-    counts: dict[str, int] = {status: 0 for status in STATUSES}
+    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
     for result in results:
         counts[result.status] += 1
     return counts

@@ -8,13 +8,13 @@ paths whose mtime is not already the fixed one are touched: touching an unchange
 lower layer would copy it into this one.
 """
 
+import contextlib
 import importlib.util
 import os
 import py_compile
 import re
 import stat
 import sys
-import sysconfig
 
 VENV = "/opt/venv"
 # Directories a step may touch besides the venv; walked one level only.
@@ -57,11 +57,11 @@ def compile_all(sources):
     for source in sources:
         if not os.path.isfile(source):
             continue
-        try:
+        # A file that does not compile (a template, code for another Python) is skipped, as
+        # pip skips it.
+        with contextlib.suppress(py_compile.PyCompileError):
             py_compile.compile(source, cfile=importlib.util.cache_from_source(source),
                                dfile=source, doraise=True, invalidation_mode=mode)
-        except py_compile.PyCompileError:
-            pass  # e.g. a template or a file for another Python: pip skips those too
 
 
 def fix(path, epoch):

@@ -49,9 +49,8 @@ def stale_files(matrix: Matrix) -> list[str]:
             elif path.read_text(encoding="utf-8") != text:
                 stale.append(f"differs: {path.relative_to(matrix.root)}")
     if matrix.images_dir.is_dir() and not matrix.images_dir.is_symlink():
-        for path in _files(matrix.images_dir):
-            if path not in expected:
-                stale.append(f"extra:   {path.relative_to(matrix.root)}")
+        stale += [f"extra:   {path.relative_to(matrix.root)}"
+                  for path in _files(matrix.images_dir) if path not in expected]
     return stale
 
 

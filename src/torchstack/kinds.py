@@ -78,7 +78,7 @@ def placeholder_problem(text: str, allowed: set[str] | frozenset[str]) -> str | 
     if unknown:
         return f"has the unknown placeholder {{{unknown[0]}}}; it may use {allowed_text}"
     try:
-        text.format(**{f: "x" for f in allowed})
+        text.format(**dict.fromkeys(allowed, "x"))
     except (ValueError, KeyError, IndexError, AttributeError) as exc:
         return f"has a malformed placeholder ({exc})"
     return None

@@ -101,12 +101,9 @@ class LockOutcome:
 def images_to_lock(matrix: Matrix, selected: list[ImageSpec]) -> list[ImageSpec]:
     """The selection plus the ancestors whose lock is missing or stale, parents first."""
     chosen = {s.id for s in selected}
-    result = []
-    for spec in matrix.with_ancestors(selected):
-        # A stale ancestor would make its children stale again at once: lock it first.
-        if spec.id in chosen or lock_status(matrix, spec) != "fresh":
-            result.append(spec)
-    return result
+    # A stale ancestor would make its children stale again at once: lock it first.
+    return [spec for spec in matrix.with_ancestors(selected)
+            if spec.id in chosen or lock_status(matrix, spec) != "fresh"]
 
 
 def lock_images(matrix: Matrix, images: list[ImageSpec], request: LockRequest, uv: Uv,

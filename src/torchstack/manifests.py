@@ -5,8 +5,8 @@ input hash, the checks summary and the tags given. `<id>.cdx.json`: the same pac
 CycloneDX 1.5 SBOM (cyclonedx-python-lib, the library under cyclonedx-bom).
 
 The Python packages come from the image's lock (with each wheel's sha256), after a cross-check
-against what the image's Python lists (importlib.metadata): any extra, missing or other version refuses the
-promotion. Debian packages are not locked; their exact versions are read from dpkg.
+against what the image's Python lists (importlib.metadata): any extra, missing or other version
+refuses the promotion. Debian packages are not locked; their exact versions are read from dpkg.
 """
 
 from __future__ import annotations

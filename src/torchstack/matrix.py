@@ -248,7 +248,7 @@ def _url(node: Located, schemes: tuple[str, ...],
          placeholders: set[str] | frozenset[str] = frozenset()) -> str:
     """A URL, judged as it will be used: with its placeholders filled in."""
     url = node.str()
-    filled = url.format(**{name: "x" for name in placeholders}) if placeholders else url
+    filled = url.format(**dict.fromkeys(placeholders, "x")) if placeholders else url
     problem = kinds.url_problem(filled, schemes)
     if problem:
         node.fail(f"{url!r} is not a URL: it {problem}",

@@ -101,7 +101,7 @@ class Journal:
         ensure_inside(self.root, self.path.parent)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         aside = self.path.with_name(f"{self.path.stem}.discarded-{stamp}{self.path.suffix}")
-        os.replace(self.path, aside)
+        self.path.replace(aside)
         return aside
 
     def _shown(self) -> str:

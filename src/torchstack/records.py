@@ -92,7 +92,7 @@ class RecordStore:
         fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".record-")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(rows, handle, indent=2, sort_keys=True)
-        os.replace(temp, target)
+        Path(temp).replace(target)
 
 
 def new_record(**fields: Any) -> CheckRecord:

@@ -26,10 +26,8 @@ from typing import IO, Any
 from torchstack import kinds
 from torchstack.errors import PromoteError
 
-MANIFEST_TYPES = ", ".join((
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-))
+MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json,"
+                  " application/vnd.oci.image.manifest.v1+json")
 # An image manifest is a few KiB; a token answer less. Anything larger is not one.
 MAX_BODY = 4 << 20
 

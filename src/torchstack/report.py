@@ -113,6 +113,6 @@ def write_reports(run_path: Path, results: list[ImageCheck]) -> list[Path]:
         written.append(path)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
-        with open(step_summary, "a", encoding="utf-8") as handle:
+        with Path(step_summary).open("a", encoding="utf-8") as handle:
             handle.write("## torchstack check\n\n" + files["summary.md"] + "\n")
     return written

@@ -38,7 +38,7 @@ class RunDir:
         target = self.path / name
         partial = target.with_name(f".{name}.partial")
         partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, target)
+        partial.replace(target)
         return target
 
     def read_json(self, name: str) -> Any:
@@ -70,7 +70,7 @@ def _point_latest(parent: Path, name: str) -> None:
     temporary = parent / f".{LATEST}.{os.getpid()}"
     temporary.unlink(missing_ok=True)
     temporary.symlink_to(name)
-    os.replace(temporary, link)
+    temporary.replace(link)
 
 
 def latest_run(root: Path) -> RunDir | None:

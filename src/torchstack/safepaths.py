@@ -6,7 +6,6 @@ does not go through here.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from torchstack.errors import ConfigError
@@ -37,7 +36,7 @@ def write_text(root: Path, path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.unlink(missing_ok=True)
     partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    partial.replace(path)
 
 
 def _first_link(root: Path, path: Path) -> Path | None:

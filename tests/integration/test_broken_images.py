@@ -107,8 +107,8 @@ def run_like_the_job(tag: str, image_id: str, only: str, workdir: Path) -> Repor
     expect.pop("checks")  # --only picks the checks; the layers' lists may predate them
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "expect.json").write_text(json.dumps(expect))
-    os.chmod(workdir, 0o755)
-    os.chmod(workdir / "expect.json", 0o644)
+    workdir.chmod(0o755)
+    (workdir / "expect.json").chmod(0o644)
     package = Path(checks.__file__).resolve().parent
     proc = docker(
         "run", "--rm", "--read-only", "--tmpfs", "/tmp:rw,exec,size=1g",

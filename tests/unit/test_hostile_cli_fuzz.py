@@ -55,7 +55,7 @@ def options_of(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
     found.setdefault("", [])
     found[""] = found[""] + [s for a in parser._actions for s in a.option_strings
                              if s not in ("-h", "--help")]
-    return {path: options for path, options in found.items()}
+    return dict(found)
 
 
 PARSER_OPTIONS = options_of(build_parser())

@@ -24,8 +24,8 @@ def _spec(
 def _alive(pid: int) -> bool:
     """True while the process exists and is not a zombie."""
     try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return text.rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
 
