@@ -27,7 +27,11 @@ ZIZMOR = "zizmor==1.32.0"
 def tests(session: nox.Session) -> None:
     """Unit and integration tests (needs a running Docker Engine; see scripts/start-services.sh)."""
     session.install("-e", ".[test]", TORCH_CPU)
-    session.run("pytest", *(session.posargs or ["tests"]))
+    # Line and branch coverage of the whole run (settings: [tool.coverage] in pyproject.toml);
+    # the floor is what the unit and integration run measured, less a small margin.
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "-m", "pytest", *(session.posargs or ["tests"]))
+    session.run("coverage", "report")
 
 
 @nox.session(python=PYTHON)
