@@ -119,7 +119,7 @@ def layer_files(api: Any, image_id: str, index: int) -> dict[str, Entry] | None:
         found: dict[str, Entry] = {}
         for path in [diff, *sorted(diff.rglob("*"))]:
             st = path.lstat()
-            what = (os.readlink(path) if path.is_symlink() else
+            what = (str(path.readlink()) if path.is_symlink() else
                     hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "")
             found["/" + str(path.relative_to(diff)).lstrip(".")] = (
                 st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_size, what)

@@ -16,9 +16,11 @@
    dir) and pull into the empty second Engine of the base as built (layered) and of a single-
    layer copy of the same files (`docker export` of a container of it, `docker import`ed).
 
-Prints figures and never passes or fails on them. Removes the images, the fixture, the second
-dockerd and registry with their directories, and this run's manifests in 127.0.0.1:5000 (the
-registry frees blobs only when its garbage collector runs, which needs it stopped: not done).
+Disk: the run needs about 30 GB free (second Engine, empty registry, squashed copy, the 2.9.0
+layers). Prints figures and never passes or fails on them. Removes the images, the fixture,
+the second dockerd and registry with their directories, and this run's manifests in
+127.0.0.1:5000 (the registry frees blobs only when its garbage collector runs, which needs it
+stopped: not done).
 
     PYTHONPATH=src:. python3 bench/layer_upgrade.py [--matrix matrix.yaml]
 """
@@ -350,6 +352,9 @@ def push_pull_layouts(backend: DockerBackend, engine: Any, image: str, scratch: 
             local_images.append(ref)
             pushed = push(backend, source, ref)
             remote = manifest(ref)
+            if source == squashed:  # 7.5 GB the pull below needs on a small disk
+                backend.remove_image(ref)
+                backend.remove_image(squashed)
             pulled, _ = pull(engine, ref)
             engine.remove_image(ref)
             rows.append((name, len(remote.layers), remote.layer_bytes, pushed, pulled))
