@@ -5,6 +5,7 @@ usage: fetch-uv.py VERSION SHA256 DEFAULT_INDEX_URL TARGET_DIR. The index URL (w
 credentials) and a CA bundle come from BuildKit secrets when torchstack passes them.
 """
 
+import base64
 import hashlib
 import json
 import os
@@ -34,11 +35,23 @@ def opener():
     return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
 
+def request(url, **headers):
+    """A request for `url`; user:password in it (a mirror's credentials) becomes Basic auth,
+    which urllib does not do by itself."""
+    parts = urllib.parse.urlsplit(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    if userinfo:
+        token = base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+        url = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return urllib.request.Request(url, headers=headers)
+
+
 def wheel_links(index, version):
     """(file name, absolute URL) of uv's files on the index: PEP 691 JSON, else PEP 503 HTML."""
-    request = urllib.request.Request(f"{index.rstrip('/')}/uv/", headers={
-        "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
-    with opener().open(request, timeout=60) as response:
+    page = request(f"{index.rstrip('/')}/uv/",
+                   Accept="application/vnd.pypi.simple.v1+json, text/html;q=0.1")
+    with opener().open(page, timeout=60) as response:
         body, kind, base = response.read(), response.headers.get("Content-Type", ""), response.url
     if "json" in kind:
         for item in json.loads(body)["files"]:
@@ -49,12 +62,24 @@ def wheel_links(index, version):
             yield urllib.parse.unquote(url.split("#")[0].rsplit("/", 1)[-1]), url
 
 
+def _with_auth(url, index):
+    """`url` with the index's user:password, when the index URL has them."""
+    userinfo = urllib.parse.urlsplit(index).netloc.rpartition("@")[0]
+    if not userinfo or "@" in urllib.parse.urlsplit(url).netloc:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
+
+
 def main(version, sha256, default_index, target):
     index = secret("index-url", default_index)
     wanted = [(n, u) for n, u in wheel_links(index, version)
               if n.startswith(f"uv-{version}-") and PLATFORM.search(n)]
     for name, url in wanted:
-        with opener().open(url, timeout=300) as response:
+        # Files on the index's own host get its credentials; elsewhere (a CDN) they are not sent.
+        same_host = urllib.parse.urlsplit(url).hostname == urllib.parse.urlsplit(index).hostname
+        with opener().open(request(_with_auth(url, index) if same_host else url),
+                           timeout=300) as response:
             data = response.read()
         if hashlib.sha256(data).hexdigest() != sha256:
             continue
