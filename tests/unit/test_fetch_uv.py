@@ -68,9 +68,10 @@ def mirror() -> Iterator[str]:
     server.shutdown()
 
 
-def test_a_mirror_with_credentials_serves_the_pinned_wheel(mirror: str, tmp_path: Path) -> None:
+def test_a_mirror_with_credentials_serves_the_pinned_wheel(
+        mirror: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     module = fetcher()
-    module.SECRETS = str(tmp_path / "no-secrets")
+    monkeypatch.setattr(module, "SECRETS", str(tmp_path / "no-secrets"))  # no build secrets
     digest = hashlib.sha256(wheel()).hexdigest()
     code = module.main("9.9.9", digest, f"http://user:s3cret@{mirror}/simple", str(tmp_path))
     assert code == 0
@@ -80,9 +81,10 @@ def test_a_mirror_with_credentials_serves_the_pinned_wheel(mirror: str, tmp_path
 
 
 def test_a_wheel_with_another_hash_is_refused(mirror: str, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                              capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     module = fetcher()
-    module.SECRETS = str(tmp_path / "no-secrets")
+    monkeypatch.setattr(module, "SECRETS", str(tmp_path / "no-secrets"))  # no build secrets
     assert module.main("9.9.9", "0" * 64, f"http://user:s3cret@{mirror}/simple",
                        str(tmp_path)) == 1
     assert not (tmp_path / "uv").exists()
