@@ -14,8 +14,10 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -203,8 +205,12 @@ class RegistryProxy:
     `close()` takes it down, cutting the connections in flight."""
 
     def __init__(self, delay_s: float = 0.0, port: int | None = None,
-                 upstream: str = REGISTRY) -> None:
+                 upstream: str = REGISTRY, outage_s: float = 0.0) -> None:
         self.port, self.delay_s = port or free_port(), delay_s
+        # Connections within outage_s of the first one are cut at once (a registry restart
+        # that the client's first push meets, however late that push comes).
+        self.outage_s, self.first_contact = outage_s, 0.0
+        self.refused = 0
         host, _, upstream_port = upstream.partition(":")
         self.upstream = (host, int(upstream_port))
         self.accepted = 0
@@ -233,6 +239,14 @@ class RegistryProxy:
                 try:
                     client, _ = server.accept()
                 except (TimeoutError, OSError):
+                    continue
+                now = time.monotonic()
+                self.first_contact = self.first_contact or now
+                if now - self.first_contact < self.outage_s:
+                    self.refused += 1
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      struct.pack("ii", 1, 0))  # a reset, not a clean close
+                    client.close()
                     continue
                 self.accepted += 1
                 upstream = socket.create_connection(self.upstream)

@@ -106,16 +106,16 @@ def test_a_transient_outage_is_retried_with_backoff(
     monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.5)
     docker_id, input_hash = built(docker_api, fixture_copy, ALPHA)
     write_record(fixture_copy, ALPHA, docker_id, input_hash, "cpu")
-    # Started last, so that its second of refused connections falls on the first push
-    # (promote's own work before it takes well under a second).
-    proxy = RegistryProxy(delay_s=1.0, port=port)
+    # Down for the first second after the first push reaches it: the first attempt fails
+    # whatever the machine's load, a retry after the backoff gets through.
+    proxy = RegistryProxy(port=port, outage_s=1.0)
     try:
         code, output = run_cli(capsys, fixture_copy, "promote", ALPHA, "--push")
     finally:
         proxy.close()
         untag_repository(docker_api, f"{proxy.host}/{name}")
     assert code == 0, output
-    assert "attempt 1 of 4 failed" in output and proxy.accepted > 0
+    assert "attempt 1 of 4 failed" in output and proxy.refused > 0 and proxy.accepted > 0
     # The registry behind the proxy serves what was checked, under both names.
     assert http_config_digest(f"{registry}/{name}:{RELEASE}") == docker_id
     assert http_config_digest(f"{registry}/{name}:{ALPHA}-{input_hash[:12]}") == docker_id
