@@ -8,6 +8,7 @@ inside what they hold, and their history read. These images are kept: they are t
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,24 @@ def test_real_torch_base_and_vision(repo_matrix_copy: Path, capsys: Any, docker_
         assert facts["entries"] > 10_000 and facts["wrong_mtime"] == [], image
         assert facts["owners"] == [0] and facts["user"] == 1000, image
     assert facts["torchvision"].startswith("0.24.1")
+
+
+def test_images_say_which_commit_they_came_from(docker_api: Any) -> None:
+    """OCI revision and created come from git at build time, outside the input hash: the
+    revision is a commit of this history, created the time of the last commit that touched the
+    image's context (not the wall clock). /tmp stays world-writable with its sticky bit."""
+    root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              check=False)
+
+    for image in (BASE, VISION):
+        labels = docker_api.inspect_image(f"torchstack:{image}")["Config"]["Labels"]
+        revision = labels["org.opencontainers.image.revision"]
+        assert git("merge-base", "--is-ancestor", revision, "HEAD").returncode == 0, revision
+        touched = git("log", "-1", "--format=%cI", revision, "--", f"images/{image}").stdout
+        assert labels["org.opencontainers.image.created"] == touched.strip(), image
+    stat = subprocess.run(["/usr/bin/docker", "run", "--rm", f"torchstack:{BASE}", "stat", "-c",
+                           "%a", "/tmp"], capture_output=True, text=True, check=True)
+    assert stat.stdout.strip() == "1777"
