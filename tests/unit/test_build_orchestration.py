@@ -366,10 +366,10 @@ def test_find_built_resolves_the_chain_without_building(matrix: Matrix) -> None:
     summary = build(matrix, backend, buildkit)
     ids = {r.id: r.image_id for r in summary.results}
     specs = matrix.by_id()
-    assert {i: find_built(backend, matrix, specs[i]) for i in ids} == ids  # type: ignore[arg-type]
+    assert {i: find_built(backend, matrix, specs[i]) for i in ids} == ids
     changed = change_layer(matrix.root, "root", "new")
     memo: dict[str, str | None] = {}
-    assert find_built(backend, changed, changed.by_id()[ALPHA], memo) is None  # type: ignore[arg-type]
+    assert find_built(backend, changed, changed.by_id()[ALPHA], memo) is None
     assert memo == {BASE: None, ALPHA: None}
     assert buildkit.builds == 3
 
@@ -383,11 +383,11 @@ def test_an_image_built_from_ours_is_not_taken_for_ours() -> None:
     backend.tag("sha256:" + "a" * 64, matrix.local_tag(spec.id))
     backend.labels["sha256:" + "b" * 64] = "h" * 64  # newer, derived, tagged by a user
     backend.tag("sha256:" + "b" * 64, "someone/derived:latest")
-    assert own_image(backend, matrix, spec, "h" * 64) == "sha256:" + "a" * 64  # type: ignore[arg-type]
+    assert own_image(backend, matrix, spec, "h" * 64) == "sha256:" + "a" * 64
     # A candidate pulled on a GPU runner carries no local tag, only its candidate tag.
     backend.labels["sha256:" + "c" * 64] = "i" * 64
     backend.tag("sha256:" + "c" * 64, f"registry.example/ts:{spec.id}-{'i' * 12}")
-    assert own_image(backend, matrix, spec, "i" * 64) == "sha256:" + "c" * 64  # type: ignore[arg-type]
+    assert own_image(backend, matrix, spec, "i" * 64) == "sha256:" + "c" * 64
     backend.tag("sha256:" + "c" * 64, "someone/else:1")
     del backend.refs[f"registry.example/ts:{spec.id}-{'i' * 12}"]
-    assert own_image(backend, matrix, spec, "i" * 64) is None  # type: ignore[arg-type]
+    assert own_image(backend, matrix, spec, "i" * 64) is None
