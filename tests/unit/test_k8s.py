@@ -1,7 +1,7 @@
 """`torchstack k8s`: manifests that pass strict Kubernetes schema validation and are locked down.
 
 These pin the image with --image-ref (no Docker, no registry); pinning the candidate's digest
-from the push registry is tested in tests/integration/test_record_import.py.
+from the push registry is tested in tests/integration/test_record_import_registry.py.
 """
 
 from __future__ import annotations
