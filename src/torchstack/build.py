@@ -20,7 +20,7 @@ from torchstack.buildinputs import BuildInputs, mirror_tip, probe_index, redact_
 from torchstack.buildkit import BuildRequest, BuildResult, Secret
 from torchstack.docker_backend import DockerBackend
 from torchstack.errors import ConfigError, Interrupted
-from torchstack.lock import lock_path, lock_status, read_lock, stale_message, validate_lock
+from torchstack.lock import checked_status, lock_path, read_lock, stale_message
 from torchstack.model import ImageSpec, Matrix
 from torchstack.plan import BuildPlan, PlannedImage, input_hash
 from torchstack.provenance import oci_labels
@@ -147,12 +147,9 @@ def read_contexts(matrix: Matrix, specs: list[ImageSpec],
                           f" {', '.join(stale)}",
                           tip="run `torchstack render` (or `nox -s render`) and commit images/")
     for spec in specs:  # a lock that no longer matches its inputs is never built from
-        lock = read_lock(matrix, spec)
-        if lock is not None and lock_status(matrix, spec) == "stale":
+        if checked_status(matrix, spec) == "stale":
             raise ConfigError(stale_message(matrix, spec),
                               tip="`torchstack lock` resolves it again; then `torchstack render`")
-        if lock is not None:
-            validate_lock(matrix, spec, lock)
     return contexts
 
 

@@ -129,17 +129,26 @@ def stale_message(matrix: Matrix, spec: ImageSpec) -> str:
     return f"{display(matrix, lock_path(matrix, spec))}: stale; run torchstack lock {spec.id}"
 
 
+def checked_status(matrix: Matrix, spec: ImageSpec) -> LockStatus:
+    """The lock's status, read once; a fresh lock is also validated (a wrong one raises)."""
+    lock = read_lock(matrix, spec)
+    if lock is None:
+        return "unlocked"
+    if lock.resolved_from != lock_inputs(matrix, spec).resolved_from:
+        return "stale"
+    validate_lock(matrix, spec, lock)
+    return "fresh"
+
+
 def check_locks(matrix: Matrix) -> tuple[list[str], list[str]]:
     """(stale lines, unlocked lines) for every image; a fresh lock that is wrong raises."""
     stale, unlocked = [], []
     for spec in matrix.images:
-        lock = read_lock(matrix, spec)
-        if lock is None:
+        status = checked_status(matrix, spec)
+        if status == "unlocked":
             unlocked.append(f"unlocked: {spec.id} (index {redact_url(spec.torch_index)})")
-        elif lock.resolved_from != lock_inputs(matrix, spec).resolved_from:
+        elif status == "stale":
             stale.append(stale_message(matrix, spec))
-        else:
-            validate_lock(matrix, spec, lock)
     return stale, unlocked
 
 

@@ -46,17 +46,18 @@ _UNSET_HASH = f'LABEL {HASH_LABEL}=""'
 
 def render_image(image: ImageSpec, matrix: Matrix) -> dict[str, str]:
     """Relative path -> file text for the build context of one image (its lock read from disk)."""
-    lock = read_lock(matrix, image)
-    parent = matrix.by_id()[image.parent_id] if image.parent_id else None
-    parent_lock = read_lock(matrix, parent) if parent else None
-    return render_context(image, matrix, lock, parent_lock)
+    return render_context(image, matrix, *_locks(image, matrix))
 
 
 def image_groups(image: ImageSpec, matrix: Matrix) -> tuple[LayerGroup, ...] | None:
     """The image's install groups from the locks on disk, or None while it is unlocked."""
+    return layer_groups(image, *_locks(image, matrix))
+
+
+def _locks(image: ImageSpec, matrix: Matrix) -> tuple[ImageLock | None, ImageLock | None]:
+    """The image's lock and its parent's, as on disk."""
     parent = matrix.by_id()[image.parent_id] if image.parent_id else None
-    return layer_groups(image, read_lock(matrix, image),
-                        read_lock(matrix, parent) if parent else None)
+    return read_lock(matrix, image), read_lock(matrix, parent) if parent else None
 
 
 def layer_groups(image: ImageSpec, lock: ImageLock | None,
