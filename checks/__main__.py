@@ -16,14 +16,14 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn
 
-from checks import SUITE_VERSION
-from checks.expect import Expect, ExpectError, load_expect
-from checks.facts import gather_facts
-from checks.frame import frame
-from checks.registry import ALL_CHECKS, SelectionError, select
-from checks.result import CheckResult, Report, exit_code, node_from_facts
-from checks.runner import run_checks
-from checks.spec import GPU_MODES, CheckContext, GpuMode, log
+from . import SUITE_VERSION
+from .expect import Expect, ExpectError, load_expect
+from .facts import gather_facts
+from .frame import frame
+from .registry import ALL_CHECKS, SelectionError, select
+from .result import CheckResult, Report, exit_code, node_from_facts
+from .runner import run_checks
+from .spec import GPU_MODES, CheckContext, GpuMode, log
 
 EXIT_USAGE = 2
 

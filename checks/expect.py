@@ -21,7 +21,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from checks.peaks import PEAKS
+from .peaks import PEAKS
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -212,7 +212,7 @@ def _parse_thresholds(raw: object, source: str) -> Thresholds:
 
 def _check_ids() -> tuple[str, ...]:
     # Imported here: the registry imports this module (the suite modules read Expect).
-    from checks.registry import ALL_CHECKS
+    from .registry import ALL_CHECKS
 
     return (*sorted(spec.id for spec in ALL_CHECKS), "default")
 

@@ -12,10 +12,10 @@ import platform
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from checks.isolate import run_isolated
-from checks.nvml import driver_version, proc_driver_version
-from checks.spec import GpuMode, log
-from checks.versioning import nccl_string
+from .isolate import run_isolated
+from .nvml import driver_version, proc_driver_version
+from .spec import GpuMode, log
+from .versioning import nccl_string
 
 T = TypeVar("T")
 GPU_FACTS_TIMEOUT_S = 60.0

@@ -17,12 +17,12 @@ import sys
 import time
 from datetime import timedelta
 
-from checks import SUITE_VERSION
-from checks._allreduce_worker import measure
-from checks.expect import Expect, ExpectError, load_expect
-from checks.frame import frame
-from checks.result import CheckResult, Report, exit_code
-from checks.suite.nccl import Plan, evaluate, message_sizes
+from . import SUITE_VERSION
+from ._allreduce_worker import measure
+from .expect import Expect, ExpectError, load_expect
+from .frame import frame
+from .result import CheckResult, Report, exit_code
+from .suite.nccl import Plan, evaluate, message_sizes
 
 CHECK_ID = "nccl_multinode"
 

@@ -17,9 +17,9 @@ import difflib
 import importlib.util
 from collections.abc import Callable, Iterable, Sequence
 
-from checks.expect import Expect
-from checks.spec import CheckSpec
-from checks.suite import (
+from .expect import Expect
+from .spec import CheckSpec
+from .suite import (
     audio,
     base,
     compile,

@@ -10,9 +10,9 @@ import dataclasses
 import time
 from collections.abc import Sequence
 
-from checks.isolate import ChildReport, run_isolated
-from checks.result import CheckResult, Outcome, errored, failed, skipped
-from checks.spec import CheckContext, CheckSpec, log
+from .isolate import ChildReport, run_isolated
+from .result import CheckResult, Outcome, errored, failed, skipped
+from .spec import CheckContext, CheckSpec, log
 
 NO_GPU_FIX = (
     "start the container with `--gpus all` (Docker) or request nvidia.com/gpu through the "

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
-from checks.expect import Expect
-from checks.result import Outcome
+from .expect import Expect
+from .result import Outcome
 
 GpuMode = Literal["required", "auto", "off"]
 GPU_MODES: tuple[GpuMode, ...] = ("required", "auto", "off")

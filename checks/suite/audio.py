@@ -17,10 +17,10 @@ import shutil
 import tempfile
 from typing import Any
 
-from checks.facts import dist_version
-from checks.result import Metric, Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
-from checks.versioning import pairs_with
+from ..facts import dist_version
+from ..result import Metric, Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
+from ..versioning import pairs_with
 
 SAMPLE_RATE = 16_000
 FREQUENCY_HZ = 440.0

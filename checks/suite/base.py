@@ -10,8 +10,8 @@ import json
 import subprocess
 import sys
 
-from checks.result import Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
+from ..result import Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
 
 # Prints the recorded warnings as JSON; anything else on stderr is reported too.
 _IMPORT_PROBE = """

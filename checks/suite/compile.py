@@ -22,8 +22,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from checks.result import Metric, Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
+from ..result import Metric, Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
 
 FIX = (
     "the image needs a C/C++ compiler and the Python headers for torch.compile "

@@ -10,9 +10,9 @@ import os
 import re
 from collections.abc import Mapping
 
-from checks.nvml import nvml_device_count
-from checks.result import Metric, Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
+from ..nvml import nvml_device_count
+from ..result import Metric, Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
 
 _INDEX = re.compile(r"^\d+$")
 _UUID = re.compile(r"^(GPU|MIG)-[0-9A-Za-z/\-]+$")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 
-from checks.nvml import Nvml, load_pynvml
-from checks.result import Metric, Outcome, failed, passed, skipped
-from checks.spec import CheckContext, CheckSpec
-from checks.versioning import dotted_ge
+from ..nvml import Nvml, load_pynvml
+from ..result import Metric, Outcome, failed, passed, skipped
+from ..spec import CheckContext, CheckSpec
+from ..versioning import dotted_ge
 
 _ARCH = re.compile(r"^(sm|compute)_(\d+)(\d)([a-z]?)$")
 

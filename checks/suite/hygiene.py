@@ -15,9 +15,9 @@ import stat
 import sysconfig
 from collections.abc import Collection, Iterable, Iterator
 
-import checks
-from checks.result import Metric, Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
+from .. import SEARCH_ROOT
+from ..result import Metric, Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
 
 MAX_SHOWN = 10
 ROOT_FIX = "set `USER <name>` in the Dockerfile (Kubernetes: securityContext.runAsNonRoot: true)"
@@ -89,12 +89,8 @@ def judge(uid: int, roots: list[str], skip: Collection[str] = ()) -> Outcome:
 
 
 def run(ctx: CheckContext) -> Outcome:
-    return judge(os.getuid(), scan_roots(), skip=[_suite_folder()])
-
-
-def _suite_folder() -> str:
-    """The folder on PYTHONPATH that holds `checks/` (mounted by the host, not image content)."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(checks.__file__)))
+    # SEARCH_ROOT holds the mounted suite, which is not image content.
+    return judge(os.getuid(), scan_roots(), skip=[SEARCH_ROOT])
 
 
 CHECK = CheckSpec(

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from checks.peaks import Peak, lookup_threshold, match_peak
-from checks.result import Metric, Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
+from ..peaks import Peak, lookup_threshold, match_peak
+from ..result import Metric, Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
 
 DEFAULT_MIN_FRACTION = 0.5
 CPU_SIZE = 1024

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-import checks
-from checks._allreduce_worker import RESULT_PREFIX
-from checks.peaks import match_peak
-from checks.result import Metric, Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
+from .. import PACKAGE, SEARCH_ROOT
+from .._allreduce_worker import RESULT_PREFIX
+from ..peaks import match_peak
+from ..result import Metric, Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -75,10 +75,6 @@ def plan_for(ctx: CheckContext) -> Plan:
     return Plan("gloo", 2, message_sizes(min(max_bytes, CPU_MAX_BYTES)), 1, 3)
 
 
-def _package_parent() -> str:
-    # Workers must import `checks` however this process found it (PYTHONPATH or sys.path).
-    return os.path.dirname(os.path.dirname(os.path.abspath(checks.__file__)))
-
 
 def _tail(handle: IO[bytes], limit: int = 600) -> str:
     handle.seek(0)
@@ -92,7 +88,7 @@ def worker_commands(plan: Plan, port: int, hard_timeout_s: float) -> list[list[s
         *("--sizes", ",".join(map(str, plan.sizes)), "--warmup", str(plan.warmup)),
         *("--iters", str(plan.iters), "--timeout", str(hard_timeout_s)),
     ]
-    module = "checks._allreduce_worker"
+    module = f"{PACKAGE}._allreduce_worker"
     return [
         [sys.executable, "-m", module, "--rank", str(rank), *common] for rank in range(plan.ranks)
     ]
@@ -107,7 +103,7 @@ def launch(plan: Plan, hard_timeout_s: float) -> dict[str, Any] | str:
         "127.0.0.1", 0, is_master=True, wait_for_workers=False
     )
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_parent(), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SEARCH_ROOT, env.get("PYTHONPATH")) if p)
     if plan.backend == "gloo":
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # stay on loopback
     return supervise(worker_commands(plan, store.port, hard_timeout_s), env, hard_timeout_s)

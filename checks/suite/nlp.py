@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 
-from checks.result import Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
+from ..result import Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
 
 FIX = "install the nlp layer's packages (transformers, torchaudio paired with torch)"
 BATCH, SEQ, HIDDEN = 2, 16, 32

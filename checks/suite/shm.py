@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from checks.result import Metric, Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
+from ..result import Metric, Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
 
 SHM_PATH = "/dev/shm"
 FIX = (

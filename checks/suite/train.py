@@ -20,10 +20,9 @@ import tempfile
 import time
 from typing import Any
 
-import checks
-from checks import _ddp_worker
-from checks.result import Metric, Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
+from .. import PACKAGE, SEARCH_ROOT, _ddp_worker
+from ..result import Metric, Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
 
 SAMPLES, EPOCHS, BATCH_SIZE, WORKERS = 256, 2, 32, 2
 LOSS_MUST_FALL_TO = 0.8  # final loss at most this fraction of the initial one
@@ -95,7 +94,7 @@ def torchrun_command(backend: str, processes: int, out: str, timeout_s: float) -
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         "--local-addr", "127.0.0.1", "--nproc-per-node", str(processes),
-        "-m", "checks._ddp_worker", "--backend", backend, "--out", out,
+        "-m", f"{PACKAGE}._ddp_worker", "--backend", backend, "--out", out,
         "--timeout", str(int(timeout_s)),
     ]
 
@@ -121,8 +120,7 @@ def grad_problems(torch: Any, got: dict[str, Any], want: dict[str, Any]) -> list
 def ddp_step(torch: Any, backend: str, processes: int, timeout_s: float) -> list[str]:
     folder = tempfile.mkdtemp(prefix="torchstack-ddp-")
     env = dict(os.environ)
-    parent = os.path.dirname(os.path.dirname(os.path.abspath(checks.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SEARCH_ROOT, env.get("PYTHONPATH")) if p)
     env.setdefault("OMP_NUM_THREADS", "1")
     if backend == "gloo":
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import platform
 
-from checks.expect import COMPANIONS, Expected
-from checks.facts import dist_version
-from checks.result import Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
-from checks.versioning import (
+from ..expect import COMPANIONS, Expected
+from ..facts import dist_version
+from ..result import Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
+from ..versioning import (
     nccl_string,
     pairs_with,
     prefix_equal,

@@ -11,8 +11,8 @@ import importlib
 import io
 from typing import Any
 
-from checks.result import Outcome, failed, passed
-from checks.spec import CheckContext, CheckSpec
+from ..result import Outcome, failed, passed
+from ..spec import CheckContext, CheckSpec
 
 FIX = "install the vision layer's packages (torchvision paired with torch, opencv, pillow)"
 # Box 1 overlaps box 0 with IoU 81/119 = 0.68 > 0.5, so NMS keeps boxes 0 and 2.

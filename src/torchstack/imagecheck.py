@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import checks
-from checks.result import Report
+from torchstack import checks
+from torchstack.checks.result import Report
 from torchstack.model import CheckLevel, ImageSpec
 
 GpuMode = Literal["required", "auto", "off"]

@@ -6,8 +6,8 @@ import difflib
 import re
 from pathlib import Path
 
-from checks.registry import ALL_CHECKS
 from torchstack import kinds
+from torchstack.checks.registry import ALL_CHECKS
 from torchstack.errors import ConfigError
 from torchstack.model import Layer
 from torchstack.yamlsource import Located, load_yaml, read_config_text

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from checks.expect import ExpectError, parse_expect
 from torchstack import kinds
+from torchstack.checks.expect import ExpectError, parse_expect
 from torchstack.errors import ConfigError
 from torchstack.expand import (
     entries,

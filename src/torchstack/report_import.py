@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from checks.frame import FrameError, unframe
-from checks.multinode import CHECK_ID as MULTINODE_CHECK
-from checks.result import Report, ReportError, parse_report
 from torchstack.candidates import DIGEST, Candidate, digest_of_image_id
+from torchstack.checks.frame import FrameError, unframe
+from torchstack.checks.multinode import CHECK_ID as MULTINODE_CHECK
+from torchstack.checks.result import Report, ReportError, parse_report
 from torchstack.errors import ConfigError
 from torchstack.model import ImageSpec, Matrix
 from torchstack.records import CheckRecord, Scope

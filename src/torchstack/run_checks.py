@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import checks
-from checks.result import Report, ReportError, parse_report
+from torchstack import checks
+from torchstack.checks.result import Report, ReportError, parse_report
 from torchstack.docker_backend import ContainerRun, DockerBackend
 from torchstack.errors import CheckError, EngineError
 from torchstack.expect import expect_for

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-import checks
-from checks.frame import unframe
-from checks.result import CheckResult, Report, parse_report
+from torchstack import checks
+from torchstack.checks.frame import unframe
+from torchstack.checks.result import CheckResult, Report, parse_report
 from torchstack.expect import expect_for
 from torchstack.matrix import load_matrix
 

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import yaml
 
-from checks.frame import frame
 from tests.integration.dockerutil import run_cli
 from tests.integration.fixture_matrix import BASE, write_fixture_matrix
 from tests.integration.promoteutil import (
@@ -31,6 +30,7 @@ from tests.integration.promoteutil import (
 )
 from tests.unit.kubeapi_server import FakeApiServer, FakeCluster, FakePod, write_kubeconfig
 from tests.unit.reportutil import REPO, finish, start_suite, synthetic
+from torchstack.checks.frame import frame
 from torchstack.cli import main
 from torchstack.matrix import load_matrix
 from torchstack.records import RecordStore

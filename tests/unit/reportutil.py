@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from checks import SUITE_VERSION
-from checks.frame import frame
+from torchstack.checks import SUITE_VERSION
+from torchstack.checks.frame import frame
 
 REPO = Path(__file__).resolve().parents[2]
 SYNTHETIC = REPO / "tests/unit/reports/synthetic-gpu-pass-h100.json"
@@ -55,5 +55,5 @@ def synthetic(image_id: str, digest: str, **changes: Any) -> dict[str, Any]:
 
 def reframed(text: str, **changes: Any) -> str:
     """A framed report with some keys changed and framed again, as another suite would write it."""
-    from checks.frame import unframe
+    from torchstack.checks.frame import unframe
     return frame({**unframe(text), **changes}) + "\n"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from checks.expect import parse_expect
+from torchstack.checks.expect import parse_expect
 from torchstack.cli import main
 from torchstack.k8s import (
     ClusterOptions,

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from checks import SUITE_VERSION
-from checks.frame import frame
 from tests.integration.promoteutil import free_port
 from tests.unit.reportutil import REPO, finish, reframed, start_multinode, start_suite, synthetic
 from torchstack.candidates import Candidate, digest_of_image_id
+from torchstack.checks import SUITE_VERSION
+from torchstack.checks.frame import frame
 from torchstack.cli import main
 from torchstack.errors import ConfigError
 from torchstack.expect import expect_for
@@ -106,7 +106,7 @@ def progress_only(text: str) -> str:
 
 def unframed(text: str) -> str:
     """What `--json` without `--frame` prints: a plain document, no checksum."""
-    from checks.frame import unframe
+    from torchstack.checks.frame import unframe
     return json.dumps(unframe(text), indent=2)
 
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from checks.expect import Thresholds
 from torchstack import expand, layers, matrix
+from torchstack.checks.expect import Thresholds
 from torchstack.model import CheckLevel
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import checks
+from torchstack import checks
 
 pytest.importorskip("torch", reason="the in-container suite needs torch (pip install torch)")
 
@@ -165,8 +165,8 @@ def test_passing_selection_exits_0_and_text_mode() -> None:
 def test_vision_check_runs_when_torchvision_is_installed() -> None:
     pytest.importorskip("torchvision", reason="torchvision is not installed on this host")
     pytest.importorskip("cv2", reason="opencv is not installed on this host")
-    from checks.spec import CheckContext
-    from checks.suite import vision
+    from torchstack.checks.spec import CheckContext
+    from torchstack.checks.suite import vision
 
     outcome = vision.run(CheckContext(gpu_mode="off"))
     assert outcome.status == "pass", outcome.message
@@ -175,8 +175,8 @@ def test_vision_check_runs_when_torchvision_is_installed() -> None:
 def test_nlp_check_runs_when_transformers_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("transformers", reason="transformers is not installed on this host")
     pytest.importorskip("torchaudio", reason="torchaudio is not installed on this host")
-    from checks.spec import CheckContext
-    from checks.suite import nlp
+    from torchstack.checks.spec import CheckContext
+    from torchstack.checks.suite import nlp
 
     # nlp.run switches the hub off in os.environ; let monkeypatch restore it afterwards.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

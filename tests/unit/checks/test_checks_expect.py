@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from checks.__main__ import main
-from checks.expect import GIB, MIB, Expect, ExpectError, load_expect, parse_expect
-from checks.registry import ALL_CHECKS, SelectionError, present_layers, select
+from torchstack.checks.__main__ import main
+from torchstack.checks.expect import GIB, MIB, Expect, ExpectError, load_expect, parse_expect
+from torchstack.checks.registry import ALL_CHECKS, SelectionError, present_layers, select
 
 EXAMPLE: dict[str, Any] = {
     "image_id": "torch2.9.1-cu128-py3.11-vision",

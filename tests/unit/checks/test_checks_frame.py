@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-import checks
-from checks.frame import END, FrameError, frame, unframe
-from checks.result import (
+from torchstack import checks
+from torchstack.checks.frame import END, FrameError, frame, unframe
+from torchstack.checks.result import (
     CheckResult,
     Metric,
     Node,
@@ -150,14 +150,14 @@ def test_cli_frame_output_and_digest_from_the_expect_file(tmp_path: Path) -> Non
 
 
 def test_frame_without_json_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    from checks.__main__ import main
+    from torchstack.checks.__main__ import main
 
     assert main(["--frame"]) == 2
     assert "--frame needs --json" in capsys.readouterr().err
 
 
 def test_bad_image_digest_in_expect_is_refused() -> None:
-    from checks.expect import ExpectError, parse_expect
+    from torchstack.checks.expect import ExpectError, parse_expect
 
     with pytest.raises(ExpectError, match="image_digest must be 'sha256:'"):
         parse_expect({"image_digest": "sha256:XYZ"})

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from checks import _allreduce_worker
-from checks.expect import Expect, Thresholds
-from checks.spec import CheckContext
-from checks.suite import matmul, nccl
-from checks.suite.nccl import Plan, evaluate, plan_for, worker_commands
 from tests.unit.checks.fake_cuda import FakeTorch
+from torchstack.checks import _allreduce_worker
+from torchstack.checks.expect import Expect, Thresholds
+from torchstack.checks.spec import CheckContext
+from torchstack.checks.suite import matmul, nccl
+from torchstack.checks.suite.nccl import Plan, evaluate, plan_for, worker_commands
 
 H100 = "NVIDIA H100 80GB HBM3"
 N = 8192

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from checks.expect import Expect, Expected
-from checks.spec import CheckContext
-from checks.suite import audio, compile, train
+from torchstack.checks.expect import Expect, Expected
+from torchstack.checks.spec import CheckContext
+from torchstack.checks.suite import audio, compile, train
 
 
 def _tool(folder: Path, name: str) -> None:
@@ -131,7 +131,8 @@ def test_torchrun_command_is_standalone_on_loopback() -> None:
     command = train.torchrun_command("gloo", 2, "/tmp/x", 60)
     assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--local-addr"]
     assert command[command.index("--nproc-per-node") + 1] == "2"
-    assert command[command.index("-m", 2) + 1] == "checks._ddp_worker"
+    # Started under the name this process imported the suite by (in images: checks._ddp_worker).
+    assert command[command.index("-m", 2) + 1] == "torchstack.checks._ddp_worker"
 
 
 def test_grad_comparison_catches_a_wrong_gradient() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from checks.peaks import PEAKS, lookup_threshold, match_peak
-from checks.suite.matmul import Measurement, judge, matmul_flops, rate
+from torchstack.checks.peaks import PEAKS, lookup_threshold, match_peak
+from torchstack.checks.suite.matmul import Measurement, judge, matmul_flops, rate
 
 
 @pytest.mark.parametrize(

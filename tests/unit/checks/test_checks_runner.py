@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from checks.result import CheckResult, Metric, Report, exit_code, passed
-from checks.runner import gpu_gate, run_checks
-from checks.spec import CheckContext, CheckSpec, GpuMode, NeedsGpu
+from torchstack.checks.result import CheckResult, Metric, Report, exit_code, passed
+from torchstack.checks.runner import gpu_gate, run_checks
+from torchstack.checks.spec import CheckContext, CheckSpec, GpuMode, NeedsGpu
 
 
 def _spec(
@@ -149,7 +149,7 @@ def test_report_json_shape_and_nan_metric_is_null() -> None:
 
 def test_hung_gpu_facts_become_an_error_not_a_silent_skip(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch", reason="facts are read from torch")
-    from checks import facts
+    from torchstack.checks import facts
 
     def hang() -> dict[str, object]:
         time.sleep(60)

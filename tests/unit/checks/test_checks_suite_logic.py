@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from checks._allreduce_worker import RESULT_PREFIX
-from checks.nvml import parse_proc_driver
-from checks.suite import hygiene, shm
-from checks.suite.cuda import cuda_visible_count, expected_visible, nvidia_visible_count
-from checks.suite.driver import arch_support, parse_arch
-from checks.suite.nccl import (
+from torchstack.checks._allreduce_worker import RESULT_PREFIX
+from torchstack.checks.nvml import parse_proc_driver
+from torchstack.checks.suite import hygiene, shm
+from torchstack.checks.suite.cuda import cuda_visible_count, expected_visible, nvidia_visible_count
+from torchstack.checks.suite.driver import arch_support, parse_arch
+from torchstack.checks.suite.nccl import (
     MIB,
     Plan,
     bus_bandwidth,
@@ -266,7 +266,7 @@ def test_worker_commands_one_per_rank() -> None:
     commands = worker_commands(Plan("gloo", 2, [MIB, 2 * MIB], 1, 3), 12345, 50.0)
     assert [c[c.index("--rank") + 1] for c in commands] == ["0", "1"]
     assert commands[0][commands[0].index("--sizes") + 1] == f"{MIB},{2 * MIB}"
-    assert "checks._allreduce_worker" in commands[0]
+    assert "torchstack.checks._allreduce_worker" in commands[0]  # the name it was imported by
 
 
 def test_hygiene_does_not_enter_the_suite_folder(tmp_path: Path) -> None:

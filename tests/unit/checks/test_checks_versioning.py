@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from checks.expect import Expected
-from checks.suite.versions import compare_companion, compare_core
-from checks.versioning import (
+from torchstack.checks.expect import Expected
+from torchstack.checks.suite.versions import compare_companion, compare_core
+from torchstack.checks.versioning import (
     dotted_ge,
     nccl_string,
     pairs_with,
@@ -108,7 +108,7 @@ def test_pairs_with(installed: str, paired: str, ok: bool) -> None:
 
 def test_the_suite_keeps_no_pairing_or_cudnn_table() -> None:
     """Issue 9: those facts live in the host's compat data and arrive in the expect file."""
-    import checks.versioning as versioning
+    import torchstack.checks.versioning as versioning
 
     names = set(vars(versioning))
     assert not {n for n in names if "TORCHVISION" in n.upper() or "cudnn" in n.lower()}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from checks.result import CheckResult, Metric, Node, Report
+from torchstack.checks.result import CheckResult, Metric, Node, Report
 from torchstack.docker_backend import ContainerRun
 from torchstack.matrix import load_matrix
 from torchstack.model import ImageSpec

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from checks.expect import ExpectError, parse_expect
+from torchstack.checks.expect import ExpectError, parse_expect
 from torchstack.errors import ConfigError
 from torchstack.matrix import load_matrix
 
