@@ -10,14 +10,15 @@ import fnmatch
 import itertools
 from dataclasses import replace
 
-from torchstack import kinds
+from torchstack import kinds, schemas
 from torchstack.compat import CompatError, cuda_tag, load_compat
 from torchstack.layers import layer_chain
 from torchstack.model import ImageSpec, Layer, OsBase, TagPolicy, template_fields
 from torchstack.yamlsource import Located
 
-AXIS_KEYS = {"torch", "cuda", "os", "flavor"}
-ENTRY_KEYS = AXIS_KEYS | {"legacy"}
+AXES = schemas.keys(schemas.MATRIX, "axes")
+INCLUDE = schemas.keys(schemas.MATRIX, "include_entry")
+EXCLUDE = schemas.keys(schemas.MATRIX, "exclude_entry")
 DOCKER_TAG = kinds.TAG
 
 
@@ -27,7 +28,7 @@ Entry = tuple[dict[str, Located], bool]  # axis values with their locations, leg
 def entries(top: dict[str, Located], os_bases: dict[str, OsBase],
              flavors: dict[str, str]) -> list[Entry]:
     axes_node = top["axes"]
-    axes = axes_node.mapping(AXIS_KEYS, {"torch", "cuda"})
+    axes = axes_node.mapping(AXES.allowed, AXES.required)
     axis_values = {key: axes[key].list() for key in axes}
     for key, listed in axis_values.items():
         if not listed:
@@ -38,7 +39,7 @@ def entries(top: dict[str, Located], os_bases: dict[str, OsBase],
         "flavor", [Located(f, axes_node.file, axes_node.line, "axes.flavor") for f in flavors])
     keys = sorted(axis_values)
     exclude_nodes = top["exclude"].list() if "exclude" in top else []
-    excludes = [item.mapping(AXIS_KEYS) for item in exclude_nodes]
+    excludes = [item.mapping(EXCLUDE.allowed) for item in exclude_nodes]
     used = [False] * len(excludes)
     entries: list[Entry] = []
     for combo in itertools.product(*(axis_values[k] for k in keys)):
@@ -52,7 +53,7 @@ def entries(top: dict[str, Located], os_bases: dict[str, OsBase],
         if not was_used:
             item.fail("this exclude entry matches no combination of the axes (a typo?)")
     for item in top["include"].list() if "include" in top else []:
-        fields = item.mapping(ENTRY_KEYS, {"torch", "cuda"})
+        fields = item.mapping(INCLUDE.allowed, INCLUDE.required)
         legacy = fields.pop("legacy").bool() if "legacy" in fields else False
         fields.setdefault("os", axis_values["os"][0])
         fields.setdefault("flavor", Located("base" if "base" in flavors else next(iter(flavors)),

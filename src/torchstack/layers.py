@@ -6,13 +6,13 @@ import difflib
 import re
 from pathlib import Path
 
-from torchstack import kinds
+from torchstack import kinds, schemas
 from torchstack.checks.registry import ALL_CHECKS
 from torchstack.errors import ConfigError
 from torchstack.model import Layer
 from torchstack.yamlsource import Located, load_yaml, read_config_text
 
-LAYER_KEYS = {"parent", "description", "packages", "torch_packages", "env", "checks"}
+LAYER = schemas.keys(schemas.LAYER)
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio", "torchcodec")
 EXACT_PIN = kinds.EXACT_PIN
 # The in-container suite's own ids (importing the registry does not import torch).
@@ -45,7 +45,7 @@ def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
 
 def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, str]:
     doc = load_yaml(spec, _display(spec, display_root))
-    fields = doc.mapping(LAYER_KEYS, required={"parent"})
+    fields = doc.mapping(LAYER.allowed, LAYER.required)
     parent = fields["parent"]
     packages = [_pin(item) for item in fields["packages"].list()] if "packages" in fields else []
     torch_packages = _torch_packages(fields.get("torch_packages"))
@@ -84,6 +84,7 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
         checks=tuple(checks),
         fragment=fragment.strip(),
     )
+    schemas.validate(doc, schemas.LAYER)  # last: the loader's own messages come first
     return layer, parent.where
 
 

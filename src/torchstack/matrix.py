@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from torchstack import kinds
+from torchstack import kinds, schemas
 from torchstack.checks.expect import ExpectError, parse_expect
 from torchstack.errors import ConfigError
 from torchstack.expand import (
@@ -21,19 +21,16 @@ from torchstack.model import Alias, Layer, Matrix, OsBase, TagPolicy
 from torchstack.names import DEFAULT_SHM_SIZE, DEFAULT_TIMEOUT_S
 from torchstack.yamlsource import Located, load_yaml, type_name
 
-TOP_KEYS = {
-    "schema_version", "id_template", "os_bases", "flavors", "axes", "include", "exclude",
-    "default_group", "indexes", "registry", "tags", "promotion", "checks",
-}
-REQUIRED_TOP = {"os_bases", "flavors", "axes", "registry", "tags"}
-OS_KEYS = {"image", "python", "bootstrap"}
-BOOTSTRAP_KEYS = {"suite", "mirror"}
-INDEX_KEYS = {"pypi", "pytorch"}
-REGISTRY_KEYS = {"local", "push"}
-TAG_KEYS = {"release", "candidate", "aliases"}
-ALIAS_KEYS = {"tag", "default", "flavor"}
-PROMOTION_KEYS = {"require"}
-CHECKS_KEYS = {"shm_size", "timeout_s", "thresholds"}
+# Each mapping's keys, as the schema defines them.
+TOP = schemas.keys(schemas.MATRIX)
+OS = schemas.keys(schemas.MATRIX, "os_base")
+BOOTSTRAP = schemas.keys(schemas.MATRIX, "bootstrap")
+INDEXES = schemas.keys(schemas.MATRIX, "indexes")
+REGISTRY = schemas.keys(schemas.MATRIX, "registry")
+TAGS = schemas.keys(schemas.MATRIX, "tags")
+ALIAS = schemas.keys(schemas.MATRIX, "alias")
+PROMOTION = schemas.keys(schemas.MATRIX, "promotion")
+CHECKS = schemas.keys(schemas.MATRIX, "checks")
 # Fields a template may use; `hash12` only exists once an image is built.
 TEMPLATE_FIELDS = {"id", "torch", "torch_minor", "cuda", "cuda_tag", "python", "flavor", "os",
                    "cudnn_major", "hash12"}
@@ -54,7 +51,7 @@ def load_matrix(path: Path) -> Matrix:
     path = path.resolve() if path.exists() else path
     root = path.parent
     doc = load_yaml(path, path.name)
-    top = doc.mapping(TOP_KEYS, REQUIRED_TOP)
+    top = doc.mapping(TOP.allowed, TOP.required)
     version = top.get("schema_version")
     if version is not None and (type(version.value) is not int or version.value != 1):
         version.fail(f"only schema_version 1 is understood, got {type_name(version.value)}")
@@ -78,9 +75,18 @@ def load_matrix(path: Path) -> Matrix:
     images = tuple(mark_default(expanded, default_group, tags))
     unique_tags(images, top["tags"])
     registry = _registry(top["registry"])
-    checks = top["checks"].mapping(CHECKS_KEYS) if "checks" in top else {}
+    checks = top["checks"].mapping(CHECKS.allowed) if "checks" in top else {}
     if "thresholds" in checks:
         _check_thresholds(checks["thresholds"])
+    promotion_level = _promotion(top.get("promotion"))
+    run_options = {
+        "shm_size": _shm_size(checks["shm_size"]) if "shm_size" in checks else DEFAULT_SHM_SIZE,
+        "timeout_s": checks["timeout_s"].number(minimum=1, maximum=MAX_TIMEOUT_S)
+        if "timeout_s" in checks else DEFAULT_TIMEOUT_S,
+    }
+    # Last, so that the loader's own messages come first: whatever it accepted, the schema
+    # editors use must accept too.
+    schemas.validate(doc, schemas.MATRIX)
     return Matrix(
         root=root,
         file=path.name,
@@ -91,13 +97,9 @@ def load_matrix(path: Path) -> Matrix:
         local_repository=registry["local"],
         push_repository=registry["push"],
         tags=tags,
-        promotion_level=_promotion(top.get("promotion")),
+        promotion_level=promotion_level,
         thresholds=checks["thresholds"].plain() if "thresholds" in checks else {},
-        run_options={
-            "shm_size": _shm_size(checks["shm_size"]) if "shm_size" in checks else DEFAULT_SHM_SIZE,
-            "timeout_s": checks["timeout_s"].number(minimum=1, maximum=MAX_TIMEOUT_S)
-            if "timeout_s" in checks else DEFAULT_TIMEOUT_S,
-        },
+        run_options=run_options,
     )
 
 
@@ -138,8 +140,8 @@ def _os_bases(node: Located) -> dict[str, OsBase]:
     bases = {}
     for name, entry in node.items():
         _name(entry, name, "OS base")
-        fields = entry.mapping(OS_KEYS, {"image", "python"})
-        bootstrap = (fields["bootstrap"].mapping(BOOTSTRAP_KEYS, {"suite"})
+        fields = entry.mapping(OS.allowed, OS.required)
+        bootstrap = (fields["bootstrap"].mapping(BOOTSTRAP.allowed, BOOTSTRAP.required)
                      if "bootstrap" in fields else {})
         python = fields["python"].str(allow_numbers=True)
         if not PYTHON_VERSION.fullmatch(python):
@@ -196,14 +198,14 @@ def _flavors(node: Located, layers: dict[str, Layer]) -> dict[str, str]:
 
 
 def _tags(node: Located, flavors: dict[str, str]) -> TagPolicy:
-    fields = node.mapping(TAG_KEYS, {"release", "candidate"})
+    fields = node.mapping(TAGS.allowed, TAGS.required)
     for key in ("release", "candidate"):
         _check_template(fields[key], forbidden=set() if key == "candidate" else {"hash12"})
     if "{hash12}" not in fields["candidate"].value:
         fields["candidate"].fail("the candidate tag must contain {hash12}, so it names one build")
     aliases = []
     for item in fields["aliases"].list() if "aliases" in fields else []:
-        alias = item.mapping(ALIAS_KEYS, {"tag"})
+        alias = item.mapping(ALIAS.allowed, ALIAS.required)
         _check_template(alias["tag"], forbidden={"hash12"})
         flavor = alias["flavor"].str() if "flavor" in alias else None
         if flavor is not None and flavor not in flavors:
@@ -236,7 +238,7 @@ def _check_placeholders(node: Located, fields: set[str]) -> None:
 def _indexes(node: Located | None) -> dict[str, str]:
     indexes = dict(DEFAULT_INDEXES)
     if node is not None:
-        for key, value in node.mapping(INDEX_KEYS).items():
+        for key, value in node.mapping(INDEXES.allowed).items():
             # The PyTorch index names the variant: .../whl/{cuda_tag}
             placeholders = {"cuda_tag"} if key == "pytorch" else set()
             _check_placeholders(value, placeholders)
@@ -257,7 +259,7 @@ def _url(node: Located, schemes: tuple[str, ...],
 
 
 def _registry(node: Located) -> dict[str, str]:
-    fields = node.mapping(REGISTRY_KEYS, REGISTRY_KEYS)
+    fields = node.mapping(REGISTRY.allowed, REGISTRY.required)
     names = {key: value.str() for key, value in fields.items()}
     for key, name in names.items():
         problem = kinds.repository_problem(name)
@@ -271,7 +273,7 @@ def _registry(node: Located) -> dict[str, str]:
 def _promotion(node: Located | None) -> Any:
     if node is None:
         return "gpu"
-    level = node.mapping(PROMOTION_KEYS, {"require"})["require"]
+    level = node.mapping(PROMOTION.allowed, PROMOTION.required)["require"]
     if level.value not in ("cpu", "gpu"):
         level.fail(f"require must be 'gpu' (full suite on a GPU runner) or 'cpu',"
                    f" got {type_name(level.value)}", tip="write require: gpu or require: cpu")

@@ -12,6 +12,7 @@ import math
 import os
 import stat
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -52,7 +53,7 @@ class Located:
 
     # Typed accessors: each fails with this value's location when the type is wrong.
     def mapping(
-        self, allowed: set[str], required: frozenset[str] | set[str] = frozenset()
+        self, allowed: AbstractSet[str], required: AbstractSet[str] = frozenset()
     ) -> dict[str, Located]:
         if not isinstance(self.value, dict):
             self.fail(f"expected a mapping, got {type_name(self.value)}")

@@ -1,5 +1,5 @@
-"""The built wheel: the suite ships inside torchstack, never as a top-level `checks` that could
-shadow (or be shadowed by) a user's own package."""
+"""The built wheel: the suite (and the schemas) ship inside torchstack, never as a top-level
+`checks` that could shadow (or be shadowed by) a user's own package."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def test_suite_is_inside_torchstack(wheel: Path) -> None:
                 for p in (REPO / "checks").rglob("*.py")}
     assert expected <= suite
     assert "torchstack/checks/suite/nccl.py" in suite
+    # The loader validates with the schemas, so they ship too.
+    assert {"torchstack/schema/matrix.schema.json", "torchstack/schema/layer.schema.json"} <= set(
+        names)
 
 
 def test_wheel_suite_imports_beside_a_users_checks(wheel: Path, tmp_path: Path) -> None:

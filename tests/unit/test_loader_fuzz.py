@@ -17,16 +17,25 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from torchstack import matrix as matrix_module
 from torchstack.errors import ConfigError
-from torchstack.layers import LAYER_KEYS
 from torchstack.matrix import load_matrix
 from torchstack.model import Matrix
 
 REPO = Path(__file__).resolve().parents[2]
-REAL_KEYS = sorted(
-    set().union(*(v for k, v in vars(matrix_module).items() if k.endswith("_KEYS")), LAYER_KEYS)
-)
+
+
+def _schema_keys(node: Any) -> set[str]:
+    """Every property name the schemas know, at any depth."""
+    if isinstance(node, list):
+        return set().union(*map(_schema_keys, node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    own = set(node.get("properties", {}))
+    return own.union(*map(_schema_keys, node.values()))
+
+
+REAL_KEYS = sorted(_schema_keys([json.loads(p.read_text(encoding="utf-8"))
+                                 for p in (REPO / "schema").glob("*.schema.json")]))
 WORDS = ["base", "vision", "nlp", "torch", "bookworm", "noble", "2.9.1", "2.7.1", "12.8",
          "11.8", "13.0", "3.11", "3.9", "{torch}", "{hash12}", "{nope}", "gpu", "cpu",
          "numpy==2.2.6", "numpy>=1", "torch==2.9.1", "https://pypi.org/simple", "*", "torch2.9*"]

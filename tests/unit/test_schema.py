@@ -1,5 +1,5 @@
 """schema/*.schema.json: valid draft 2020-12, accepts the repo's files, rejects bad ones, and
-names exactly the keys the loader accepts (so editor validation and the loader cannot drift)."""
+gives the loader its key sets, and reaches the user as file:line errors."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from torchstack import expand, layers, matrix
+from torchstack import expand, layers, matrix, schemas
 from torchstack.checks.expect import Thresholds
+from torchstack.errors import ConfigError
 from torchstack.model import CheckLevel
+from torchstack.yamlsource import parse_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 MATRIX_SCHEMA = REPO / "schema" / "matrix.schema.json"
@@ -88,19 +90,64 @@ def test_the_repo_matrix_and_layers_are_valid(matrix_schema: dict[str, Any],
         assert errors(layer_schema, yaml.safe_load(path.read_text())) == [], path
 
 
-def test_property_names_equal_the_loader_key_sets(matrix_schema: dict[str, Any],
-                                                 layer_schema: dict[str, Any]) -> None:
-    loader = {**vars(expand), **vars(matrix)}  # the key sets of loading and of expansion
-    loader_sets = {name for name in loader if name.endswith("_KEYS")}
-    assert loader_sets == set(KEY_SETS), "a key set was added or removed: map it to the schema"
-    for name, where in KEY_SETS.items():
-        assert set(at(matrix_schema, where)["properties"]) == loader[name], name
-    assert set(at(matrix_schema, ("$defs", "exclude_entry"))["properties"]) == expand.AXIS_KEYS
-    assert set(matrix_schema["required"]) == matrix.REQUIRED_TOP
-    assert set(layer_schema["properties"]) == layers.LAYER_KEYS
+def test_loader_key_sets_come_from_the_schema() -> None:
+    # Literal sets: a wrong $defs lookup or a dropped `required` would change them.
+    assert schemas.keys(schemas.MATRIX, "registry") == schemas.KeySet(
+        frozenset({"local", "push"}), frozenset({"local", "push"}))
+    assert schemas.keys(schemas.MATRIX, "alias") == schemas.KeySet(
+        frozenset({"tag", "default", "flavor"}), frozenset({"tag"}))
+    assert schemas.keys(schemas.LAYER).required == {"parent"}
+    assert matrix.TOP.required == {"os_bases", "flavors", "axes", "registry", "tags"}
+    assert expand.EXCLUDE.required == frozenset()
+    assert "legacy" in expand.INCLUDE.allowed and "legacy" not in expand.EXCLUDE.allowed
     # Thresholds are judged by the check suite's own parser; the schema names the same keys.
-    thresholds = matrix_schema["$defs"]["thresholds"]["properties"]
-    assert set(thresholds) == {f.name for f in dataclasses.fields(Thresholds)}
+    assert schemas.keys(schemas.MATRIX, "thresholds").allowed == {
+        f.name for f in dataclasses.fields(Thresholds)}
+
+
+def test_the_packaged_schemas_are_the_repository_files() -> None:
+    for name in (schemas.MATRIX, schemas.LAYER):
+        assert schemas.load(name) == load(REPO / "schema" / name)
+
+
+def located_errors(text: str, schema: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        schemas.validate(parse_yaml(text, "m.yaml"), schema)
+    return f"{caught.value}\ntip: {caught.value.tip}"
+
+
+@pytest.mark.parametrize(("text", "expected", "tip"), [
+    # The first error in the file wins, at its key's line, whatever order jsonschema found them.
+    ("parent: base\nenv:\n  1BAD: x\npackages: [numpy>=1]\n",
+     "m.yaml:2 (env): '1BAD' does not match", "see layer.schema.json"),
+    ("parent: base\npackages:\n  - numpy==1.0\n  - numpy>=1\n",
+     "m.yaml:4 (packages[1]): 'numpy>=1' does not match", "see layer.schema.json"),
+    # An unknown key names itself, on its own line, with the loader's wording.
+    ("parent: base\ndescription: x\npakages: []\n",
+     "m.yaml:3 (pakages): unknown key 'pakages'; did you mean 'packages'?", "allowed keys here:"),
+    ("description: x\n", "m.yaml:1: missing required key 'parent'", "see layer.schema.json"),
+    ("parent: base\nchecks: vision\n",
+     "m.yaml:2 (checks): expected a list, got the string 'vision'", "see layer.schema.json"),
+])
+def test_schema_errors_are_located_like_the_loaders(text: str, expected: str, tip: str) -> None:
+    message = located_errors(text, schemas.LAYER)
+    assert message.startswith(expected), message
+    assert tip in message.split("\ntip: ")[1]
+
+
+def test_a_rule_only_the_schema_has_still_stops_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were the schema stricter than the loader, loading fails at the key's line (so it must be
+    validating), not only in the editor."""
+    stricter = copy.deepcopy(schemas.load(schemas.MATRIX))
+    stricter["properties"]["id_template"]["maxLength"] = 3
+    monkeypatch.setattr(schemas, "load", lambda name: stricter if name == schemas.MATRIX
+                        else load(REPO / "schema" / name))
+    with pytest.raises(ConfigError) as caught:
+        matrix.load_matrix(REPO / "matrix.yaml")
+    line = next(n for n, text in enumerate((REPO / "matrix.yaml").read_text().splitlines(), 1)
+                if text.startswith("id_template:"))
+    assert str(caught.value).startswith(f"matrix.yaml:{line} (id_template): ")
+    assert "is too long" in str(caught.value)
 
 
 def test_every_fixed_object_refuses_unknown_keys(matrix_schema: dict[str, Any],
