@@ -72,6 +72,11 @@ def cudnn_as_int(cudnn: str) -> int:
     return major * 10000 + minor * 100 + patch if major >= 9 else major * 1000 + minor * 100 + patch
 
 
+def cudnn_major(version: int) -> int:
+    """91002 -> 9, 8902 -> 8: the major release of a number `cudnn_as_int` encodes."""
+    return version // 10000 if version >= 90000 else version // 1000
+
+
 class Compat:
     def __init__(self, raw: dict[str, Any]) -> None:
         self.sources: dict[str, str] = dict(raw["sources"])

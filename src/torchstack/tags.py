@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from torchstack.compat import cudnn_major
 from torchstack.expect import expected_versions
 from torchstack.model import CheckLevel, ImageSpec, Matrix, template_fields
 from torchstack.records import CheckRecord
@@ -51,11 +52,10 @@ def fields_from_facts(spec: ImageSpec, facts: dict[str, Any]) -> dict[str, str]:
     """Template fields with the versions replaced by what the image reports."""
     torch = str(facts["torch"]).split("+")[0]
     cudnn = int(facts["cudnn"]) if facts.get("cudnn") else None
-    cudnn_major = str(cudnn // 10000 if cudnn and cudnn >= 90000 else (cudnn or 0) // 1000)
     python = ".".join(str(facts["python"]).split(".")[:2])
     return template_fields(spec, torch=torch, torch_minor=".".join(torch.split(".")[:2]),
                            cuda=str(facts["cuda"]), python=python,
-                           cudnn_major=cudnn_major if cudnn else "X")
+                           cudnn_major=str(cudnn_major(cudnn)) if cudnn else "X")
 
 
 def candidate_ref(spec: ImageSpec, matrix: Matrix, repository: str, input_hash: str) -> str:

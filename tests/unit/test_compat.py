@@ -12,7 +12,14 @@ import pytest
 import yaml
 
 from torchstack.cli import main
-from torchstack.compat import CompatError, cuda_tag, cudnn_as_int, load_compat, version_key
+from torchstack.compat import (
+    CompatError,
+    cuda_tag,
+    cudnn_as_int,
+    cudnn_major,
+    load_compat,
+    version_key,
+)
 
 # The facts file, written out as expected values (checked 2026-11-28).
 # series: (variants, experimental, PyPI default, python range, cudnn, nccl, triton)
@@ -182,6 +189,8 @@ def test_helpers() -> None:
     assert cudnn_as_int("9.10.2.21") == 91002
     assert cudnn_as_int("9.1.0.70") == 90100
     assert cudnn_as_int("8.9.7.29") == 8907
+    # The boundary between the two encodings: 9.0.0 is 90000, 8.9.9 is 8909.
+    assert [cudnn_major(v) for v in (91002, 90000, 8907, 8000, 100100)] == [9, 9, 8, 8, 10]
     assert cuda_tag("12.8") == "cu128"
     assert cuda_tag("13.0") == "cu130"
     assert version_key("3.10") > version_key("3.9")
