@@ -14,9 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from torchstack.build import find_built
+from torchstack import api
 from torchstack.docker_backend import DockerBackend
-from torchstack.matrix import load_matrix
 
 BASE = "torch2.9.1-cu128-py3.11-base"
 OFFICIAL = "pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime"
@@ -53,9 +52,9 @@ def main_() -> None:
     parser.add_argument("--compare", default=OFFICIAL, help="a second image, if present locally")
     args = parser.parse_args()
     backend = DockerBackend.connect()
-    matrix = load_matrix(args.matrix)
+    matrix = api.load(args.matrix)
     spec = matrix.by_id()[BASE]
-    image = args.image or find_built(backend, matrix, spec)
+    image = args.image or api.resolve(matrix, [BASE], backend=backend).by_id()[BASE].local_image_id
     if image is None:
         sys.exit(f"{BASE} is not built for the current matrix; run `torchstack build {BASE}`")
     size, packages = measure(backend, image)

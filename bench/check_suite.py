@@ -15,9 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from torchstack.build import find_built
+from torchstack import api
 from torchstack.docker_backend import DockerBackend
-from torchstack.matrix import load_matrix
 from torchstack.run_checks import run_suite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,11 +27,11 @@ def main() -> None:
     parser.add_argument("globs", nargs="*")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    matrix = load_matrix(REPO / "matrix.yaml")
+    matrix = api.load(REPO / "matrix.yaml")
     backend = DockerBackend.connect()
     with tempfile.TemporaryDirectory() as work:
-        for spec in matrix.select(args.globs):
-            docker_id = find_built(backend, matrix, spec)
+        for state in api.resolve(matrix, args.globs, backend=backend).requested:
+            spec, docker_id = state.spec, state.local_image_id
             if docker_id is None:
                 sys.exit(f"{spec.id} is not built; run `torchstack build {spec.id}` first")
             seconds, last = [], None

@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from torchstack.build import find_built
+from torchstack import api
 from torchstack.docker_backend import DockerBackend
-from torchstack.matrix import load_matrix
 
 GB = 1e9
 
@@ -36,13 +35,11 @@ def main_() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--matrix", type=Path, default=Path("matrix.yaml"))
     args = parser.parse_args()
-    matrix = load_matrix(args.matrix)
+    matrix = api.load(args.matrix)
     backend = DockerBackend.connect()
-    images = matrix.select([])
-    memo: dict[str, str | None] = {}
     rows: list[tuple[str, str, int, list[str], dict[str, int]]] = []
-    for spec in images:
-        docker_id = find_built(backend, matrix, spec, memo)
+    for state in api.resolve(matrix, backend=backend).requested:
+        spec, docker_id = state.spec, state.local_image_id
         if docker_id is None:
             sys.exit(f"{spec.id} is not built for the current matrix; run"
                      f" `torchstack build {' '.join(matrix.default_group)}` first")

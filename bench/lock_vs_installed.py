@@ -9,24 +9,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from torchstack.build import find_built
+from torchstack import api
 from torchstack.docker_backend import DockerBackend
 from torchstack.lock import read_lock
 from torchstack.manifests import inventory, lock_differences
-from torchstack.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    matrix = load_matrix(ROOT / "matrix.yaml")
+    matrix = api.load(ROOT / "matrix.yaml")
     backend = DockerBackend.connect()
-    memo: dict[str, str | None] = {}
     print(f"{'image':<34} {'locked':>6} {'installed':>9}  differences")
     try:
-        for spec in matrix.select(sys.argv[1:]):
+        for state in api.resolve(matrix, sys.argv[1:], backend=backend).requested:
+            spec, docker_id = state.spec, state.local_image_id
             lock = read_lock(matrix, spec)
-            docker_id = find_built(backend, matrix, spec, memo)
             if lock is None or docker_id is None:
                 print(f"{spec.id:<34} {'-':>6} {'-':>9}  "
                       f"{'unlocked' if lock is None else 'not built'}")

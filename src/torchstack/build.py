@@ -24,13 +24,9 @@ from torchstack.lock import checked_status, lock_path, read_lock, stale_message
 from torchstack.model import ImageSpec, Matrix
 from torchstack.plan import BuildPlan, PlannedImage, input_hash
 from torchstack.provenance import oci_labels
-from torchstack.resolve import Resolution, find_built, find_built_with_hash, find_local, own_image
+from torchstack.resolve import Resolution, find_local
 from torchstack.runs import BUILD_JSON, RunDir
 
-# find_built* and own_image are re-exported for callers that predate resolve.py (tests and
-# bench/ of other changes); new code imports them from torchstack.resolve.
-__all__ = ["BuildSummary", "Builder", "ImageResult", "find_built", "find_built_with_hash",
-           "own_image"]
 # BuildKit's plain progress: "#7 [os 3/5] RUN apt-get ..." (the stage name is optional).
 STEP = re.compile(r"^#\d+ \[(?:[\w.-]+ +)?(\d+)/(\d+)\] (.*)$")
 GROUP_STEP = re.compile(r"source=(groups/[\w.-]+)")

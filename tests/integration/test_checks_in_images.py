@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from tests.integration.dockerutil import run_cli
-from torchstack.build import find_built
 from torchstack.cli import main
 from torchstack.docker_backend import DockerBackend
 from torchstack.matrix import load_matrix
+from torchstack.resolve import find_built
 from torchstack.run_checks import run_suite
 
 pytestmark = [pytest.mark.docker, pytest.mark.torch_image]

@@ -27,8 +27,6 @@ from torchstack.build import (
     Builder,
     BuildSummary,
     ImageResult,
-    find_built,
-    own_image,
     parse_step,
     skip_reason,
 )
@@ -37,6 +35,7 @@ from torchstack.errors import ConfigError, Interrupted
 from torchstack.matrix import load_matrix
 from torchstack.model import Matrix
 from torchstack.plan import input_hash, make_plan
+from torchstack.resolve import find_built, own_image
 from torchstack.runs import create_run
 
 REPO = Path(__file__).resolve().parents[2]
