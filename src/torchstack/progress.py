@@ -19,7 +19,6 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from torchstack.build import BuildSummary, ImageResult
-from torchstack.commands.plan import format_table
 
 ICONS = {"waiting": "·", "building": "▶", "cached": "=", "built": "✓", "failed": "✗",
          "skipped": "-"}
@@ -190,3 +189,10 @@ class LiveReporter(PlainReporter):
             style = STYLES.get(r.status, "dim")
             table.add_row(r.id, f"[{style}]{ICONS[r.status]} {r.status}", step, shown, Text(last))
         return table
+
+
+def format_table(header: tuple[str, ...], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)

@@ -8,6 +8,7 @@ from typing import Any
 
 from torchstack.commands.common import add_selection, matrix_of
 from torchstack.plan import BuildPlan
+from torchstack.progress import format_table
 from torchstack.resolve import plan_json, resolve
 
 COLUMNS = ("id", "parent", "flavor", "torch", "cuda", "python", "index", "tags")
@@ -45,13 +46,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(COLUMNS, table))
     print(f"\n{len(rows)} images; default group: {', '.join(matrix.default_group) or '(none)'}")
     return 0
-
-
-def format_table(header: tuple[str, ...], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 def layers_text(plan: BuildPlan) -> str:

@@ -1,0 +1,92 @@
+"""Import rules between the layers, read from the source (ast), so a new import that breaks one
+fails here rather than in a review."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "src" / "torchstack"
+SUITE = REPO / "checks"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, package: str) -> set[str]:
+    """Absolute names of every module `path` imports (relative imports resolved)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def host_modules() -> dict[str, Path]:
+    """torchstack's own modules (not the suite behind the checks link, not the templates)."""
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")
+            if not {"checks", "templates", "schema"} & set(p.relative_to(PACKAGE).parts)}
+
+
+def package_of(name: str, path: Path) -> str:
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def closure(start: str, modules: dict[str, Path]) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in modules:
+            continue
+        seen.add(name)
+        todo += imports(modules[name], package_of(name, modules[name]))
+    return seen | {i for n in seen for i in imports(modules[n], package_of(n, modules[n]))}
+
+
+def test_the_import_reader_sees_relative_and_absolute_imports(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text("import docker\nfrom ..result import Report\nfrom . import PACKAGE\n",
+                      encoding="utf-8")
+    assert imports(sample, "checks.suite") == {
+        "docker", "checks.result", "checks.result.Report", "checks.suite", "checks.suite.PACKAGE"}
+
+
+def test_nothing_below_commands_imports_commands() -> None:
+    offenders = {name for name, path in host_modules().items()
+                 if not name.startswith(("torchstack.commands", "torchstack.cli"))
+                 and any(i.startswith("torchstack.commands")
+                         for i in imports(path, package_of(name, path)))}
+    assert offenders == set()
+
+
+@pytest.mark.parametrize("writer", ["torchstack.report", "torchstack.imagecheck"])
+def test_the_report_writer_reaches_no_docker_code(writer: str) -> None:
+    reached = closure(writer, host_modules())
+    docker = {name for name in reached
+              if name.split(".")[0] == "docker"
+              or name.startswith(("torchstack.docker_backend", "torchstack.buildkit"))}
+    assert docker == set(), docker
+
+
+def test_the_host_imports_the_suite_only_as_torchstack_checks() -> None:
+    offenders = {name for name, path in host_modules().items()
+                 if any(i.split(".")[0] == "checks" for i in imports(path, package_of(name, path)))}
+    assert offenders == set()
+
+
+def test_the_suite_never_imports_torchstack() -> None:
+    for path in SUITE.rglob("*.py"):
+        package = ".".join(("checks", *path.relative_to(SUITE).parent.parts))
+        assert not any(i.split(".")[0] == "torchstack" for i in imports(path, package)), path
