@@ -104,7 +104,8 @@ def _explain(error: ValidationError, node: Located) -> tuple[str, str | None]:
             return (f"unknown key '{extra[0]}'{hint}",
                     f"allowed keys here: {', '.join(allowed)}")
     if error.validator == "required":
-        missing = sorted(set(schema.get("required", ())) - set(node.value or ()))
+        present = set(node.value) if isinstance(node.value, dict) else set()
+        missing = sorted(set(schema.get("required", ())) - present)
         return f"missing required key '{missing[0] if missing else error.message}'", None
     if error.validator == "type":
         wanted = schema.get("type", [])

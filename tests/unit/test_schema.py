@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from torchstack import expand, layers, matrix, schemas
@@ -225,3 +227,23 @@ def test_bad_layers_are_rejected(layer_schema: dict[str, Any], path: tuple[Any, 
     doc = yaml.safe_load((REPO / "layers" / "vision" / "layer.yaml").read_text())
     found = errors(layer_schema, edit(doc, path, value))
     assert any(e.startswith(expected) for e in found), found
+
+
+YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.sampled_from(["base", "2.9.1", "12.8", "{id}", "numpy==2.2.6", "x y"]),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["parent", "packages", "env", "checks", "tags", "axes",
+                                       "torch", "registry", "local", "1BAD", "x"]),
+                      inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=YAML_VALUES, schema=st.sampled_from([schemas.MATRIX, schemas.LAYER]))
+def test_any_document_passes_or_gets_a_located_error(document: Any, schema: str) -> None:
+    """Whatever the document, validate returns or raises ConfigError at m.yaml:<line>."""
+    try:
+        schemas.validate(parse_yaml(yaml.safe_dump(document), "m.yaml"), schema)
+    except ConfigError as exc:
+        assert str(exc).startswith("m.yaml:"), str(exc)
