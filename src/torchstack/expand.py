@@ -28,7 +28,7 @@ Entry = tuple[dict[str, Located], bool]  # axis values with their locations, leg
 def entries(top: dict[str, Located], os_bases: dict[str, OsBase],
              flavors: dict[str, str]) -> list[Entry]:
     axes_node = top["axes"]
-    axes = axes_node.mapping(AXES.allowed, AXES.required)
+    axes = AXES.of(axes_node)
     axis_values = {key: axes[key].list() for key in axes}
     for key, listed in axis_values.items():
         if not listed:
@@ -39,7 +39,7 @@ def entries(top: dict[str, Located], os_bases: dict[str, OsBase],
         "flavor", [Located(f, axes_node.file, axes_node.line, "axes.flavor") for f in flavors])
     keys = sorted(axis_values)
     exclude_nodes = top["exclude"].list() if "exclude" in top else []
-    excludes = [item.mapping(EXCLUDE.allowed) for item in exclude_nodes]
+    excludes = [EXCLUDE.of(item) for item in exclude_nodes]
     used = [False] * len(excludes)
     entries: list[Entry] = []
     for combo in itertools.product(*(axis_values[k] for k in keys)):
@@ -53,7 +53,7 @@ def entries(top: dict[str, Located], os_bases: dict[str, OsBase],
         if not was_used:
             item.fail("this exclude entry matches no combination of the axes (a typo?)")
     for item in top["include"].list() if "include" in top else []:
-        fields = item.mapping(INCLUDE.allowed, INCLUDE.required)
+        fields = INCLUDE.of(item)
         legacy = fields.pop("legacy").bool() if "legacy" in fields else False
         fields.setdefault("os", axis_values["os"][0])
         fields.setdefault("flavor", Located("base" if "base" in flavors else next(iter(flavors)),

@@ -45,7 +45,7 @@ def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
 
 def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, str]:
     doc = load_yaml(spec, _display(spec, display_root))
-    fields = doc.mapping(LAYER.allowed, LAYER.required)
+    fields = LAYER.of(doc)
     parent = fields["parent"]
     packages = [_pin(item) for item in fields["packages"].list()] if "packages" in fields else []
     torch_packages = _torch_packages(fields.get("torch_packages"))

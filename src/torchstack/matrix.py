@@ -51,7 +51,7 @@ def load_matrix(path: Path) -> Matrix:
     path = path.resolve() if path.exists() else path
     root = path.parent
     doc = load_yaml(path, path.name)
-    top = doc.mapping(TOP.allowed, TOP.required)
+    top = TOP.of(doc)
     version = top.get("schema_version")
     if version is not None and (type(version.value) is not int or version.value != 1):
         version.fail(f"only schema_version 1 is understood, got {type_name(version.value)}")
@@ -75,7 +75,7 @@ def load_matrix(path: Path) -> Matrix:
     images = tuple(mark_default(expanded, default_group, tags))
     unique_tags(images, top["tags"])
     registry = _registry(top["registry"])
-    checks = top["checks"].mapping(CHECKS.allowed) if "checks" in top else {}
+    checks = CHECKS.of(top["checks"]) if "checks" in top else {}
     if "thresholds" in checks:
         _check_thresholds(checks["thresholds"])
     promotion_level = _promotion(top.get("promotion"))
@@ -140,8 +140,8 @@ def _os_bases(node: Located) -> dict[str, OsBase]:
     bases = {}
     for name, entry in node.items():
         _name(entry, name, "OS base")
-        fields = entry.mapping(OS.allowed, OS.required)
-        bootstrap = (fields["bootstrap"].mapping(BOOTSTRAP.allowed, BOOTSTRAP.required)
+        fields = OS.of(entry)
+        bootstrap = (BOOTSTRAP.of(fields["bootstrap"])
                      if "bootstrap" in fields else {})
         python = fields["python"].str(allow_numbers=True)
         if not PYTHON_VERSION.fullmatch(python):
@@ -198,14 +198,14 @@ def _flavors(node: Located, layers: dict[str, Layer]) -> dict[str, str]:
 
 
 def _tags(node: Located, flavors: dict[str, str]) -> TagPolicy:
-    fields = node.mapping(TAGS.allowed, TAGS.required)
+    fields = TAGS.of(node)
     for key in ("release", "candidate"):
         _check_template(fields[key], forbidden=set() if key == "candidate" else {"hash12"})
     if "{hash12}" not in fields["candidate"].value:
         fields["candidate"].fail("the candidate tag must contain {hash12}, so it names one build")
     aliases = []
     for item in fields["aliases"].list() if "aliases" in fields else []:
-        alias = item.mapping(ALIAS.allowed, ALIAS.required)
+        alias = ALIAS.of(item)
         _check_template(alias["tag"], forbidden={"hash12"})
         flavor = alias["flavor"].str() if "flavor" in alias else None
         if flavor is not None and flavor not in flavors:
@@ -238,7 +238,7 @@ def _check_placeholders(node: Located, fields: set[str]) -> None:
 def _indexes(node: Located | None) -> dict[str, str]:
     indexes = dict(DEFAULT_INDEXES)
     if node is not None:
-        for key, value in node.mapping(INDEXES.allowed).items():
+        for key, value in INDEXES.of(node).items():
             # The PyTorch index names the variant: .../whl/{cuda_tag}
             placeholders = {"cuda_tag"} if key == "pytorch" else set()
             _check_placeholders(value, placeholders)
@@ -259,7 +259,7 @@ def _url(node: Located, schemes: tuple[str, ...],
 
 
 def _registry(node: Located) -> dict[str, str]:
-    fields = node.mapping(REGISTRY.allowed, REGISTRY.required)
+    fields = REGISTRY.of(node)
     names = {key: value.str() for key, value in fields.items()}
     for key, name in names.items():
         problem = kinds.repository_problem(name)
@@ -273,7 +273,7 @@ def _registry(node: Located) -> dict[str, str]:
 def _promotion(node: Located | None) -> Any:
     if node is None:
         return "gpu"
-    level = node.mapping(PROMOTION.allowed, PROMOTION.required)["require"]
+    level = PROMOTION.of(node)["require"]
     if level.value not in ("cpu", "gpu"):
         level.fail(f"require must be 'gpu' (full suite on a GPU runner) or 'cpu',"
                    f" got {type_name(level.value)}", tip="write require: gpu or require: cpu")

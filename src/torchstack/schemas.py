@@ -10,7 +10,6 @@ loader accepts is one the editors' schema accepts too.
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -35,6 +34,10 @@ class KeySet:
     allowed: frozenset[str]
     required: frozenset[str]
 
+    def of(self, node: Located) -> dict[str, Located]:
+        """`node` as a mapping of these keys (unknown or missing ones fail at their line)."""
+        return node.mapping(self.allowed, self.required)
+
 
 @cache
 def load(name: str) -> dict[str, Any]:
@@ -45,22 +48,30 @@ def load(name: str) -> dict[str, Any]:
 def keys(name: str, definition: str | None = None) -> KeySet:
     """The keys one object of a schema takes: the top level, or `$defs/<definition>`."""
     node = load(name) if definition is None else load(name)["$defs"][definition]
-    return KeySet(frozenset(node["properties"]), frozenset(node.get("required", ())))
+    return _key_set(node)
+
+
+def _key_set(node: dict[str, Any]) -> KeySet:
+    return KeySet(frozenset(node.get("properties", ())), frozenset(node.get("required", ())))
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(load(name))
 
 
 def validate(doc: Located, name: str) -> None:
     """Raise the schema error that comes first in the file, located at its key's line."""
-    found = list(Draft202012Validator(load(name)).iter_errors(doc.plain()))
+    found = list(_validator(name).iter_errors(doc.plain()))
     if not found:
         return
     placed = [(_locate(doc, error), error) for error in found]
     (node, line), error = min(placed, key=lambda p: (p[0][1], -len(p[1].absolute_path)))
+    if error.validator == "additionalProperties" and isinstance(error.schema, dict):
+        # The loaders' own key check words it: "unknown key 'x'; did you mean ...", the keys.
+        _key_set(error.schema).of(node)
     message, tip = _explain(error, node)
-    path = node.path
-    if error.validator == "additionalProperties" and isinstance(node.value, dict):
-        extra = _extra_keys(error, node)
-        path = node.value[extra[0]].path if extra else path
-    at = f" ({path})" if path else ""
+    at = f" ({node.path})" if node.path else ""
     raise ConfigError(f"{node.file}:{line}{at}: {message}",
                       tip=tip or f"see {name} in schema/ for what this key takes")
 
@@ -95,14 +106,6 @@ def _extra_keys(error: ValidationError, node: Located) -> list[str]:
 def _explain(error: ValidationError, node: Located) -> tuple[str, str | None]:
     """The loaders' wording for the errors they share with the schema; jsonschema's for the rest."""
     schema = error.schema if isinstance(error.schema, dict) else {}
-    if error.validator == "additionalProperties" and isinstance(node.value, dict):
-        allowed = sorted(schema.get("properties", {}))
-        extra = _extra_keys(error, node)
-        if extra:
-            close = difflib.get_close_matches(extra[0], allowed, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            return (f"unknown key '{extra[0]}'{hint}",
-                    f"allowed keys here: {', '.join(allowed)}")
     if error.validator == "required":
         present = set(node.value) if isinstance(node.value, dict) else set()
         missing = sorted(set(schema.get("required", ())) - present)
