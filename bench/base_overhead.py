@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from torchstack import api
-from torchstack.docker_backend import DockerBackend
+from torchstack.backend.docker import DockerBackend
 
 BASE = "torch2.9.1-cu128-py3.11-base"
 OFFICIAL = "pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from tests.integration.dockerutil import images_in_logs, remove_test_images
 from tests.integration.fixture_matrix import LOCAL_REPOSITORY, write_fixture_matrix
+from torchstack.backend.docker import DockerBackend
 from torchstack.cli import main
-from torchstack.docker_backend import DockerBackend
 
 
 def timed_build(root: Path) -> tuple[float, int, dict[str, str]]:

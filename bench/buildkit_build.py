@@ -39,12 +39,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from torchstack.buildkit import BuildkitCli, BuildRequest, Secret, find_cli
-from torchstack.docker_backend import DockerBackend
-from torchstack.lock import read_lock
-from torchstack.matrix import load_matrix
-from torchstack.model import ImageSpec, Matrix
-from torchstack.render import EPOCH, layer_groups
+from torchstack.backend.buildkit import BuildkitCli, BuildRequest, Secret, find_cli
+from torchstack.backend.docker import DockerBackend
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import ImageSpec, Matrix
+from torchstack.lock.pylock import read_lock
+from torchstack.render.dockerfile import EPOCH, layer_groups
 
 BASE = "torch2.9.1-cu128-py3.11-base"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from torchstack import api
-from torchstack.docker_backend import DockerBackend
-from torchstack.run_checks import run_suite
+from torchstack.backend.docker import DockerBackend
+from torchstack.check.container import run_suite
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -35,9 +35,9 @@ from bench.buildkit_build import (
     cleanup_cold,
     copy_context,
 )
-from torchstack.buildkit import find_cli
-from torchstack.docker_backend import DockerBackend
-from torchstack.matrix import load_matrix
+from torchstack.backend.buildkit import find_cli
+from torchstack.backend.docker import DockerBackend
+from torchstack.config.matrix import load_matrix
 
 # History entries that never make a layer (BuildKit writes "ENV ...", the classic builder
 # "/bin/sh -c #(nop)  ENV ..."). WORKDIR makes one under BuildKit (empty when the directory

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from torchstack import api
-from torchstack.docker_backend import DockerBackend
+from torchstack.backend.docker import DockerBackend
 
 GB = 1e9
 

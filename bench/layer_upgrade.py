@@ -50,8 +50,8 @@ import yaml
 
 from bench.buildkit_build import CA_BUNDLE, GB
 from bench.layer_repro import layers_of, step_name
-from torchstack.docker_backend import DockerBackend
-from torchstack.registry import base_url, split_reference
+from torchstack.backend.docker import DockerBackend
+from torchstack.backend.registry import base_url, split_reference
 
 OLD, NEW = "torch2.9.0-cu128-py3.11-base", "torch2.9.1-cu128-py3.11-base"
 AXES = {"torch": ["2.9.0", "2.9.1"], "cuda": ["12.8"], "os": ["bookworm"], "flavor": ["base"]}

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from torchstack.lockresolve import LockRequest, find_uv, lock_images  # noqa: E402
-from torchstack.matrix import load_matrix  # noqa: E402
+from torchstack.config.matrix import load_matrix  # noqa: E402
+from torchstack.lock.uv import LockRequest, find_uv, lock_images  # noqa: E402
 
 
 def copy_tree(target: Path) -> Path:

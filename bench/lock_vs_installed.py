@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from torchstack import api
-from torchstack.docker_backend import DockerBackend
-from torchstack.lock import read_lock
-from torchstack.manifests import inventory, lock_differences
+from torchstack.backend.docker import DockerBackend
+from torchstack.lock.pylock import read_lock
+from torchstack.release.manifests import inventory, lock_differences
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,10 +23,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from torchstack.matrix import load_matrix  # noqa: E402
-from torchstack.plan import make_plan  # noqa: E402
-from torchstack.render import render_image  # noqa: E402
-from torchstack.yamlsource import load_yaml  # noqa: E402
+from torchstack.config.located import load_yaml  # noqa: E402
+from torchstack.config.matrix import load_matrix  # noqa: E402
+from torchstack.render.dockerfile import render_image  # noqa: E402
+from torchstack.resolve.order import make_plan  # noqa: E402
 
 TORCH = ["2.8.0", "2.9.0", "2.9.1", "2.10.0", "2.11.0"]  # each ships 12.6 and 12.8
 CUDA = ["12.6", "12.8"]

@@ -3,7 +3,7 @@
 Every key is optional. A missing value means "no expectation": the check that needs it only
 reports (or skips). Anything malformed raises `ExpectError`, which the CLI turns into exit
 code 2 with a one-line message naming the file and the key. The host validates matrix.yaml's
-thresholds with this same parser (torchstack.matrix._check_thresholds), so the two cannot
+thresholds with this same parser (torchstack.config.matrix._check_thresholds), so the two cannot
 drift; `ExpectError.path` lets it point at the offending key's line.
 
 Facts the host owns are handed over here rather than kept as a second copy in the suite:

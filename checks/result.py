@@ -2,7 +2,7 @@
 
 A check returns an `Outcome`; the runner adds the id and the duration (`CheckResult`); the
 CLI wraps everything in a `Report`. Only `Report.to_dict` decides the wire shape, and
-`parse_report` reads it back into the same types, so the host (torchstack.run_checks) parses
+`parse_report` reads it back into the same types, so the host (torchstack.check.container) parses
 with this module instead of keeping its own idea of the document. Plain standard library, no
 torch import: the host imports it as `checks.result`.
 """

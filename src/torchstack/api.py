@@ -20,20 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchstack.build import Builder, BuildSummary, ImageResult, Reporter
-from torchstack.buildinputs import resolve_inputs
-from torchstack.buildkit import find_cli
-from torchstack.checkrun import CheckRun, check_images
-from torchstack.docker_backend import DockerBackend
+from torchstack.backend.buildkit import find_cli
+from torchstack.backend.docker import DockerBackend
+from torchstack.build.builder import Builder, BuildSummary, ImageResult, Reporter
+from torchstack.check.stage import CheckRun, check_images
+from torchstack.config.inputs import resolve_inputs
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import Matrix
 from torchstack.errors import BuildError
-from torchstack.imagecheck import GpuMode, ImageCheck
-from torchstack.matrix import load_matrix
-from torchstack.model import Matrix
-from torchstack.records import RecordStore
-from torchstack.release import ImagePromotion, PromoteRun, journal_of, promote_images
-from torchstack.resolve import ImageState, Resolution, Resolved, plan_json, push_repository
-from torchstack.resolve import resolve as resolve_states
-from torchstack.runs import create_run
+from torchstack.release.stage import ImagePromotion, PromoteRun, journal_of, promote_images
+from torchstack.resolve.outcome import GpuMode, ImageCheck
+from torchstack.resolve.records import RecordStore
+from torchstack.resolve.state import ImageState, Resolution, Resolved, plan_json, push_repository
+from torchstack.resolve.state import resolve as resolve_states
+from torchstack.workspace.runs import create_run
 
 __all__ = ["BuildRun", "CheckRun", "ImageCheck", "ImagePromotion", "ImageState", "PromoteRun",
            "Resolved", "build", "check", "load", "plan", "promote", "resolve"]

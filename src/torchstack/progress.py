@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Column, Table
 from rich.text import Text
 
-from torchstack.build import BuildSummary, ImageResult
+from torchstack.build.builder import BuildSummary, ImageResult
 
 ICONS = {"waiting": "·", "building": "▶", "cached": "=", "built": "✓", "failed": "✗",
          "skipped": "-"}

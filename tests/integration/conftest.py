@@ -34,8 +34,8 @@ from tests.integration.promoteutil import (
     sweep_test_repositories,
     untag_repository,
 )
+from torchstack.backend.docker import DockerBackend
 from torchstack.cli import main
-from torchstack.docker_backend import DockerBackend
 from torchstack.errors import DockerUnavailableError
 
 REPO = Path(__file__).resolve().parents[2]

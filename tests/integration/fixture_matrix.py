@@ -19,8 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from torchstack.context_files import write_images
-from torchstack.lock import (
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import Matrix
+from torchstack.lock.pylock import (
     LOCK_NAME,
     ImageLock,
     LockedDist,
@@ -28,9 +29,8 @@ from torchstack.lock import (
     lock_path,
     write_lock,
 )
-from torchstack.lockresolve import LockRequest, find_uv, lock_images
-from torchstack.matrix import load_matrix
-from torchstack.model import Matrix
+from torchstack.lock.uv import LockRequest, find_uv, lock_images
+from torchstack.render.context import write_images
 
 LOCAL_REPOSITORY = "torchstack-it"
 PREFIX = "it-torch2.9.1-cu128-"

@@ -26,13 +26,13 @@ from typing import Any
 
 from tests.integration.dockerutil import last_build, run_cli
 from tests.integration.fixture_matrix import ALPHA, change_layer, rerender
-from torchstack.compat import cudnn_as_int
-from torchstack.docker_backend import DockerBackend
-from torchstack.matrix import load_matrix
-from torchstack.model import CheckLevel, ImageSpec
-from torchstack.records import RecordStore, new_record
-from torchstack.resolve import find_built_with_hash
-from torchstack.run_checks import suite_version
+from torchstack.backend.docker import DockerBackend
+from torchstack.check.container import suite_version
+from torchstack.config.compat import cudnn_as_int
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import CheckLevel, ImageSpec
+from torchstack.resolve.records import RecordStore, new_record
+from torchstack.resolve.state import find_built_with_hash
 
 REGISTRY = os.environ.get("TORCHSTACK_TEST_REGISTRY", "127.0.0.1:5000")
 ACCEPT = ("application/vnd.docker.distribution.manifest.v2+json,"

@@ -24,8 +24,8 @@ import pytest
 from torchstack import checks
 from torchstack.checks.frame import unframe
 from torchstack.checks.result import CheckResult, Report, parse_report
-from torchstack.expect import expect_for
-from torchstack.matrix import load_matrix
+from torchstack.config.expected import expect_for
+from torchstack.config.matrix import load_matrix
 
 pytestmark = [pytest.mark.docker, pytest.mark.torch_image]
 

@@ -28,10 +28,10 @@ from tests.integration.fixture_matrix import (
     tamper_hash,
     write_fixture_matrix,
 )
-from torchstack.lock import LOCK_NAME
-from torchstack.matrix import load_matrix
-from torchstack.plan import context_hash, input_hash
-from torchstack.render import render_image
+from torchstack.config.matrix import load_matrix
+from torchstack.lock.pylock import LOCK_NAME
+from torchstack.render.dockerfile import render_image
+from torchstack.resolve.order import context_hash, input_hash
 
 pytestmark = pytest.mark.docker
 

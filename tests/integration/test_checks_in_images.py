@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from tests.integration.dockerutil import run_cli
+from torchstack.backend.docker import DockerBackend
+from torchstack.check.container import run_suite
 from torchstack.cli import main
-from torchstack.docker_backend import DockerBackend
-from torchstack.matrix import load_matrix
-from torchstack.resolve import find_built
-from torchstack.run_checks import run_suite
+from torchstack.config.matrix import load_matrix
+from torchstack.resolve.state import find_built
 
 pytestmark = [pytest.mark.docker, pytest.mark.torch_image]
 GROUP = ("torch2.9.1-cu128-py3.11-base", "torch2.9.1-cu128-py3.11-vision",

@@ -18,8 +18,8 @@ import pytest
 from packaging.version import Version
 
 from torchstack.cli import main
-from torchstack.lock import read_lock
-from torchstack.matrix import load_matrix
+from torchstack.config.matrix import load_matrix
+from torchstack.lock.pylock import read_lock
 
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens there
 MATRIX = """\

@@ -27,7 +27,7 @@ from tests.integration.promoteutil import (
     untag_repository,
     write_record,
 )
-from torchstack.promote import PAUSE_ENV
+from torchstack.release.journal import PAUSE_ENV
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 RELEASE = "it-2.9.1-cuda12.8-alpha"
@@ -74,7 +74,7 @@ def offline_repository(docker_api: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
     """A repository on a registry address where nothing listens."""
     repository = f"127.0.0.1:{free_port()}/torchstack-it-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("TORCHSTACK_REGISTRY", repository)
-    monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.2)
+    monkeypatch.setattr("torchstack.release.journal.BACKOFF_S", 0.2)
     yield repository
     untag_repository(docker_api, repository)
 
@@ -103,7 +103,7 @@ def test_a_transient_outage_is_retried_with_backoff(
     port = free_port()
     name = f"torchstack-it-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("TORCHSTACK_REGISTRY", f"127.0.0.1:{port}/{name}")
-    monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.5)
+    monkeypatch.setattr("torchstack.release.journal.BACKOFF_S", 0.5)
     docker_id, input_hash = built(docker_api, fixture_copy, ALPHA)
     write_record(fixture_copy, ALPHA, docker_id, input_hash, "cpu")
     # Down for the first second after the first push reaches it: the first attempt fails
@@ -127,7 +127,7 @@ def test_an_outage_after_the_candidate_push_leaves_the_release_tags_as_they_were
     proxy = RegistryProxy()
     repository = f"{proxy.host}/torchstack-it-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("TORCHSTACK_REGISTRY", repository)
-    monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.1)
+    monkeypatch.setattr("torchstack.release.journal.BACKOFF_S", 0.1)
     configure(fixture_copy, aliases=True)
     refs = [f"{repository}:{tag}" for tag in (RELEASE, "2.9-cuda12.8-alpha")]
     try:

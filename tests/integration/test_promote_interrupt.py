@@ -29,7 +29,7 @@ from tests.integration.promoteutil import (
     skopeo_inspect,
     write_record,
 )
-from torchstack.promote import PAUSE_ENV
+from torchstack.release.journal import PAUSE_ENV
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 REPO = Path(__file__).resolve().parents[2]

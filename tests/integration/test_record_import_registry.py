@@ -30,12 +30,12 @@ from tests.integration.promoteutil import (
 )
 from tests.unit.kubeapi_server import FakeApiServer, FakeCluster, FakePod, write_kubeconfig
 from tests.unit.reportutil import REPO, finish, start_suite, synthetic
+from torchstack.check.container import suite_version
 from torchstack.checks.frame import frame
 from torchstack.cli import main
-from torchstack.matrix import load_matrix
-from torchstack.records import RecordStore
-from torchstack.run_checks import suite_version
-from torchstack.tags import decide
+from torchstack.config.matrix import load_matrix
+from torchstack.resolve.records import RecordStore
+from torchstack.resolve.tags import decide
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 

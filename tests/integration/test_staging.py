@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from torchstack.backend.docker import DockerBackend
 from torchstack.cli import main
-from torchstack.docker_backend import DockerBackend
-from torchstack.matrix import load_matrix
-from torchstack.resolve import find_built
+from torchstack.config.matrix import load_matrix
+from torchstack.resolve.state import find_built
 
 pytestmark = pytest.mark.docker
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bake"

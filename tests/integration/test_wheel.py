@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from torchstack.lockresolve import find_uv
+from torchstack.lock.uv import find_uv
 
 REPO = Path(__file__).resolve().parents[2]
 

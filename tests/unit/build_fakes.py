@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torchstack.build import BuildSummary, ImageResult
-from torchstack.buildkit import BuildRequest, BuildResult
+from torchstack.backend.buildkit import BuildRequest, BuildResult
+from torchstack.build.builder import BuildSummary, ImageResult
 
 TITLE = re.compile(r'org\.opencontainers\.image\.title="([^"]+)"')
 OS_IMAGE_ID = "sha256:" + "0" * 64

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from torchstack.bake import bake_file, to_json
-from torchstack.matrix import load_matrix
-from torchstack.render import SECRET_IDS
-from torchstack.resolve import resolve
+from torchstack.build.bake import bake_file, to_json
+from torchstack.config.matrix import load_matrix
+from torchstack.render.dockerfile import SECRET_IDS
+from torchstack.resolve.state import resolve
 
 REPO = Path(__file__).resolve().parents[2]
 # The `target.*` attributes the reference documents.

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from torchstack import buildkit
-from torchstack.buildkit import BuildkitCli, BuildRequest, Secret, find_cli, probe
-from torchstack.docker_backend import unavailable
+from torchstack.backend import buildkit
+from torchstack.backend.buildkit import BuildkitCli, BuildRequest, Secret, find_cli, probe
+from torchstack.backend.docker import unavailable
 from torchstack.errors import DockerUnavailableError
 
 IMAGE = "sha256:" + "ab" * 32

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.integration.fixture_matrix import write_fixture_matrix
-from torchstack import bootstrap as bootstrap_module
-from torchstack.bootstrap import bases_to_bootstrap, bootstrap, import_changes, slim
+from torchstack.build import bootstrap as bootstrap_module
+from torchstack.build.bootstrap import bases_to_bootstrap, bootstrap, import_changes, slim
 from torchstack.cli import main
+from torchstack.config.model import OsBase
 from torchstack.errors import BuildError, ConfigError
-from torchstack.model import OsBase
 
 REPO = Path(__file__).resolve().parents[2]
 BOOKWORM = OsBase("bookworm", "debian:bookworm-slim", "3.11", "bookworm", "http://deb.example")
@@ -57,13 +58,16 @@ def test_bootstrap_runs_debootstrap_minbase_and_imports_under_the_matrix_name(
     monkeypatch.setattr(shutil, "which", lambda _name: "/usr/sbin/debootstrap")
     commands: list[list[str]] = []
     backend = Backend()
-    result = bootstrap(backend, BOOKWORM, runner=fake_debootstrap(commands))  # type: ignore[arg-type]
+    when = datetime(2026, 12, 3, 0, 51, 17, tzinfo=UTC)  # fixed: the label carries it
+    result = bootstrap(backend, BOOKWORM, runner=fake_debootstrap(commands),  # type: ignore[arg-type]
+                       now=when)
     assert result.created and result.image_id == "sha256:new"
     assert commands[0][:3] == ["debootstrap", "--variant=minbase", "bookworm"]
     assert commands[0][4] == "http://deb.example"
     [(_, ref, changes)] = backend.imported
     assert ref == "debian:bookworm-slim"
-    assert changes == import_changes(BOOKWORM)[:1] + changes[1:]
+    assert changes == import_changes(BOOKWORM, when)[:1] + changes[1:]
+    assert 'io.torchstack.bootstrap.created="2026-12-03T00:51:17Z"' in changes[0]
     assert 'io.torchstack.bootstrapped="true"' in changes[0]
     assert 'io.torchstack.bootstrap.suite="bookworm"' in changes[0]
     assert changes[1:] == ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -15,14 +15,14 @@ import certifi
 import pytest
 
 from tests.integration.fixture_matrix import rerender
-from torchstack.buildinputs import (
+from torchstack.config.inputs import (
     BuildInputs,
     probe_index,
     redact_url,
     resolve_inputs,
 )
+from torchstack.config.model import ImageSpec
 from torchstack.errors import ConfigError
-from torchstack.model import ImageSpec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -23,20 +23,20 @@ from tests.integration.fixture_matrix import (
     write_fixture_matrix,
 )
 from tests.unit.build_fakes import OS_IMAGE_ID, FakeBackend, FakeBuildkit, Recorder
-from torchstack.build import (
+from torchstack.build.builder import (
     Builder,
     BuildSummary,
     ImageResult,
     parse_step,
     skip_reason,
 )
-from torchstack.buildinputs import BuildInputs
+from torchstack.config.inputs import BuildInputs
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError, Interrupted
-from torchstack.matrix import load_matrix
-from torchstack.model import Matrix
-from torchstack.plan import input_hash, make_plan
-from torchstack.resolve import find_built, own_image
-from torchstack.runs import create_run
+from torchstack.resolve.order import input_hash, make_plan
+from torchstack.resolve.state import find_built, own_image
+from torchstack.workspace.runs import create_run
 
 REPO = Path(__file__).resolve().parents[2]
 PIN = "torchstack-it-pin:"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from torchstack.build import BuildSummary, ImageResult, Step
+from torchstack.build.builder import BuildSummary, ImageResult, Step
 from torchstack.progress import (
     LiveReporter,
     PlainReporter,
@@ -16,7 +16,7 @@ from torchstack.progress import (
     human_size,
     make_reporter,
 )
-from torchstack.runs import create_run, latest_build, latest_run
+from torchstack.workspace.runs import create_run, latest_build, latest_run
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from torchstack.matrix import load_matrix
-from torchstack.report import junit_xml, summary_md, write_reports
-from torchstack.run_checks import ImageCheck
+from torchstack.check.container import ImageCheck
+from torchstack.check.report import junit_xml, summary_md, write_reports
+from torchstack.config.matrix import load_matrix
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from torchstack.cli import main
-from torchstack.compat import (
+from torchstack.config.compat import (
     CompatError,
     cuda_tag,
     cudnn_as_int,
@@ -63,7 +63,7 @@ VARIANT_LIBS_2_9 = {"12.6": ("9.10.2.21", "2.27.5"), "13.0": ("9.13.0.50", "2.27
 
 @pytest.fixture(scope="module")
 def raw() -> dict[str, Any]:
-    text = resources.files("torchstack").joinpath("data/compat.yaml").read_text()
+    text = resources.files("torchstack.config").joinpath("data/compat.yaml").read_text()
     data: dict[str, Any] = yaml.safe_load(text)
     return data
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from torchstack.matrix import load_matrix
-from torchstack.render import render_image
+from torchstack.config.matrix import load_matrix
+from torchstack.render.dockerfile import render_image
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((REPO / "images").glob("*/Dockerfile"))

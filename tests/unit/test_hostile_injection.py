@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
-from torchstack.matrix import load_matrix
-from torchstack.model import Matrix
-from torchstack.render import render_image
+from torchstack.render.dockerfile import render_image
 
 REPO = Path(__file__).resolve().parents[2]
 PAYLOADS = {

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from torchstack.cli import main
-from torchstack.yamlsource import MAX_BYTES
+from torchstack.config.located import MAX_BYTES
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from torchstack.cli import main
-from torchstack.context_files import remove_orphans, write_images
+from torchstack.config.matrix import load_matrix
 from torchstack.errors import ConfigError
-from torchstack.matrix import load_matrix
+from torchstack.render.context import remove_orphans, write_images
 
 REPO = Path(__file__).resolve().parents[2]
 

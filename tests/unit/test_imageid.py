@@ -4,7 +4,7 @@ its inspect answers below are written from the Engine API reference (ImageInspec
 
 from __future__ import annotations
 
-from torchstack.imageid import RemoteDigests, is_same_image, remote_key, store_of
+from torchstack.backend.identity import RemoteDigests, is_same_image, remote_key, store_of
 
 CONFIG = "sha256:" + "c" * 64
 MANIFEST = "sha256:" + "m" * 64

@@ -19,7 +19,7 @@ from kubernetes_validate.utils import latest_version
 
 from torchstack.checks.expect import parse_expect
 from torchstack.cli import main
-from torchstack.k8s import (
+from torchstack.cluster.manifests import (
     ClusterOptions,
     job_name,
     k8s_quantity,
@@ -27,8 +27,8 @@ from torchstack.k8s import (
     render_manifests,
     to_yaml,
 )
-from torchstack.matrix import load_matrix
-from torchstack.model import Matrix
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import Matrix
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "torch2.9.1-cu128-py3.11-base"

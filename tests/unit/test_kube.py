@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.kubeapi_server import TOKEN, FakeApiServer, FakeCluster, FakePod, write_kubeconfig
+from torchstack.cluster.client import read_job_logs
 from torchstack.errors import ConfigError
-from torchstack.kube import read_job_logs
 
 IMAGE_ID = "docker-pullable://127.0.0.1:5000/torchstack@sha256:" + "1" * 64
 

@@ -63,6 +63,70 @@ def test_the_import_reader_sees_relative_and_absolute_imports(tmp_path: Path) ->
         "docker", "checks.result", "checks.result.Report", "checks.suite", "checks.suite.PACKAGE"}
 
 
+# The flow, lowest first (DESIGN.md). A module may import its own room and any room of a lower
+# rank; rooms of equal rank are siblings and never import each other.
+RANKS: dict[str, int] = {
+    "errors": 0, "names": 0, "signals": 1, "workspace": 1,
+    "config": 2, "backend": 3, "lock": 4, "render": 5, "resolve": 6,
+    "build": 7, "check": 7, "release": 7, "cluster": 8,
+    "progress": 9, "settings": 9, "api": 10, "commands": 11, "cli": 12, "__main__": 13,
+}
+TOP_LEVEL_MODULES_MAX = 10
+
+
+def room_of(module: str) -> str | None:
+    """torchstack.config.matrix -> "config"; None for what is not torchstack's own."""
+    parts = module.split(".")
+    if parts[0] != "torchstack" or len(parts) < 2 or parts[1] in {"checks", "__version__"}:
+        return None
+    return parts[1]
+
+
+def backward_imports(modules: dict[str, Path]) -> set[tuple[str, str]]:
+    """(importer, imported) pairs that break the order."""
+    found = set()
+    for name, path in modules.items():
+        own = room_of(name)
+        if own is None:
+            continue
+        for imported in imports(path, package_of(name, path)):
+            other = room_of(imported)
+            if other is None or other == own or other not in RANKS:
+                continue
+            if RANKS[other] >= RANKS[own]:
+                found.add((name, imported))
+    return found
+
+
+def test_every_room_has_a_rank() -> None:
+    rooms = {room_of(name) for name in host_modules()} - {None, "__init__"}
+    assert rooms <= set(RANKS), rooms - set(RANKS)
+
+
+def test_no_room_imports_a_later_or_sibling_room() -> None:
+    assert backward_imports(host_modules()) == set()
+
+
+def test_the_order_check_catches_one_backward_import(tmp_path: Path) -> None:
+    """The rule is live: a single added import from config into resolve fails it."""
+    modules = host_modules()
+    bad = tmp_path / "matrix.py"
+    bad.write_text(modules["torchstack.config.matrix"].read_text(encoding="utf-8")
+                   + "\nfrom torchstack.resolve.state import resolve\n", encoding="utf-8")
+    sibling = tmp_path / "stage.py"
+    sibling.write_text("from torchstack.release.journal import Journal\n", encoding="utf-8")
+    assert backward_imports({**modules, "torchstack.config.matrix": bad}) == {
+        ("torchstack.config.matrix", "torchstack.resolve.state"),
+        ("torchstack.config.matrix", "torchstack.resolve.state.resolve")}
+    assert ("torchstack.check.stage", "torchstack.release.journal") in backward_imports(
+        {**modules, "torchstack.check.stage": sibling})
+
+
+def test_the_package_top_holds_at_most_ten_modules() -> None:
+    top = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert len(top) <= TOP_LEVEL_MODULES_MAX, top
+
+
 def test_nothing_below_commands_imports_commands() -> None:
     offenders = {name for name, path in host_modules().items()
                  if not name.startswith(("torchstack.commands", "torchstack.cli"))
@@ -71,12 +135,11 @@ def test_nothing_below_commands_imports_commands() -> None:
     assert offenders == set()
 
 
-@pytest.mark.parametrize("writer", ["torchstack.report", "torchstack.imagecheck"])
+@pytest.mark.parametrize("writer", ["torchstack.check.report", "torchstack.resolve.outcome"])
 def test_the_report_writer_reaches_no_docker_code(writer: str) -> None:
     reached = closure(writer, host_modules())
     docker = {name for name in reached
-              if name.split(".")[0] == "docker"
-              or name.startswith(("torchstack.docker_backend", "torchstack.buildkit"))}
+              if name.split(".")[0] == "docker" or name.startswith("torchstack.backend")}
     assert docker == set(), docker
 
 

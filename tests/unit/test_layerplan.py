@@ -6,8 +6,8 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from torchstack.layerplan import NVIDIA_GROUPS, own_dists, plan_groups
-from torchstack.render import UV_VERSION
+from torchstack.render.dockerfile import UV_VERSION
+from torchstack.render.groups import NVIDIA_GROUPS, own_dists, plan_groups
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20

@@ -17,9 +17,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
-from torchstack.matrix import load_matrix
-from torchstack.model import Matrix
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from torchstack.cli import main
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
-from torchstack.lock import (
+from torchstack.lock.pylock import (
     check_locks,
     lock_inputs,
     lock_path,
@@ -25,9 +27,7 @@ from torchstack.lock import (
     read_lock,
     validate_lock,
 )
-from torchstack.lockresolve import _best_wheel, _preferences
-from torchstack.matrix import load_matrix
-from torchstack.model import Matrix
+from torchstack.lock.uv import _best_wheel, _preferences
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = "torch2.9.1-cu128-py3.11-base"

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from torchstack.compat import CompatError, load_compat
+from torchstack.config.compat import CompatError, load_compat
+from torchstack.config.matrix import load_matrix
 from torchstack.errors import PromoteError
-from torchstack.lock import ImageLock, read_lock
-from torchstack.manifests import cyclonedx_sbom, lock_differences, locked_packages
-from torchstack.matrix import load_matrix
+from torchstack.lock.pylock import ImageLock, read_lock
+from torchstack.release.manifests import cyclonedx_sbom, lock_differences, locked_packages
 
 REPO = Path(__file__).resolve().parents[2]
 NLP = "torch2.9.1-cu128-py3.11-nlp"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from torchstack.cli import main
+from torchstack.config.matrix import load_matrix
 from torchstack.errors import ConfigError
-from torchstack.matrix import load_matrix
 
 MATRIX = """\
 # A small matrix that loads; each case breaks one thing.

@@ -1,4 +1,5 @@
-"""Selection, build order and hashing (torchstack.plan), on the repo matrix and copies of it."""
+"""Selection, build order and hashing (torchstack.resolve.order), on the repo matrix and copies
+of it."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
-from torchstack.lock import lock_status
-from torchstack.matrix import load_matrix
-from torchstack.model import Matrix
-from torchstack.plan import context_hash, input_hash, make_plan, plan_rows
-from torchstack.render import render_image
+from torchstack.lock.pylock import lock_status
+from torchstack.render.dockerfile import render_image
+from torchstack.resolve.order import context_hash, input_hash, make_plan, plan_rows
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT = ["torch2.9.1-cu128-py3.11-base", "torch2.9.1-cu128-py3.11-vision",

@@ -14,12 +14,12 @@ from typing import Any
 import docker
 import pytest
 
-from torchstack.docker_backend import DockerBackend
+from torchstack.backend.docker import DockerBackend
+from torchstack.backend.registry import RemoteImage
 from torchstack.errors import ConfigError, EngineError, Interrupted, PromoteError
-from torchstack.promote import Journal, Promoter
-from torchstack.registry import RemoteImage
+from torchstack.release.journal import Journal, Promoter
+from torchstack.resolve.tags import TagDecision
 from torchstack.signals import deferred_signals
-from torchstack.tags import TagDecision
 
 IMAGE = "sha256:" + "c" * 64
 OLD = "sha256:" + "0" * 64
@@ -91,7 +91,7 @@ def test_a_left_journal_is_finished_on_the_next_run(tmp_path: Path) -> None:
 
 def test_failed_candidate_push_moves_no_release_tag(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.0)
+    monkeypatch.setattr("torchstack.release.journal.BACKOFF_S", 0.0)
     monkeypatch.setattr(FakeTags, "push", FakeTags.push_fails)
     journal = Journal(tmp_path / "journal.json")
     fake = FakeTags()
@@ -112,8 +112,8 @@ def test_signals_are_held_until_the_block_ends() -> None:
 
 def test_a_refused_release_push_puts_local_tags_back_and_keeps_the_journal(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("torchstack.promote.BACKOFF_S", 0.0)
-    monkeypatch.setattr("torchstack.promote.fetch_manifest",
+    monkeypatch.setattr("torchstack.release.journal.BACKOFF_S", 0.0)
+    monkeypatch.setattr("torchstack.release.journal.fetch_manifest",
                         lambda ref: RemoteImage("sha256:" + "d" * 64, IMAGE))
     journal = Journal(tmp_path / "journal.json")
     old = OLD

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from torchstack.provenance import oci_labels, public_url
+from torchstack.build.provenance import oci_labels, public_url
 
 
 def git(root: Path, *args: str, when: str = "2026-01-02T03:04:05+00:00") -> str:

@@ -18,17 +18,17 @@ import pytest
 
 from tests.integration.promoteutil import free_port
 from tests.unit.reportutil import REPO, finish, reframed, start_multinode, start_suite, synthetic
-from torchstack.candidates import Candidate, digest_of_image_id
 from torchstack.checks import SUITE_VERSION
 from torchstack.checks.frame import frame
 from torchstack.cli import main
+from torchstack.cluster.candidates import Candidate, digest_of_image_id
+from torchstack.cluster.report_import import Source, prove, read_report, record_for, verify
+from torchstack.config.expected import expect_for
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
-from torchstack.expect import expect_for
-from torchstack.matrix import load_matrix
-from torchstack.model import Matrix
-from torchstack.records import RecordStore, new_record
-from torchstack.report_import import Source, prove, read_report, record_for, verify
-from torchstack.tags import decide
+from torchstack.resolve.records import RecordStore, new_record
+from torchstack.resolve.tags import decide
 
 IMAGE = "torch2.9.1-cu128-py3.11-base"
 DIGEST = "sha256:" + "d" * 64  # the registry manifest digest the Job was pinned to

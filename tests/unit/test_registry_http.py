@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from torchstack.registry import RegistryError, base_url, fetch_manifest, is_loopback
+from torchstack.backend.registry import RegistryError, base_url, fetch_manifest, is_loopback
 
 CONFIG = "sha256:" + "ab" * 32
 MANIFEST = json.dumps({"schemaVersion": 2, "config": {"digest": CONFIG}}).encode()

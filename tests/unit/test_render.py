@@ -17,12 +17,18 @@ from pathlib import Path
 import pytest
 
 from torchstack.cli import main
-from torchstack.compat import load_compat
-from torchstack.layerplan import own_dists
-from torchstack.lock import read_lock
-from torchstack.matrix import load_matrix
-from torchstack.model import ImageSpec, Matrix
-from torchstack.render import SECRET_IDS, TEMPLATES, UV_VERSION, UV_WHEEL_SHA256, render_image
+from torchstack.config.compat import load_compat
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import ImageSpec, Matrix
+from torchstack.lock.pylock import read_lock
+from torchstack.render.dockerfile import (
+    SECRET_IDS,
+    TEMPLATES,
+    UV_VERSION,
+    UV_WHEEL_SHA256,
+    render_image,
+)
+from torchstack.render.groups import own_dists
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -108,7 +114,7 @@ def test_golden(image_id: str, matrix: Matrix) -> None:
         assert rendered[relative] == golden, (
             f"{image_id}/{relative} differs from tests/unit/golden; if the change is intended,"
             " rerun with UPDATE_GOLDEN=1 and review the diff")
-    templates = resources.files("torchstack").joinpath("templates")
+    templates = resources.files("torchstack.render").joinpath("templates")
     for name in TEMPLATES:
         assert rendered[name] == templates.joinpath(name).read_text()
 

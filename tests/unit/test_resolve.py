@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from torchstack import render
-from torchstack.build import read_contexts
+from torchstack.build.builder import read_contexts
 from torchstack.cli import main
-from torchstack.matrix import load_matrix
-from torchstack.model import ImageSpec, Matrix
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import ImageSpec, Matrix
 from torchstack.names import HASH_LABEL
-from torchstack.records import RecordStore
-from torchstack.resolve import Resolution, plan_json, resolve
+from torchstack.render import dockerfile as render
+from torchstack.resolve.records import RecordStore
+from torchstack.resolve.state import Resolution, plan_json, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = "torch2.9.1-cu128-py3.11-base"

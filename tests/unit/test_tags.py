@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from torchstack.matrix import load_matrix
-from torchstack.model import ImageSpec, Matrix
-from torchstack.records import CheckRecord, RecordStore, new_record
-from torchstack.tags import decide, fact_mismatches
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import ImageSpec, Matrix
+from torchstack.resolve.records import CheckRecord, RecordStore, new_record
+from torchstack.resolve.tags import decide, fact_mismatches
 
 REPO = Path(__file__).resolve().parents[2]
 REPOSITORY = "127.0.0.1:5000/torchstack"

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from torchstack.cli import verbs
-from torchstack.matrix import load_matrix
-from torchstack.plan import make_plan, plan_rows
+from torchstack.config.matrix import load_matrix
+from torchstack.resolve.order import make_plan, plan_rows
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))

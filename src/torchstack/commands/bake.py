@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from torchstack.bake import bake_file, to_json
+from torchstack.build.bake import bake_file, to_json
 from torchstack.commands.common import add_selection, matrix_of, push_repository
 from torchstack.errors import ConfigError
-from torchstack.resolve import resolve
+from torchstack.resolve.state import resolve
 
 
 def register(sub: Any) -> None:

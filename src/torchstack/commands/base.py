@@ -6,9 +6,9 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from torchstack.bootstrap import bases_to_bootstrap, bootstrap
+from torchstack.backend.docker import DockerBackend
+from torchstack.build.bootstrap import bases_to_bootstrap, bootstrap
 from torchstack.commands.common import matrix_of
-from torchstack.docker_backend import DockerBackend
 
 
 def register(sub: Any) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from torchstack import api
-from torchstack.buildinputs import CA_ENV, PIP_INDEX_ENV, TORCH_INDEX_ENV
 from torchstack.commands.common import add_selection, matrix_of
+from torchstack.config.inputs import CA_ENV, PIP_INDEX_ENV, TORCH_INDEX_ENV
 from torchstack.progress import make_reporter
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from torchstack import api
 from torchstack.commands.common import add_selection, matrix_of
-from torchstack.imagecheck import ImageCheck
-from torchstack.resolve import ImageState
+from torchstack.resolve.outcome import ImageCheck
+from torchstack.resolve.state import ImageState
 
 
 def register(sub: Any) -> None:

@@ -6,10 +6,10 @@ import argparse
 from collections.abc import Callable
 from typing import TypeVar
 
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
-from torchstack.matrix import load_matrix
-from torchstack.model import Matrix
-from torchstack.resolve import push_repository
+from torchstack.resolve.state import push_repository
 
 __all__ = ["add_selection", "flag_type", "matrix_of", "push_repository"]
 T = TypeVar("T")

@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from torchstack import api
-from torchstack.candidates import parse_pinned, resolve_candidate
-from torchstack.commands.common import add_selection, flag_type, matrix_of, push_repository
-from torchstack.errors import ConfigError
-from torchstack.k8s import (
+from torchstack.cluster.candidates import parse_pinned, resolve_candidate
+from torchstack.cluster.manifests import (
     ClusterOptions,
     parse_namespace,
     parse_node_selector,
@@ -23,7 +21,9 @@ from torchstack.k8s import (
     render_manifests,
     to_yaml,
 )
-from torchstack.model import ImageSpec, Matrix
+from torchstack.commands.common import add_selection, flag_type, matrix_of, push_repository
+from torchstack.config.model import ImageSpec, Matrix
+from torchstack.errors import ConfigError
 
 
 def register(sub: Any) -> None:

@@ -7,10 +7,10 @@ import os
 import sys
 from typing import Any
 
-from torchstack.buildinputs import PIP_INDEX_ENV, TORCH_INDEX_ENV, resolve_inputs
 from torchstack.commands.common import add_selection, matrix_of
+from torchstack.config.inputs import PIP_INDEX_ENV, TORCH_INDEX_ENV, resolve_inputs
 from torchstack.errors import ConfigError, IndexUnreachableError
-from torchstack.lockresolve import LockOutcome, LockRequest, find_uv, images_to_lock, lock_images
+from torchstack.lock.uv import LockOutcome, LockRequest, find_uv, images_to_lock, lock_images
 
 
 def register(sub: Any) -> None:

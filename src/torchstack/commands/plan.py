@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 from torchstack.commands.common import add_selection, matrix_of
-from torchstack.plan import BuildPlan
 from torchstack.progress import format_table
-from torchstack.resolve import plan_json, resolve
+from torchstack.resolve.order import BuildPlan
+from torchstack.resolve.state import plan_json, resolve
 
 COLUMNS = ("id", "parent", "flavor", "torch", "cuda", "python", "index", "tags")
 

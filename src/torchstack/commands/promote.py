@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from torchstack import api, kinds
+from torchstack import api
 from torchstack.commands.common import add_selection, matrix_of, push_repository
+from torchstack.config import kinds
 from torchstack.errors import ConfigError
-from torchstack.release import ImagePromotion, journal_of
+from torchstack.release.stage import ImagePromotion, journal_of
 
 
 def register(sub: Any) -> None:

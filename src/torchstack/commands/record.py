@@ -14,14 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from torchstack import api
-from torchstack.candidates import resolve_candidate
-from torchstack.commands.common import flag_type, matrix_of, push_repository
-from torchstack.errors import CheckError, ConfigError
-from torchstack.imagecheck import ImageCheck, suite_version
-from torchstack.k8s import parse_namespace
-from torchstack.records import RecordStore
-from torchstack.report import write_reports
-from torchstack.report_import import (
+from torchstack.check.report import write_reports
+from torchstack.cluster.candidates import resolve_candidate
+from torchstack.cluster.manifests import parse_namespace
+from torchstack.cluster.report_import import (
     Imported,
     Source,
     prove,
@@ -30,7 +26,11 @@ from torchstack.report_import import (
     spec_of,
     verify,
 )
-from torchstack.runs import create_run
+from torchstack.commands.common import flag_type, matrix_of, push_repository
+from torchstack.errors import CheckError, ConfigError
+from torchstack.resolve.outcome import ImageCheck, suite_version
+from torchstack.resolve.records import RecordStore
+from torchstack.workspace.runs import create_run
 
 REPORT_LIMIT_BYTES = 64 << 20  # a report is kilobytes; refuse to read a disk image by mistake
 MARKER = "TORCHSTACK-REPORT BEGIN"
@@ -116,7 +116,9 @@ def _from_file(path: Path) -> tuple[str, Source]:
 
 
 def _from_job(job: str, namespace: str | None, context: str | None) -> tuple[str, Source]:
-    from torchstack.kube import read_job_logs  # the client takes ~2 s to import: only here
+    from torchstack.cluster.client import (
+        read_job_logs,  # the client takes ~2 s to import: only here
+    )
 
     logs = read_job_logs(job, namespace, context)
     label = f"Job {logs.job} (namespace {logs.namespace}, context {logs.context})"

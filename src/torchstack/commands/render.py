@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from torchstack.commands.common import matrix_of
-from torchstack.context_files import remove_orphans, stale_files, write_images
+from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
-from torchstack.lock import check_locks, display, lock_path
-from torchstack.model import Matrix
+from torchstack.lock.pylock import check_locks, display, lock_path
+from torchstack.render.context import remove_orphans, stale_files, write_images
 
 
 def register(sub: Any) -> None:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from torchstack.backend.docker import ContainerRun
+from torchstack.check.container import interpret
 from torchstack.checks.result import CheckResult, Metric, Node, Report
-from torchstack.docker_backend import ContainerRun
-from torchstack.matrix import load_matrix
-from torchstack.model import ImageSpec
-from torchstack.run_checks import interpret
+from torchstack.config.matrix import load_matrix
+from torchstack.config.model import ImageSpec
 
 REPO = Path(__file__).resolve().parents[3]
 

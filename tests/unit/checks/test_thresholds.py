@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from torchstack.checks.expect import ExpectError, parse_expect
+from torchstack.config.matrix import load_matrix
 from torchstack.errors import ConfigError
-from torchstack.matrix import load_matrix
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -1,0 +1,1 @@
+"""Build resolved images with BuildKit; build inputs, provenance, bootstrap, bake."""

@@ -1,0 +1,1 @@
+"""Run the in-container suite in each image and report it."""

@@ -1,0 +1,1 @@
+"""Kubernetes: manifests, the API client, candidates, report import."""

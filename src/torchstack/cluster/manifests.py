@@ -1,0 +1,344 @@
+"""ImageSpec -> Kubernetes manifests that run the check suite on a GPU cluster. Pure.
+
+One image gives a ConfigMap (the `checks` package and the expect JSON) and a Job. The Job runs
+`python -m checks` on one node; with nodes > 1 it becomes an Indexed Job plus a headless
+Service, and every pod starts `torchrun` so that NCCL is exercised across nodes.
+The image is pinned by its registry digest (`repo@sha256:…`), and the expect file carries the
+same digest (`image_digest`): the suite echoes it in its framed report, which `torchstack record
+import` takes back and proves against the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from torchstack.config.expected import expect_for
+from torchstack.config.model import ImageSpec, Matrix
+from torchstack.errors import ConfigError
+from torchstack.names import (
+    CHECKS_ROOT,
+    DEFAULT_SHM_SIZE,
+    DEFAULT_TIMEOUT_S,
+    EXPECT_DIR,
+    EXPECT_FILE,
+    K8S_IMAGE_LABEL,
+    RUNTIME_UID,
+    TMP_SIZE_GIB,
+)
+
+EXPECT_KEY = EXPECT_FILE  # the ConfigMap key is the file name
+MASTER_PORT = 29500
+# torchrun's per-node entry point in the checks package (see docs/kubernetes.md).
+MULTINODE_MODULE = "checks.multinode"
+DEADLINE_MARGIN_S = 600  # on top of the suite's own timeout: image pull and scheduling
+CONFIGMAP_LIMIT = 1 << 20  # what the API server accepts for one object
+EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+DEFAULT_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_DOCKER_SIZE = re.compile(r"^(\d+)([bkmg]?)b?$", re.IGNORECASE)
+# RFC 1123 label: what a namespace name must be.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity), unsigned: a number,
+# then a binary (Ki..Ei), decimal (n, u, m, k, M, G, T, P, E) or exponent (e3, E-2) suffix.
+_QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$")
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    nodes: int = 1
+    gpus_per_node: int = 1
+    namespace: str = "default"
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[dict[str, str], ...] = ()
+    cpu: str | None = None  # per pod; default 4 cores per GPU
+    memory: str | None = None  # per pod; default 16Gi per GPU plus the /dev/shm size
+    shm_size: str | None = None  # default: the matrix's checks.shm_size
+
+
+def parse_node_selector(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+        raise ConfigError(f"bad --node-selector {text!r}",
+                          tip="use KEY=VALUE with a label key and value, e.g."
+                              " nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3")
+    return key, value
+
+
+def parse_toleration(text: str) -> dict[str, str]:
+    """`key[=value]:effect` -> a toleration (operator Equal with a value, else Exists)."""
+    head, sep, effect = text.rpartition(":")
+    key, has_value, value = head.partition("=")
+    if not sep or effect not in EFFECTS or not _LABEL_KEY.match(key):
+        raise ConfigError(f"bad --toleration {text!r}",
+                          tip=f"use KEY[=VALUE]:EFFECT with EFFECT one of {', '.join(EFFECTS)}")
+    if has_value:
+        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def parse_namespace(text: str) -> str:
+    if not _DNS_LABEL.match(text):
+        raise ConfigError(f"bad --namespace {text!r}: a namespace is an RFC 1123 label",
+                          tip="use at most 63 lowercase letters, digits and '-', starting and"
+                              " ending with a letter or digit, e.g. gpu-checks")
+    return text
+
+
+def parse_quantity(text: str, flag: str, example: str) -> str:
+    """A positive Kubernetes quantity (`500m`, `4`, `16Gi`, `1e9`), as the API server takes it."""
+    match = _QUANTITY.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(f"bad {flag} {text!r}: not a positive Kubernetes quantity",
+                          tip=f"use a number with an optional suffix (Ki, Mi, Gi, m, k, M, G),"
+                              f" e.g. {example}")
+    return text
+
+
+def k8s_quantity(docker_size: str) -> str:
+    """Docker's `--shm-size` spelling (2g, 512m, 1073741824) -> a Kubernetes quantity."""
+    match = _DOCKER_SIZE.match(docker_size.strip())
+    if not match:
+        return docker_size  # already a quantity such as 2Gi
+    number, unit = match.group(1), match.group(2).lower()
+    return number + {"": "", "b": "", "k": "Ki", "m": "Mi", "g": "Gi"}[unit]
+
+
+def job_name(image_id: str, nodes: int) -> str:
+    """A DNS-1123 name: lowercase, dots to dashes, short enough for `<job>-<index>` hostnames."""
+    base = re.sub(r"[^a-z0-9-]+", "-", image_id.lower()).strip("-")
+    name = f"ts-check-{base}" + (f"-{nodes}n" if nodes > 1 else "")
+    if len(name) > 52:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[:43].rstrip('-')}-{digest}"
+    return name
+
+
+def checks_files(checks_dir: Path) -> dict[str, str]:
+    """ConfigMap key -> source for every .py of the package; keys spell the path with dots."""
+    if not (checks_dir / "__init__.py").is_file():
+        raise ConfigError(f"no checks package at {checks_dir}",
+                          tip="run torchstack where checks/ sits beside matrix.yaml")
+    files = {}
+    for path in sorted(checks_dir.rglob("*.py")):
+        relative = path.relative_to(checks_dir)
+        if "__pycache__" in relative.parts:
+            continue
+        files[".".join(relative.parts)] = path.read_text(encoding="utf-8")
+    return files
+
+
+def render_manifests(spec: ImageSpec, matrix: Matrix, image: str,
+                     options: ClusterOptions) -> list[dict[str, Any]]:
+    """The documents for one image, in the order `kubectl apply` needs them.
+
+    `image` is pinned by digest (`repo@sha256:…`, candidates.parse_pinned checks the form)."""
+    if options.nodes < 1 or options.gpus_per_node < 1:
+        raise ConfigError("--nodes and --gpus-per-node must be at least 1")
+    digest = image.rpartition("@")[2]
+    if not digest.startswith("sha256:"):
+        raise ConfigError(f"the image {image!r} is not pinned by digest")
+    name = job_name(spec.id, options.nodes)
+    files = checks_files(matrix.root / "checks")
+    expect = json.dumps({**expect_for(spec, matrix), "image_digest": digest}, indent=2,
+                        sort_keys=True) + "\n"
+    data = {**files, EXPECT_KEY: expect}
+    if sum(len(k) + len(v.encode()) for k, v in data.items()) > CONFIGMAP_LIMIT - 64 * 1024:
+        raise ConfigError("the checks package is too large for one ConfigMap (1 MiB)")
+    labels = {
+        "app.kubernetes.io/name": "torchstack",
+        "app.kubernetes.io/component": "gpu-check",
+        "app.kubernetes.io/instance": name,
+        K8S_IMAGE_LABEL: spec.id if _LABEL_VALUE.match(spec.id) else name,
+    }
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(f"{name}-checks", options.namespace, labels),
+        "data": data,
+    }
+    job = _job(matrix, image, options, name, labels, sorted(files))
+    if options.nodes == 1:
+        return [config_map, job]
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, options.namespace, labels),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {"app.kubernetes.io/instance": name},
+            "ports": [{"name": "rendezvous", "port": MASTER_PORT, "protocol": "TCP"}],
+        },
+    }
+    return [config_map, service, job]
+
+
+def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": dict(labels)}
+
+
+def _job(matrix: Matrix, image: str, options: ClusterOptions, name: str,
+         labels: dict[str, str], file_keys: list[str]) -> dict[str, Any]:
+    gpus = options.gpus_per_node
+    shm = _shm(options, matrix)
+    memory = options.memory or _add_gi(16 * gpus, shm)
+    resources = {"nvidia.com/gpu": str(gpus), "cpu": options.cpu or str(4 * gpus),
+                 "memory": memory}
+    env: list[dict[str, Any]] = [
+        {"name": "PYTHONPATH", "value": CHECKS_ROOT},
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
+        {"name": "CUDA_CACHE_PATH", "value": "/tmp/.nv/ComputeCache"},
+    ]
+    container: dict[str, Any] = {
+        "name": "checks",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",  # a digest names one image: nothing to refresh
+        "command": _command(name, options),
+        "env": env,
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "checks", "mountPath": f"{CHECKS_ROOT}/checks", "readOnly": True},
+            {"name": "expect", "mountPath": EXPECT_DIR, "readOnly": True},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if options.nodes > 1:
+        env.append({"name": "NODE_RANK", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}})
+        container["ports"] = [{"name": "rendezvous", "containerPort": MASTER_PORT}]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "fsGroup": RUNTIME_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "tolerations": _tolerations(options.tolerations),
+        "containers": [container],
+        "volumes": [
+            {"name": "checks", "configMap": {
+                "name": f"{name}-checks",
+                "items": [{"key": k, "path": "/".join(_unkey(k))} for k in file_keys]}},
+            {"name": "expect", "configMap": {
+                "name": f"{name}-checks", "items": [{"key": EXPECT_KEY, "path": EXPECT_KEY}]}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": f"{TMP_SIZE_GIB}Gi"}},
+        ],
+    }
+    if options.node_selector:
+        pod_spec["nodeSelector"] = dict(options.node_selector)
+    job_spec: dict[str, Any] = {
+        "backoffLimit": 0,  # a failed check is a result, not a flake to retry
+        "activeDeadlineSeconds": _suite_timeout_s(matrix) + DEADLINE_MARGIN_S,
+        "ttlSecondsAfterFinished": 86400,
+    }
+    if options.nodes > 1:
+        pod_spec["subdomain"] = name  # pods resolve as <job>-<index>.<service>
+        job_spec.update(completionMode="Indexed", completions=options.nodes,
+                        parallelism=options.nodes)
+    job_spec["template"] = {"metadata": {"labels": dict(labels)}, "spec": pod_spec}
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": _meta(name, options.namespace, labels), "spec": job_spec}
+
+
+def _command(name: str, options: ClusterOptions) -> list[str]:
+    expect = f"{EXPECT_DIR}/{EXPECT_KEY}"
+    if options.nodes == 1:
+        return ["python", "-m", "checks", "--json", "--frame", "--gpu", "required",
+                "--expect", expect]
+    return [
+        "torchrun",
+        "--nnodes", str(options.nodes),
+        "--nproc-per-node", str(options.gpus_per_node),
+        "--node-rank", "$(NODE_RANK)",
+        "--master-addr", f"{name}-0.{name}",
+        "--master-port", str(MASTER_PORT),
+        "-m", MULTINODE_MODULE, "--json", "--frame", "--expect", expect,
+    ]
+
+
+def _shm(options: ClusterOptions, matrix: Matrix) -> str:
+    if options.shm_size:
+        return parse_quantity(k8s_quantity(options.shm_size), "--shm-size", "2Gi")
+    shm = k8s_quantity(str(matrix.run_options.get("shm_size", DEFAULT_SHM_SIZE)))
+    if not _QUANTITY.match(shm):
+        raise ConfigError(f"{matrix.root / 'matrix.yaml'}: checks.shm_size {shm!r} is not a size"
+                          " Kubernetes takes", tip="write it as 2g or 2Gi, or pass --shm-size")
+    return shm
+
+
+def _suite_timeout_s(matrix: Matrix) -> int:
+    timeout = float(matrix.run_options.get("timeout_s", DEFAULT_TIMEOUT_S))
+    if not math.isfinite(timeout) or timeout < 1:
+        raise ConfigError(f"{matrix.root / 'matrix.yaml'}: checks.timeout_s is {timeout!r}; a Job"
+                          " needs a finite deadline",
+                          tip="set checks.timeout_s to a number of seconds, e.g. 900")
+    return math.ceil(timeout)
+
+
+def _tolerations(extra: tuple[dict[str, str], ...]) -> list[dict[str, str]]:
+    merged = [DEFAULT_TOLERATION, *extra]
+    unique = {json.dumps(t, sort_keys=True): t for t in merged}
+    return list(unique.values())
+
+
+def _unkey(key: str) -> list[str]:
+    """`suite.nccl.py` -> ["suite", "nccl.py"]: the inverse of checks_files' keys."""
+    parts = key[: -len(".py")].split(".")
+    return [*parts[:-1], parts[-1] + ".py"]
+
+
+def _add_gi(gib: int, quantity: str) -> str:
+    """16Gi-per-GPU plus the shm size: memory-backed emptyDirs count against the limit."""
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi)?", quantity)
+    if not match:
+        return f"{gib + 2}Gi"
+    scale = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, None: 1}[match.group(2)]
+    extra = -(-int(match.group(1)) * scale // (1 << 30))  # rounded up to whole GiB
+    return f"{gib + extra}Gi"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the ConfigMap's sources) as literal blocks, so they stay readable."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def to_yaml(documents: list[dict[str, Any]]) -> str:
+    """Deterministic multi-document YAML: keys in the order they were built, `---` between."""
+    return "".join(
+        "---\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+        for doc in documents
+    )

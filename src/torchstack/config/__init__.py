@@ -1,0 +1,1 @@
+"""matrix.yaml and layers/ -> a validated, frozen Matrix of ImageSpecs."""

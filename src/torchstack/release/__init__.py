@@ -1,0 +1,1 @@
+"""Promote what passed: tags, pushes, the journal, SBOMs."""

@@ -1,0 +1,251 @@
+"""Move release tags to images that passed, and push them; lose nothing on failure.
+
+Order matters. A candidate tag (`<id>-<hash12>`, unique to one build) is pushed first: that
+uploads every layer and the manifest while no tag a user pulls has moved. Only then do the
+release tags move, locally and remotely, which is quick (no layer uploads). That short stretch
+runs with SIGINT/SIGTERM deferred and behind a journal: a kill -9 leaves the journal, and the
+next `torchstack promote` finishes the move before doing anything else. When the registry
+refuses a release tag, the local release tags go back to the images they named before, and
+the journal entry stays so that the next run finishes the move in the registry too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from torchstack.backend.docker import DockerBackend
+from torchstack.backend.identity import RemoteDigests, is_same_image
+from torchstack.backend.registry import RegistryError, fetch_manifest
+from torchstack.config import kinds
+from torchstack.config.located import read_config_text
+from torchstack.errors import ConfigError, EngineError, PromoteError
+from torchstack.resolve.tags import TagDecision
+from torchstack.signals import deferred_signals
+from torchstack.workspace.files import ensure_inside, write_text
+
+RETRIES = 4
+BACKOFF_S = 2.0
+# Test hook: seconds to sleep between two release tags, so a test can kill us mid-move.
+PAUSE_ENV = "TORCHSTACK_TEST_PAUSE_BETWEEN_TAGS"
+
+
+@dataclass(frozen=True)
+class TagResult:
+    ref: str
+    pushed: bool
+    digest: str | None  # registry manifest digest when pushed
+    error: str | None
+
+
+# A journal holds a handful of entries; a larger file is not one.
+JOURNAL_MAX_BYTES = 1 << 20
+DISCARD_TIP = ("look at it (it names the image and the release tags whose move was cut short),"
+               " then run `torchstack promote --discard-journal` to move it aside and go on;"
+               " the tags it names stay where they are until promote moves them again")
+
+
+class JournalError(PromoteError):
+    """The journal cannot be read: nothing is tagged until it is looked at (exit 6)."""
+
+
+class Journal:
+    """Release moves in progress, one JSON file written atomically.
+
+    A corrupt or truncated file is never guessed at or overwritten: it stays where it is and
+    every promote stops (JournalError) until `discard` moves it aside.
+    """
+
+    def __init__(self, path: Path, root: Path | None = None) -> None:
+        self.path = path
+        self.root = root or path.parent  # writes stay inside this folder (no symlink out)
+
+    def pending(self) -> list[dict[str, Any]]:
+        if not (self.path.exists() or self.path.is_symlink()):
+            return []
+        shown = self._shown()
+        try:
+            text = read_config_text(self.path, shown, limit=JOURNAL_MAX_BYTES,
+                                    kind="a JSON file")
+        except ConfigError as exc:
+            raise JournalError(f"the promote journal {exc.message}", tip=DISCARD_TIP) from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise JournalError(f"the promote journal {shown} is corrupt or truncated ({exc});"
+                               " it is left in place", tip=DISCARD_TIP) from None
+        problem = _journal_problem(data)
+        if problem:
+            raise JournalError(f"the promote journal {shown} is not one torchstack wrote"
+                               f" ({problem}); it is left in place", tip=DISCARD_TIP)
+        entries: list[dict[str, Any]] = data
+        return entries
+
+    def write(self, entries: list[dict[str, Any]]) -> None:
+        write_text(self.root, self.path, json.dumps(entries, indent=2))
+
+    def clear(self) -> None:
+        ensure_inside(self.root, self.path)
+        self.path.unlink(missing_ok=True)
+
+    def discard(self) -> Path | None:
+        """Move the journal aside (kept for inspection); returns where it went, or None."""
+        if not (self.path.exists() or self.path.is_symlink()):
+            return None
+        ensure_inside(self.root, self.path.parent)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.stem}.discarded-{stamp}{self.path.suffix}")
+        self.path.replace(aside)
+        return aside
+
+    def _shown(self) -> str:
+        try:
+            return str(self.path.relative_to(self.root))
+        except ValueError:
+            return str(self.path)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        """Record a move (replacing an unfinished one of the same image)."""
+        self.write([e for e in self.pending() if e["image"] != entry["image"]] + [entry])
+
+    def remove(self, image: str) -> None:
+        """Forget a finished move; the file goes with the last one."""
+        rest = [e for e in self.pending() if e["image"] != image]
+        if rest:
+            self.write(rest)
+        else:
+            self.clear()
+
+
+def _journal_problem(data: Any) -> str | None:
+    """Why `data` is not a list of move entries, or None."""
+    if not isinstance(data, list):
+        return "expected a list of moves"
+    for index, entry in enumerate(data):
+        where = f"entry {index}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
+            return f"{where} has no image id"
+        refs = entry.get("refs")
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            return f"{where} has no list of refs"
+        bad = next((r for r in refs if kinds.reference_problem(r)), None)
+        if bad is not None:
+            return f"{where}: {bad!r} is not an image reference"
+        if "docker_id" in entry and not (isinstance(entry["docker_id"], str)
+                                         and kinds.DIGEST.fullmatch(entry["docker_id"])):
+            return f"{where} has a docker_id that is not an image id"
+        if "push" in entry and not isinstance(entry["push"], bool):
+            return f"{where}: push is not true or false"
+        previous = entry.get("previous") or {}
+        if not isinstance(previous, dict) or not all(
+                isinstance(k, str) and (v is None or isinstance(v, str))
+                for k, v in previous.items()):
+            return f"{where}: previous is not a map of ref -> image id"
+    return None
+
+
+class Promoter:
+    def __init__(self, backend: DockerBackend, journal: Journal, push: bool,
+                 on_event: Callable[[str], None]) -> None:
+        self.backend, self.journal, self.push, self.say = backend, journal, push, on_event
+
+    def resume(self) -> list[TagResult]:
+        """Finish the moves a killed run, or a registry outage, left half done (their images
+        had passed)."""
+        results = []
+        for entry in self.journal.pending():
+            if "docker_id" not in entry:
+                raise JournalError(f"the promote journal {self.journal.path} has an entry for"
+                                   f" {entry['image']} without its image id", tip=DISCARD_TIP)
+            if self.backend.image_id(entry["docker_id"]) is None:
+                # Its image was deleted since: nothing to finish; the old tags stay.
+                self.journal.remove(entry["image"])
+                gone = f"image {entry['docker_id'][:19]} no longer exists; move abandoned"
+                results += [TagResult(ref, False, None, gone) for ref in entry["refs"]]
+                continue
+            self.say(f"resuming the interrupted promotion of {entry['image']}")
+            results += self._finish(entry)
+        return results
+
+    def promote(self, decision: TagDecision, docker_id: str) -> list[TagResult]:
+        results = []
+        if decision.candidate:
+            self._tag(docker_id, decision.candidate)
+            results.append(self._publish(docker_id, decision.candidate) if self.push
+                           else TagResult(decision.candidate, False, None, None))
+            if results[-1].error:
+                return results  # layers are not in the registry: no release tag may move
+        if decision.releases:
+            refs = list(decision.releases)
+            entry = {"image": decision.image_id, "docker_id": docker_id, "refs": refs,
+                     "push": self.push,
+                     "previous": {ref: self.backend.image_id(ref) for ref in refs}}
+            with deferred_signals("the tag move in progress"):
+                self.journal.add(entry)
+                results += self._finish(entry)
+        return results
+
+    def _finish(self, entry: dict[str, Any]) -> list[TagResult]:
+        """Move an entry's tags; forget the entry once the registry holds them too."""
+        results = self._move(entry["docker_id"], entry["refs"], bool(entry["push"]))
+        if not any(r.error for r in results):
+            self.journal.remove(entry["image"])
+            return results
+        # Users pulling from the registry still get the previous images: so does this host.
+        for ref, image in (entry.get("previous") or {}).items():
+            if image:
+                self._tag(image, ref)
+            else:
+                self.backend.remove_image(ref)
+        self.say(f"{entry['image']}: the registry did not take every release tag; the local"
+                 " release tags are back on their previous images and the next"
+                 " `torchstack promote --push` finishes the move")
+        return results
+
+    def _move(self, docker_id: str, refs: list[str], push: bool) -> list[TagResult]:
+        pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
+        for index, ref in enumerate(refs):
+            if index and pause:
+                time.sleep(pause)
+            self._tag(docker_id, ref)
+        if not push:
+            return [TagResult(ref, False, None, None) for ref in refs]
+        return [self._publish(docker_id, ref) for ref in refs]
+
+    def _tag(self, docker_id: str, ref: str) -> None:
+        """A local tag; the daemon refusing it is a promotion failure (exit 6), not a crash."""
+        try:
+            self.backend.tag(docker_id, ref)
+        except EngineError as exc:
+            raise PromoteError(exc.message,
+                               tip="release tags already moved stay recorded in the promote"
+                                   " journal; the next `torchstack promote` finishes") from None
+
+    def _publish(self, docker_id: str, ref: str) -> TagResult:
+        """Push with retries, then confirm through the registry's own API."""
+        last_error = ""
+        for attempt in range(RETRIES):
+            if attempt:
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+            try:
+                pushed = self.backend.push(ref)
+                remote = fetch_manifest(ref)
+            except (EngineError, PromoteError, RegistryError) as exc:
+                last_error = str(exc)
+                self.say(f"push {ref}: attempt {attempt + 1} of {RETRIES} failed: {last_error}")
+                continue
+            local = self.backend.inspect(docker_id) or {"Id": docker_id}
+            same = is_same_image(local, RemoteDigests(remote.digest, remote.config_digest))
+            if not same or (pushed and remote.digest != pushed):
+                return TagResult(ref, True, remote.digest,
+                                 f"the registry's {ref} is {remote.config_digest[:19]},"
+                                 f" not the local {docker_id[:19]}")
+            self.say(f"pushed {ref} ({remote.digest})")
+            return TagResult(ref, True, remote.digest, None)
+        return TagResult(ref, False, None, last_error)

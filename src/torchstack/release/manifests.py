@@ -1,0 +1,127 @@
+"""Per-image manifests in the run directory: what is inside, and a CycloneDX SBOM.
+
+`<id>.manifest.json`: Python packages and Debian packages (dpkg), image ID and digests, size,
+input hash, the checks summary and the tags given. `<id>.cdx.json`: the same packages as a
+CycloneDX 1.5 SBOM (cyclonedx-python-lib, the library under cyclonedx-bom).
+
+The Python packages come from the image's lock (with each wheel's sha256), after a cross-check
+against what the image's Python lists (importlib.metadata): any extra, missing or other version
+refuses the promotion. Debian packages are not locked; their exact versions are read from dpkg.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cyclonedx.model import HashAlgorithm, HashType
+from cyclonedx.model.bom import Bom
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.output.json import JsonV1Dot5
+from packageurl import PackageURL
+from packaging.version import InvalidVersion, Version
+
+from torchstack.backend.docker import DockerBackend
+from torchstack.errors import PromoteError
+from torchstack.lock.pylock import ImageLock, normalize
+
+# One container run prints both lists; a marker line separates them. The Python list comes
+# from the interpreter's own metadata, so an image without pip is listed all the same.
+INVENTORY_SCRIPT = (
+    "python -c 'import json, importlib.metadata as m; print(json.dumps(sorted("
+    "({\"name\": d.metadata[\"Name\"], \"version\": d.version} for d in m.distributions()),"
+    " key=lambda p: p[\"name\"].lower())))'; echo '--dpkg--';"
+    " dpkg-query -W -f '${Package}\\t${Version}\\t${Architecture}\\n'"
+)
+
+
+def inventory(backend: DockerBackend, docker_id: str) -> dict[str, Any]:
+    run = backend.run_container(docker_id, ["sh", "-c", INVENTORY_SCRIPT], mounts={}, env={},
+                                shm_size="64m", gpus=False, timeout_s=120)
+    pip_part, _, dpkg_part = run.stdout.partition("--dpkg--")
+    try:
+        python_packages = json.loads(pip_part)
+    except ValueError:
+        raise PromoteError(f"cannot list the Python packages of {docker_id[:19]}:"
+                           f" {run.stderr.strip()[-300:]}") from None
+    debian_packages = []
+    for line in dpkg_part.strip().splitlines():
+        name, version, arch = [*line.split("\t"), "", ""][:3]
+        debian_packages.append({"name": name, "version": version, "architecture": arch})
+    return {"python": python_packages, "debian": debian_packages}
+
+
+def lock_differences(lock: ImageLock, installed: list[dict[str, Any]]) -> list[str]:
+    """What pip lists inside the image against the lock; empty when they are the same set."""
+    locked = {d.name: d.version for d in lock.dists}
+    found = {normalize(str(p["name"])): str(p["version"]) for p in installed}
+    extra = [f"{n} {found[n]} is installed but not locked"
+             for n in sorted(set(found) - set(locked))]
+    missing = [f"{n} {locked[n]} is locked but not installed"
+               for n in sorted(set(locked) - set(found))]
+    other = [f"{n} {found[n]} is installed, the lock has {locked[n]}"
+             for n in sorted(set(found) & set(locked)) if not _same_version(found[n], locked[n])]
+    return extra + missing + other
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)  # "0.5" is "0.5.0"
+    except InvalidVersion:
+        return a == b
+
+
+def locked_packages(image_id: str, lock_file: str, lock: ImageLock,
+                    packages: dict[str, Any]) -> dict[str, Any]:
+    """The inventory with its Python part from the lock; PromoteError when they differ."""
+    differences = lock_differences(lock, packages["python"])
+    if differences:
+        raise PromoteError(
+            f"{image_id}: the Python packages installed differ from {lock_file}"
+            f" ({len(differences)}): " + "; ".join(differences),
+            tip="the image was not built from this lock; rebuild it (`torchstack build`) and"
+                " check it again before promoting")
+    python = [{"name": d.name, "version": d.version, "wheel": d.filename, "sha256": d.sha256}
+              for d in lock.dists]
+    return {**packages, "python": python,
+            "lock": {"file": lock_file, "resolved_from": lock.resolved_from}}
+
+
+def cyclonedx_sbom(image_name: str, version: str, packages: dict[str, Any], os_name: str,
+                   base_image: str) -> str:
+    bom = Bom()
+    root = Component(name=image_name, version=version, type=ComponentType.CONTAINER,
+                     bom_ref=f"container:{image_name}")
+    bom.metadata.component = root
+    components = []
+    for package in packages["python"]:
+        purl = PackageURL("pypi", None, normalize(package["name"]), package["version"])
+        hashes = [HashType(alg=HashAlgorithm.SHA_256, content=package["sha256"])] \
+            if package.get("sha256") else []
+        components.append(Component(name=package["name"], version=package["version"],
+                                    type=ComponentType.LIBRARY, purl=purl, bom_ref=str(purl),
+                                    hashes=hashes))
+    # The purl namespace is the distribution ("debian", "ubuntu"), named by the base image.
+    distribution = base_image.rsplit("/", 1)[-1].split(":")[0].split("@")[0]
+    for package in packages["debian"]:
+        purl = PackageURL("deb", distribution, package["name"], package["version"],
+                          qualifiers={"arch": package["architecture"], "distro": os_name})
+        components.append(Component(name=package["name"], version=package["version"],
+                                    type=ComponentType.LIBRARY, purl=purl, bom_ref=str(purl)))
+    for component in components:
+        bom.components.add(component)
+    bom.register_dependency(root, components)
+    text: str = JsonV1Dot5(bom).output_as_string(indent=2)
+    return text
+
+
+def write_manifest(folder: Path, image_id: str, record: dict[str, Any], packages: dict[str, Any],
+                   os_name: str, base_image: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {**record, "packages": packages}
+    paths = [folder / f"{image_id}.manifest.json", folder / f"{image_id}.cdx.json"]
+    paths[0].write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    paths[1].write_text(cyclonedx_sbom(image_id, str(record.get("release_tag") or image_id),
+                                       packages, os_name, base_image) + "\n")
+    return paths

@@ -1,0 +1,1 @@
+"""ImageSpec + lock -> images/<id>/ build context. Pure and deterministic."""

@@ -1,0 +1,1 @@
+"""Planned images -> one frozen ImageState each: hashes, staging, tags, records."""

@@ -1,0 +1,1 @@
+"""Paths inside the project, the one safe writer, run folders."""
