@@ -20,7 +20,7 @@ from . import SUITE_VERSION
 from .expect import Expect, ExpectError, load_expect
 from .facts import gather_facts
 from .frame import frame
-from .registry import ALL_CHECKS, SelectionError, select
+from .registry import ALL_CHECKS, CHECK_IDS, SelectionError, select
 from .result import CheckResult, Report, exit_code, node_from_facts
 from .runner import run_checks
 from .spec import GPU_MODES, CheckContext, GpuMode, log
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("checks: error: --frame needs --json (see --help)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        expect = load_expect(args.expect) if args.expect else Expect()
+        expect = load_expect(args.expect, CHECK_IDS) if args.expect else Expect()
         only = args.only.split(",") if args.only is not None else None
         if only is not None and not any(i.strip() for i in only):
             raise SelectionError("--only needs at least one check id")

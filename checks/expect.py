@@ -111,7 +111,7 @@ class Expect:
     source: str | None = None
 
 
-def load_expect(path: str) -> Expect:
+def load_expect(path: str, check_ids: Collection[str]) -> Expect:
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -125,10 +125,12 @@ def load_expect(path: str) -> Expect:
         raise ExpectError(
             f"{path}:{exc.lineno}:{exc.colno}: invalid JSON in expect file: {exc.msg}"
         ) from None
-    return parse_expect(data, source=path)
+    return parse_expect(data, source=path, check_ids=check_ids)
 
 
-def parse_expect(data: object, source: str = "<expect>") -> Expect:
+def parse_expect(data: object, source: str = "<expect>", *, check_ids: Collection[str]) -> Expect:
+    """`check_ids`: the suite's check ids (checks.registry.CHECK_IDS), handed in so that this
+    parser, which every suite module reads, never imports the registry of those modules."""
     top = _object(data, source, "top level")
     _reject_unknown(top, Expect.__dataclass_fields__.keys() - {"source"}, source, ())
     layers = _opt_str_list(top.get("layers"), source, "layers")
@@ -152,7 +154,7 @@ def parse_expect(data: object, source: str = "<expect>") -> Expect:
         checks=checks,
         expected=_parse_expected(top.get("expected"), source),
         driver_min=driver_min,
-        thresholds=_parse_thresholds(top.get("thresholds"), source),
+        thresholds=_parse_thresholds(top.get("thresholds"), source, check_ids),
         source=source,
     )
 
@@ -182,7 +184,7 @@ def _parse_expected(raw: object, source: str) -> Expected:
     return Expected(cudnn=_opt_cudnn(obj.get("cudnn"), source), paired=paired, **strings)
 
 
-def _parse_thresholds(raw: object, source: str) -> Thresholds:
+def _parse_thresholds(raw: object, source: str, check_ids: Collection[str]) -> Thresholds:
     if raw is None:
         return Thresholds()
     obj = _object(raw, source, "thresholds")
@@ -205,16 +207,10 @@ def _parse_thresholds(raw: object, source: str) -> Thresholds:
         if multinode is None
         else _number(multinode, source, ("thresholds", "nccl_multinode_min_busbw_gbps")),
         check_timeout_s=_num_map(
-            obj.get("check_timeout_s"), source, "check_timeout_s", _check_ids(), positive=True
+            obj.get("check_timeout_s"), source, "check_timeout_s", (*sorted(check_ids), "default"),
+            positive=True,
         ),
     )
-
-
-def _check_ids() -> tuple[str, ...]:
-    # Imported here: the registry imports this module (the suite modules read Expect).
-    from .registry import ALL_CHECKS
-
-    return (*sorted(spec.id for spec in ALL_CHECKS), "default")
 
 
 # --- small typed readers; each names the key path in its error -------------------------------

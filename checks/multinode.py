@@ -21,6 +21,7 @@ from . import SUITE_VERSION
 from ._allreduce_worker import measure
 from .expect import Expect, ExpectError, load_expect
 from .frame import frame
+from .registry import CHECK_IDS
 from .result import CheckResult, Report, exit_code
 from .suite.nccl import Plan, evaluate, message_sizes
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.frame and not args.json:
         parser.error("--frame needs --json")
     try:
-        expect = load_expect(args.expect) if args.expect else Expect()
+        expect = load_expect(args.expect, CHECK_IDS) if args.expect else Expect()
     except ExpectError as exc:
         print(f"checks.multinode: error: {exc}", file=sys.stderr)
         return 2

@@ -51,6 +51,8 @@ ALL_CHECKS: tuple[CheckSpec, ...] = (
     audio.CHECK,
 )
 
+CHECK_IDS: tuple[str, ...] = tuple(spec.id for spec in ALL_CHECKS)
+
 LAYER_PROBES = {"vision": "torchvision", "nlp": "transformers"}
 
 

@@ -28,7 +28,9 @@ def verbs() -> list[str]:
     return [v for v in FLOW if v in found] + sorted(found - set(FLOW))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or (`only`) just the verb being run: a pure verb such as `plan` then
+    imports none of the Docker code the other verbs need."""
     parser = argparse.ArgumentParser(
         prog="torchstack",
         description="Build, check and promote a matrix of layered PyTorch + CUDA images.",
@@ -40,13 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for verb in verbs():
+        if only not in (None, verb):
+            continue
         module = importlib.import_module(f"torchstack.commands.{verb}")
         module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(invoked_verb(argv))
     args = parser.parse_args(argv)
     # SIGTERM (a cancelled CI job) stops any verb the way Ctrl-C does, so containers and
     # half-done builds are cleaned up on the way out.
@@ -66,6 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def invoked_verb(argv: list[str]) -> str | None:
+    """The verb `argv` runs, or None when it asks for help or names no known verb (then the
+    full parser answers, listing every verb)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--matrix":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in verbs() else None
+        elif not word.startswith("--matrix="):
+            return None  # -h, --help, --version, or an unknown option: the full parser's answer
+    return None
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Column, Table
 from rich.text import Text
 
-from torchstack.build.builder import BuildSummary, ImageResult
+if TYPE_CHECKING:  # types only: `plan` imports this module and must not load Docker code
+    from torchstack.build.builder import BuildSummary, ImageResult
 
 ICONS = {"waiting": "·", "building": "▶", "cached": "=", "built": "✓", "failed": "✗",
          "skipped": "-"}

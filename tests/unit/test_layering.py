@@ -4,6 +4,10 @@ fails here rather than in a review."""
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +157,60 @@ def test_the_suite_never_imports_torchstack() -> None:
     for path in SUITE.rglob("*.py"):
         package = ".".join(("checks", *path.relative_to(SUITE).parent.parts))
         assert not any(i.split(".")[0] == "torchstack" for i in imports(path, package)), path
+
+
+def suite_graph() -> dict[str, set[str]]:
+    """checks' modules -> the checks modules each imports (module-level or not)."""
+    modules = {".".join(("checks", *p.relative_to(SUITE).with_suffix("").parts)).removesuffix(
+        ".__init__"): p for p in SUITE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = {i for i in imports(path, package) if i in modules and i != name}
+    return graph
+
+
+def cycle_in(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a path, or None (depth-first search with colours)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    return next((c for n in sorted(graph) if n not in state and (c := visit(n))), None)
+
+
+def test_the_suite_has_no_import_cycle() -> None:
+    assert cycle_in(suite_graph()) is None
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = suite_graph()
+    graph["checks.expect"] = graph["checks.expect"] | {"checks.registry"}  # the old deferred import
+    found = cycle_in(graph)
+    assert found is not None and found[0] == found[-1] and "checks.registry" in found
+
+
+def test_plan_json_runs_without_the_docker_sdk(tmp_path: Path) -> None:
+    """A pure verb loads no Docker code: `docker` raising on import does not stop it."""
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "__init__.py").write_text(
+        "raise ImportError('the docker SDK must not be imported by plan')\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src")])}
+    done = subprocess.run([sys.executable, "-m", "torchstack", "plan", "--json"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["include"][0]["id"].startswith("torch")
+    broken = subprocess.run([sys.executable, "-m", "torchstack", "build", "--help"], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert "the docker SDK must not be imported" in broken.stderr  # the stand-in is live

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from torchstack.checks.expect import ExpectError, parse_expect
+from torchstack.checks.registry import CHECK_IDS
 from torchstack.config import kinds, schemas
 from torchstack.config.expand import (
     entries,
@@ -119,7 +120,7 @@ def _check_thresholds(node: Located) -> None:
     error names the key path, which is mapped back to that key's line here."""
     dict(node.items())  # a mapping, or fail here with the location
     try:
-        parse_expect({"thresholds": node.plain()}, source="thresholds")
+        parse_expect({"thresholds": node.plain()}, source="thresholds", check_ids=CHECK_IDS)
     except ExpectError as exc:
         message = str(exc).removeprefix("thresholds: ")
         at, line = node, node.line

@@ -10,7 +10,7 @@ import pytest
 
 from torchstack.checks.__main__ import main
 from torchstack.checks.expect import GIB, MIB, Expect, ExpectError, load_expect, parse_expect
-from torchstack.checks.registry import ALL_CHECKS, SelectionError, present_layers, select
+from torchstack.checks.registry import ALL_CHECKS, CHECK_IDS, SelectionError, present_layers, select
 
 EXAMPLE: dict[str, Any] = {
     "image_id": "torch2.9.1-cu128-py3.11-vision",
@@ -37,7 +37,7 @@ EXAMPLE: dict[str, Any] = {
 
 
 def test_example_parses_into_typed_values() -> None:
-    expect = parse_expect(EXAMPLE, "x.json")
+    expect = parse_expect(EXAMPLE, "x.json", check_ids=CHECK_IDS)
     assert expect.image_id == "torch2.9.1-cu128-py3.11-vision"
     assert expect.checks is not None and "vision" in expect.checks
     assert expect.expected.cudnn == 91002 and expect.expected.torchaudio is None
@@ -51,7 +51,7 @@ def test_example_parses_into_typed_values() -> None:
 
 
 def test_empty_file_means_no_expectations() -> None:
-    expect = parse_expect({})
+    expect = parse_expect({}, check_ids=CHECK_IDS)
     assert expect.checks is None and expect.expected.torch is None
     assert expect.thresholds.timeout_for("shm", 30) == 30
     assert expect.thresholds.matmul_min_fraction_of_peak == {"default": 0.5}
@@ -60,7 +60,7 @@ def test_empty_file_means_no_expectations() -> None:
 def test_bare_numbers_become_default_maps() -> None:
     expect = parse_expect(
         {"thresholds": {"matmul_min_fraction_of_peak": 0.7, "check_timeout_s": 9}}
-    )
+    , check_ids=CHECK_IDS)
     assert expect.thresholds.matmul_min_fraction_of_peak == {"default": 0.7}
     assert expect.thresholds.timeout_for("anything", 100) == 9
 
@@ -90,24 +90,24 @@ def test_bare_numbers_become_default_maps() -> None:
 )
 def test_bad_input_names_the_key(data: object, fragment: str) -> None:
     with pytest.raises(ExpectError) as info:
-        parse_expect(data, "img.json")
+        parse_expect(data, "img.json", check_ids=CHECK_IDS)
     assert fragment in str(info.value)
     assert str(info.value).startswith("img.json: ")
 
 
 def test_load_expect_reports_missing_file_and_json_position(tmp_path: Path) -> None:
     with pytest.raises(ExpectError, match=r"cannot read expect file .*nope\.json"):
-        load_expect(str(tmp_path / "nope.json"))
+        load_expect(str(tmp_path / "nope.json"), CHECK_IDS)
     with pytest.raises(ExpectError, match=r"cannot read expect file .*: not UTF-8"):
         binary = tmp_path / "binary.json"
         binary.write_bytes(b"\xff\xfe{}")
-        load_expect(str(binary))
+        load_expect(str(binary), CHECK_IDS)
     with pytest.raises(ExpectError, match="cannot read expect file"):
-        load_expect(str(tmp_path))  # a directory
+        load_expect(str(tmp_path), CHECK_IDS)  # a directory
     broken = tmp_path / "broken.json"
     broken.write_text('{\n  "checks": [,]\n}\n')
     with pytest.raises(ExpectError, match=r"broken.json:2:\d+: invalid JSON"):
-        load_expect(str(broken))
+        load_expect(str(broken), CHECK_IDS)
 
 
 def test_cli_exit_2_on_bad_expect_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

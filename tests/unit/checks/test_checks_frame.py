@@ -158,6 +158,7 @@ def test_frame_without_json_is_a_usage_error(capsys: pytest.CaptureFixture[str])
 
 def test_bad_image_digest_in_expect_is_refused() -> None:
     from torchstack.checks.expect import ExpectError, parse_expect
+    from torchstack.checks.registry import CHECK_IDS
 
     with pytest.raises(ExpectError, match="image_digest must be 'sha256:'"):
-        parse_expect({"image_digest": "sha256:XYZ"})
+        parse_expect({"image_digest": "sha256:XYZ"}, check_ids=CHECK_IDS)

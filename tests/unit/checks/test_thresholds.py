@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from torchstack.checks.expect import ExpectError, parse_expect
+from torchstack.checks.registry import CHECK_IDS
 from torchstack.config.matrix import load_matrix
 from torchstack.errors import ConfigError
 
@@ -54,7 +55,7 @@ def test_the_suite_refuses_bad_thresholds_naming_the_key(
     thresholds: dict[str, object], path: tuple[str, ...], fragment: str
 ) -> None:
     with pytest.raises(ExpectError) as info:
-        parse_expect({"thresholds": thresholds}, "e.json")
+        parse_expect({"thresholds": thresholds}, "e.json", check_ids=CHECK_IDS)
     assert info.value.path == path
     assert fragment in str(info.value) and str(info.value).startswith("e.json: ")
 
@@ -65,7 +66,7 @@ def test_good_thresholds_parse_into_typed_tables() -> None:
         "nccl_min_busbw_gbps": {"H100": {"8": 300, "default": 50}, "L4": 10},
         "nccl_multinode_min_busbw_gbps": 20,
         "check_timeout_s": {"compile": 240, "default": 0.5},
-    }}).thresholds
+    }}, check_ids=CHECK_IDS).thresholds
     assert t.matmul_min_fraction_of_peak == {"H100": 1.0, "default": 0.0}
     assert t.nccl_min_busbw_gbps == {"H100": {"8": 300.0, "default": 50.0},
                                      "L4": {"default": 10.0}}
@@ -75,7 +76,7 @@ def test_good_thresholds_parse_into_typed_tables() -> None:
 
 def test_the_shipped_matrix_gates_8_hopper_gpus_conservatively() -> None:
     matrix = load_matrix(REPO / "matrix.yaml")
-    t = parse_expect({"thresholds": matrix.thresholds}).thresholds
+    t = parse_expect({"thresholds": matrix.thresholds}, check_ids=CHECK_IDS).thresholds
     for family in ("H100", "H200"):
         gate = t.busbw_gate((family,), 8)
         # Below the published ring figure (~360 GB/s), so NVLS off still passes.
