@@ -16,7 +16,7 @@ from torchstack.progress import (
     human_size,
     make_reporter,
 )
-from torchstack.workspace.runs import create_run, latest_build, latest_run
+from torchstack.workspace.runs import create_run
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -25,17 +25,10 @@ def test_runs_get_unique_folders_and_latest_follows(tmp_path: Path) -> None:
     first, second = create_run(tmp_path, NOW), create_run(tmp_path, NOW)
     assert first.name == "20260102T030405Z" and second.name == "20260102T030405Z-1"
     assert first.path.parent == tmp_path / ".torchstack" / "runs"
-    latest = latest_run(tmp_path)
-    assert latest is not None and latest.path == second.path.resolve()
-    first.write_json("build.json", {"run": "first"})
-    assert latest_build(tmp_path) == {"run": "first"}  # the newest run that has a build.json
+    assert (tmp_path / ".torchstack" / "runs" / "latest").resolve() == second.path.resolve()
     second.write_json("build.json", {"run": "second"})
-    assert latest_build(tmp_path) == {"run": "second"}
+    assert second.read_json("build.json") == {"run": "second"}
     assert not list(second.path.glob(".*partial"))
-
-
-def test_no_runs_yet(tmp_path: Path) -> None:
-    assert latest_run(tmp_path) is None and latest_build(tmp_path) is None
 
 
 def summary(tmp_path: Path) -> BuildSummary:

@@ -4,7 +4,8 @@ its inspect answers below are written from the Engine API reference (ImageInspec
 
 from __future__ import annotations
 
-from torchstack.backend.identity import RemoteDigests, is_same_image, remote_key, store_of
+from torchstack.backend.identity import is_same_image, remote_key, store_of
+from torchstack.backend.registry import RemoteImage
 
 CONFIG = "sha256:" + "c" * 64
 MANIFEST = "sha256:" + "m" * 64
@@ -14,7 +15,7 @@ CLASSIC = {"Id": CONFIG, "RepoTags": ["torchstack:x"], "RootFS": {"Layers": []}}
 CONTAINERD = {"Id": MANIFEST, "RepoTags": ["torchstack:x"],
               "Descriptor": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
                              "digest": MANIFEST, "size": 1234}}
-REMOTE = RemoteDigests(manifest=MANIFEST, config=CONFIG)
+REMOTE = RemoteImage(digest=MANIFEST, config_digest=CONFIG)
 
 
 def test_the_store_is_told_by_the_descriptor() -> None:
@@ -31,7 +32,7 @@ def test_classic_ids_are_config_digests_containerd_ids_manifest_digests() -> Non
 
 
 def test_a_different_image_under_the_tag_is_not_the_checked_one() -> None:
-    assert not is_same_image(CLASSIC, RemoteDigests(manifest=MANIFEST, config=OTHER))
-    assert not is_same_image(CONTAINERD, RemoteDigests(manifest=OTHER, config=CONFIG))
+    assert not is_same_image(CLASSIC, RemoteImage(digest=MANIFEST, config_digest=OTHER))
+    assert not is_same_image(CONTAINERD, RemoteImage(digest=OTHER, config_digest=CONFIG))
     # The wrong kind of digest never matches by accident of equal IDs elsewhere.
-    assert not is_same_image(CONTAINERD, RemoteDigests(manifest=OTHER, config=MANIFEST))
+    assert not is_same_image(CONTAINERD, RemoteImage(digest=OTHER, config_digest=MANIFEST))

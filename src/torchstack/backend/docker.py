@@ -7,7 +7,6 @@ container is always removed, also on Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -31,9 +30,6 @@ NO_DAEMON_TIP = (
 )
 # Committing a multi-GB layer prints nothing for minutes; only a dead daemon should time out.
 BUILD_TIMEOUT_S = 3600
-RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})\s*$")
-BUILT = re.compile(r"^Successfully built ([0-9a-f]{12,64})\s*$")
-STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")
 
 
 @dataclass(frozen=True)
@@ -44,19 +40,11 @@ class ContainerRun:
     timed_out: bool  # stopped after timeout_s; exit_code is then whatever the kill left
 
 
-@dataclass(frozen=True)
-class BuildOutcome:
-    image_id: str | None  # sha256:... when the build succeeded
-    error: str | None  # the daemon's error message when it failed
-    steps: tuple[str, ...] = ()  # (short) IDs of the images the steps produced or reused
-
-
 class DockerBackend:
-    """Docker Engine operations torchstack needs; `builds` counts `build` calls (benchmarks)."""
+    """Docker Engine operations torchstack needs (builds go through BuildKit's CLI)."""
 
     def __init__(self, api: Any) -> None:
         self.api = api  # docker.APIClient, or a stand-in in unit tests
-        self.builds = 0
 
     @classmethod
     def connect(cls) -> DockerBackend:

@@ -22,13 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from torchstack.backend.registry import RemoteImage
+
 Store = Literal["classic", "containerd"]
-
-
-@dataclass(frozen=True)
-class RemoteDigests:
-    manifest: str  # what the registry serves the tag as (Docker-Content-Digest)
-    config: str  # the manifest's config.digest
 
 
 def store_of(inspected: Mapping[str, Any]) -> Store:
@@ -36,12 +32,12 @@ def store_of(inspected: Mapping[str, Any]) -> Store:
     return "containerd" if inspected.get("Descriptor") else "classic"
 
 
-def remote_key(store: Store, remote: RemoteDigests) -> str:
+def remote_key(store: Store, remote: RemoteImage) -> str:
     """The registry digest that equals the local image ID on this store."""
-    return remote.config if store == "classic" else remote.manifest
+    return remote.config_digest if store == "classic" else remote.digest
 
 
-def is_same_image(inspected: Mapping[str, Any], remote: RemoteDigests) -> bool:
+def is_same_image(inspected: Mapping[str, Any], remote: RemoteImage) -> bool:
     """Whether a registry's tag holds exactly the local image `inspected` describes."""
     return str(inspected.get("Id", "")) == remote_key(store_of(inspected), remote)
 

@@ -121,13 +121,6 @@ class Compat:
                 f" not {python}"
             )
 
-    def check_pair(self, torch: str, package: str, version: str) -> None:
-        expected = self.paired_version(torch, package)
-        if version != expected:
-            raise CompatError(
-                f"{package} {version} does not match torch {torch}; use {package}=={expected}"
-            )
-
     def paired_version(self, torch: str, package: str) -> str:
         release = self.release(torch)
         if package == "torchvision":

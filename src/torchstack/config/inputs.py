@@ -32,7 +32,8 @@ INDEX_KEY = re.compile(r"^(pypi|pytorch|cu\d+)$")
 PROBE_TIMEOUT_S = 10.0
 # A CA bundle is a few hundred KiB (Debian's ca-certificates.crt: ~220 KiB); larger is a mistake.
 CA_MAX_BYTES = 16 << 20
-INDEX_SCHEMES = ("http", "https", "file")
+# An index given at build time may also be a local mirror folder (file://), unlike matrix.yaml's.
+OVERRIDE_INDEX_SCHEMES = ("http", "https", "file")
 MIRROR_TIP = ("point at a reachable mirror with `--index {key}=URL` or {env}"
               " (may contain {{cuda_tag}}), or build another CUDA variant")
 
@@ -120,7 +121,7 @@ def _url(url: str, where: str, *, torch: bool) -> str:
     problem = kinds.placeholder_problem(url, allowed)
     if problem is None:
         filled = url.format(cuda_tag="cu128") if torch else url
-        problem = kinds.url_problem(filled, INDEX_SCHEMES)
+        problem = kinds.url_problem(filled, OVERRIDE_INDEX_SCHEMES)
     if problem:
         tip = ("e.g. https://mirror.example/whl/{cuda_tag}" if torch
                else "e.g. https://mirror.example/simple")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from torchstack.backend.docker import DockerBackend
-from torchstack.backend.identity import RemoteDigests, is_same_image
+from torchstack.backend.identity import is_same_image
 from torchstack.backend.registry import RegistryError, fetch_manifest
 from torchstack.config import kinds
 from torchstack.config.located import read_config_text
@@ -241,7 +241,7 @@ class Promoter:
                 self.say(f"push {ref}: attempt {attempt + 1} of {RETRIES} failed: {last_error}")
                 continue
             local = self.backend.inspect(docker_id) or {"Id": docker_id}
-            same = is_same_image(local, RemoteDigests(remote.digest, remote.config_digest))
+            same = is_same_image(local, remote)
             if not same or (pushed and remote.digest != pushed):
                 return TagResult(ref, True, remote.digest,
                                  f"the registry's {ref} is {remote.config_digest[:19]},"

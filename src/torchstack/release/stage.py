@@ -20,6 +20,7 @@ from torchstack.lock.pylock import display, lock_path, read_lock
 from torchstack.release.journal import Journal, Promoter, TagResult
 from torchstack.release.manifests import inventory, locked_packages, write_manifest
 from torchstack.resolve.state import ImageState, Resolved
+from torchstack.workspace.paths import journal_path
 from torchstack.workspace.runs import RunDir
 
 
@@ -60,7 +61,7 @@ class PromoteRun:
 
 
 def journal_of(matrix: Matrix) -> Journal:
-    return Journal(matrix.root / ".torchstack" / "promote-journal.json", root=matrix.root)
+    return Journal(journal_path(matrix.root), root=matrix.root)
 
 
 def promote_images(resolved: Resolved, backend: DockerBackend, run: RunDir, *, push: bool,

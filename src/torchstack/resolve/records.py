@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from torchstack.config.model import CheckLevel, Matrix
+from torchstack.workspace.paths import records_dir
 
 LEVEL_RANK = {"cpu": 1, "gpu": 2}
 Scope = Literal["suite", "multinode"]
@@ -56,7 +57,7 @@ class RecordStore:
 
     @classmethod
     def for_matrix(cls, matrix: Matrix) -> RecordStore:
-        return cls(matrix.root / ".torchstack" / "records")
+        return cls(records_dir(matrix.root))
 
     def _path(self, docker_id: str) -> Path:
         return self.folder / (docker_id.replace("sha256:", "") + ".json")

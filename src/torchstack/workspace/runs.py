@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-RUNS = Path(".torchstack") / "runs"
+from torchstack.workspace.paths import runs_dir
+
 LATEST = "latest"
 BUILD_JSON = "build.json"
 
@@ -45,10 +46,6 @@ class RunDir:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
 
 
-def runs_dir(root: Path) -> Path:
-    return root / RUNS
-
-
 def create_run(root: Path, now: datetime | None = None) -> RunDir:
     """A new run directory under `root` (the folder of matrix.yaml); `latest` points at it."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
@@ -71,22 +68,3 @@ def _point_latest(parent: Path, name: str) -> None:
     temporary.unlink(missing_ok=True)
     temporary.symlink_to(name)
     temporary.replace(link)
-
-
-def latest_run(root: Path) -> RunDir | None:
-    link = runs_dir(root) / LATEST
-    return RunDir(link.resolve()) if link.is_dir() else None
-
-
-def latest_build(root: Path) -> dict[str, Any] | None:
-    """The newest run's build.json, if any run recorded one (`latest` may be a check run)."""
-    parent = runs_dir(root)
-    if not parent.is_dir():
-        return None
-    runs = sorted((p for p in parent.iterdir() if p.is_dir() and not p.is_symlink()),
-                  key=lambda p: p.name, reverse=True)
-    for run in runs:
-        if (run / BUILD_JSON).is_file():
-            data: dict[str, Any] = RunDir(run).read_json(BUILD_JSON)
-            return data
-    return None
