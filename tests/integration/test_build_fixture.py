@@ -33,7 +33,7 @@ from torchstack.lock.pylock import LOCK_NAME
 from torchstack.render.dockerfile import render_image
 from torchstack.resolve.order import context_hash, input_hash
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.network]
 
 
 def tag_id(api: Any, image: str) -> str:

@@ -21,6 +21,8 @@ from torchstack.cli import main
 from torchstack.config.matrix import load_matrix
 from torchstack.lock.pylock import read_lock
 
+pytestmark = pytest.mark.network
+
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens there
 MATRIX = """\
 schema_version: 1

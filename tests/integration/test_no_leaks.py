@@ -26,7 +26,7 @@ import pytest
 from tests.integration.dockerutil import history_text, last_build, run_cli, saved_image_texts
 from tests.integration.fixture_matrix import ALPHA, BASE, LOCAL_REPOSITORY, rerender
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.network]
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 BRIDGE = "172.17.0.1"  # the default bridge's gateway: reachable from BuildKit's RUN steps
 
