@@ -129,8 +129,8 @@ def test_resources_shm_and_deadline(single: list[dict[str, Any]], matrix: Matrix
     shm = {v["name"]: v for v in pod["volumes"]}[
         {m["mountPath"]: m["name"] for m in container["volumeMounts"]}["/dev/shm"]]
     assert shm["emptyDir"]["medium"] == "Memory"
-    assert shm["emptyDir"]["sizeLimit"] == k8s_quantity(matrix.run_options["shm_size"])
-    assert job["spec"]["activeDeadlineSeconds"] > matrix.run_options["timeout_s"]
+    assert shm["emptyDir"]["sizeLimit"] == k8s_quantity(matrix.run_options.shm_size)
+    assert job["spec"]["activeDeadlineSeconds"] > matrix.run_options.timeout_s
     assert job["spec"]["backoffLimit"] == 0
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} \
         in pod["tolerations"]

@@ -62,9 +62,9 @@ def _run(backend: DockerBackend, matrix: Matrix, docker_id: str, gpu_mode: GpuMo
         command_for(gpu_mode),
         mounts={str(checks_package()): f"{CHECKS_ROOT}/checks", str(expect_dir): EXPECT_DIR},
         env={"PYTHONPATH": CHECKS_ROOT},
-        shm_size=str(matrix.run_options["shm_size"]),
+        shm_size=matrix.run_options.shm_size,
         gpus=gpu_mode == "required" or (gpu_mode == "auto" and backend.can_give_gpus()),
-        timeout_s=float(matrix.run_options["timeout_s"]),
+        timeout_s=matrix.run_options.timeout_s,
     )
 
 

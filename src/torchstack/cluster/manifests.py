@@ -25,8 +25,6 @@ from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
 from torchstack.names import (
     CHECKS_ROOT,
-    DEFAULT_SHM_SIZE,
-    DEFAULT_TIMEOUT_S,
     EXPECT_DIR,
     EXPECT_FILE,
     K8S_IMAGE_LABEL,
@@ -286,7 +284,7 @@ def _command(name: str, options: ClusterOptions) -> list[str]:
 def _shm(options: ClusterOptions, matrix: Matrix) -> str:
     if options.shm_size:
         return parse_quantity(k8s_quantity(options.shm_size), "--shm-size", "2Gi")
-    shm = k8s_quantity(str(matrix.run_options.get("shm_size", DEFAULT_SHM_SIZE)))
+    shm = k8s_quantity(matrix.run_options.shm_size)
     if not _QUANTITY.match(shm):
         raise ConfigError(f"{matrix.root / 'matrix.yaml'}: checks.shm_size {shm!r} is not a size"
                           " Kubernetes takes", tip="write it as 2g or 2Gi, or pass --shm-size")
@@ -294,7 +292,7 @@ def _shm(options: ClusterOptions, matrix: Matrix) -> str:
 
 
 def _suite_timeout_s(matrix: Matrix) -> int:
-    timeout = float(matrix.run_options.get("timeout_s", DEFAULT_TIMEOUT_S))
+    timeout = matrix.run_options.timeout_s
     if not math.isfinite(timeout) or timeout < 1:
         raise ConfigError(f"{matrix.root / 'matrix.yaml'}: checks.timeout_s is {timeout!r}; a Job"
                           " needs a finite deadline",

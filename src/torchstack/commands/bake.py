@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from torchstack.build.bake import bake_file, to_json
-from torchstack.commands.common import add_selection, matrix_of, push_repository
+from torchstack.commands.common import Subparsers, add_selection, matrix_of, push_repository
 from torchstack.errors import ConfigError
 from torchstack.resolve.state import resolve
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "bake", help="export the matrix as docker-bake.json for `docker buildx bake`",
         description="One bake target per image (ancestors included), children chained to their"

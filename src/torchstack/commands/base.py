@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
 
 from torchstack.backend.docker import DockerBackend
 from torchstack.build.bootstrap import bases_to_bootstrap, bootstrap
-from torchstack.commands.common import matrix_of
+from torchstack.commands.common import Subparsers, matrix_of
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     parser = sub.add_parser("base", help="OS base images: bootstrap them without a registry")
     actions = parser.add_subparsers(dest="base_action", required=True, metavar="ACTION")
     boot = actions.add_parser(

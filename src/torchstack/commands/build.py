@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from torchstack import api
-from torchstack.commands.common import add_selection, matrix_of
+from torchstack.commands.common import Subparsers, add_selection, matrix_of
 from torchstack.config.inputs import CA_ENV, PIP_INDEX_ENV, TORCH_INDEX_ENV
 from torchstack.progress import make_reporter
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "build", help="build the selected images (parents first) with BuildKit",
         description="Build images FROM their parent's exact image ID. An image whose input hash"

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from torchstack import api
-from torchstack.commands.common import add_selection, matrix_of
+from torchstack.commands.common import Subparsers, add_selection, matrix_of
 from torchstack.resolve.outcome import ImageCheck
 from torchstack.resolve.state import ImageState
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     parser = sub.add_parser("check", help="run the check suite inside each built image")
     add_selection(parser)
     parser.add_argument("--gpu", choices=("required", "auto", "off"), default="auto",

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
 from torchstack.resolve.state import push_repository
 
-__all__ = ["add_selection", "flag_type", "matrix_of", "push_repository"]
+__all__ = ["Subparsers", "add_selection", "flag_type", "matrix_of", "push_repository"]
 T = TypeVar("T")
+# What each verb's `register` receives: the top parser's sub-parsers.
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def add_selection(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from torchstack import api
 from torchstack.cluster.candidates import parse_pinned, resolve_candidate
@@ -21,12 +20,18 @@ from torchstack.cluster.manifests import (
     render_manifests,
     to_yaml,
 )
-from torchstack.commands.common import add_selection, flag_type, matrix_of, push_repository
+from torchstack.commands.common import (
+    Subparsers,
+    add_selection,
+    flag_type,
+    matrix_of,
+    push_repository,
+)
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "k8s", help="write Kubernetes manifests that run the check suite on a GPU cluster",
         description="Print (or write to --out) a ConfigMap and a Job per image; with --nodes > 1"

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
-from torchstack.commands.common import add_selection, matrix_of
+from torchstack.commands.common import Subparsers, add_selection, matrix_of
 from torchstack.config.inputs import PIP_INDEX_ENV, TORCH_INDEX_ENV, resolve_inputs
 from torchstack.errors import ConfigError, IndexUnreachableError
 from torchstack.lock.uv import LockOutcome, LockRequest, find_uv, images_to_lock, lock_images
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "lock", help="resolve each image's packages with hashes into images/<id>/pylock.toml",
         description="Resolve every distribution each image installs (uv, wheels only, for the"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
-from torchstack.commands.common import add_selection, matrix_of
+from torchstack.commands.common import Subparsers, add_selection, matrix_of
 from torchstack.progress import format_table
 from torchstack.resolve.order import BuildPlan
 from torchstack.resolve.state import plan_json, resolve
@@ -14,7 +13,7 @@ from torchstack.resolve.state import plan_json, resolve
 COLUMNS = ("id", "parent", "flavor", "torch", "cuda", "python", "index", "tags")
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     parser = sub.add_parser("plan", help="list the images the matrix expands to")
     add_selection(parser)
     parser.add_argument("--json", action="store_true",

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from torchstack import api
-from torchstack.commands.common import add_selection, matrix_of, push_repository
+from torchstack.commands.common import Subparsers, add_selection, matrix_of, push_repository
 from torchstack.config import kinds
 from torchstack.errors import ConfigError
 from torchstack.release.stage import ImagePromotion, journal_of
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     parser = sub.add_parser("promote", help="tag images that passed their checks (and push)")
     add_selection(parser)
     parser.add_argument("--push", action="store_true",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from torchstack import api
 from torchstack.check.report import write_reports
@@ -26,7 +25,7 @@ from torchstack.cluster.report_import import (
     spec_of,
     verify,
 )
-from torchstack.commands.common import flag_type, matrix_of, push_repository
+from torchstack.commands.common import Subparsers, flag_type, matrix_of, push_repository
 from torchstack.errors import CheckError, ConfigError
 from torchstack.resolve.outcome import ImageCheck, suite_version
 from torchstack.resolve.records import RecordStore
@@ -36,7 +35,7 @@ REPORT_LIMIT_BYTES = 64 << 20  # a report is kilobytes; refuse to read a disk im
 MARKER = "TORCHSTACK-REPORT BEGIN"
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     parser = sub.add_parser("record", help="check records: import a report from a GPU cluster")
     actions = parser.add_subparsers(dest="record_action", required=True, metavar="ACTION")
     imp = actions.add_parser(

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from torchstack.commands.common import matrix_of
+from torchstack.commands.common import Subparsers, matrix_of
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
 from torchstack.lock.pylock import check_locks, display, lock_path
 from torchstack.render.context import remove_orphans, stale_files, write_images
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     parser = sub.add_parser("render", help="write images/<id>/Dockerfile for every image")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; fail (exit 2) listing the files that are stale,"

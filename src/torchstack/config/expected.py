@@ -7,6 +7,7 @@ the compat data through here (checks/expect.py documents the keys).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from torchstack.config.compat import CompatError, cudnn_as_int, load_compat
@@ -56,7 +57,7 @@ def expect_for(spec: ImageSpec, matrix: Matrix, image_digest: str | None = None)
         "checks": list(spec.checks),
         "expected": expected,
         "driver_min": spec.driver_min,
-        "thresholds": matrix.thresholds,
+        "thresholds": dataclasses.asdict(matrix.thresholds),
     }
     if image_digest is not None:
         document["image_digest"] = image_digest

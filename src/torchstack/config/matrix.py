@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from torchstack.checks.expect import ExpectError, parse_expect
+from torchstack.checks.expect import ExpectError, Thresholds, parse_expect
 from torchstack.checks.registry import CHECK_IDS
 from torchstack.config import kinds, schemas
 from torchstack.config.expand import (
@@ -18,7 +18,7 @@ from torchstack.config.expand import (
 )
 from torchstack.config.layers import layer_chain, load_layers
 from torchstack.config.located import Located, load_yaml, type_name
-from torchstack.config.model import Alias, Layer, Matrix, OsBase, TagPolicy
+from torchstack.config.model import Alias, Layer, Matrix, OsBase, RunOptions, TagPolicy
 from torchstack.errors import ConfigError
 from torchstack.names import DEFAULT_SHM_SIZE, DEFAULT_TIMEOUT_S
 
@@ -77,14 +77,13 @@ def load_matrix(path: Path) -> Matrix:
     unique_tags(images, top["tags"])
     registry = _registry(top["registry"])
     checks = CHECKS.of(top["checks"]) if "checks" in top else {}
-    if "thresholds" in checks:
-        _check_thresholds(checks["thresholds"])
+    thresholds = _thresholds(checks["thresholds"]) if "thresholds" in checks else Thresholds()
     promotion_level = _promotion(top.get("promotion"))
-    run_options = {
-        "shm_size": _shm_size(checks["shm_size"]) if "shm_size" in checks else DEFAULT_SHM_SIZE,
-        "timeout_s": checks["timeout_s"].number(minimum=1, maximum=MAX_TIMEOUT_S)
+    run_options = RunOptions(
+        shm_size=_shm_size(checks["shm_size"]) if "shm_size" in checks else DEFAULT_SHM_SIZE,
+        timeout_s=checks["timeout_s"].number(minimum=1, maximum=MAX_TIMEOUT_S)
         if "timeout_s" in checks else DEFAULT_TIMEOUT_S,
-    }
+    )
     # Last, so that the loader's own messages come first: whatever it accepted, the schema
     # editors use must accept too.
     schemas.validate(doc, schemas.MATRIX)
@@ -99,7 +98,7 @@ def load_matrix(path: Path) -> Matrix:
         push_repository=registry["push"],
         tags=tags,
         promotion_level=promotion_level,
-        thresholds=checks["thresholds"].plain() if "thresholds" in checks else {},
+        thresholds=thresholds,
         run_options=run_options,
     )
 
@@ -115,12 +114,13 @@ def _name(node: Located, name: str, what: str) -> None:
         node.fail(f"{what} name {name!r} is not a name", tip=NAME_TIP)
 
 
-def _check_thresholds(node: Located) -> None:
+def _thresholds(node: Located) -> Thresholds:
     """The in-container suite's own parser judges thresholds, so the two cannot drift; its
     error names the key path, which is mapped back to that key's line here."""
     dict(node.items())  # a mapping, or fail here with the location
     try:
-        parse_expect({"thresholds": node.plain()}, source="thresholds", check_ids=CHECK_IDS)
+        return parse_expect({"thresholds": node.plain()}, source="thresholds",
+                            check_ids=CHECK_IDS).thresholds
     except ExpectError as exc:
         message = str(exc).removeprefix("thresholds: ")
         at, line = node, node.line

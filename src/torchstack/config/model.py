@@ -8,9 +8,11 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from torchstack.checks.expect import Thresholds
 from torchstack.errors import ConfigError
+from torchstack.names import DEFAULT_SHM_SIZE, DEFAULT_TIMEOUT_S
 
 CheckLevel = Literal["cpu", "gpu"]
 
@@ -94,6 +96,14 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """How a check container or pod runs the suite (matrix.yaml `checks:`)."""
+
+    shm_size: str = DEFAULT_SHM_SIZE  # Docker's spelling: 2g, 512m, bytes
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+@dataclass(frozen=True)
 class Matrix:
     root: Path  # folder holding matrix.yaml, layers/ and images/
     file: str
@@ -105,8 +115,8 @@ class Matrix:
     push_repository: str
     tags: TagPolicy
     promotion_level: CheckLevel
-    thresholds: dict[str, Any] = field(hash=False)
-    run_options: dict[str, Any] = field(hash=False)  # shm size, check timeout
+    thresholds: Thresholds = field(hash=False)  # the suite's own type: parsed once, at load
+    run_options: RunOptions
 
     @property
     def images_dir(self) -> Path:
