@@ -34,11 +34,11 @@ from tests.integration.promoteutil import (
     sweep_test_repositories,
     untag_repository,
 )
+from tests.paths import REPO
 from torchstack.backend.docker import DockerBackend
 from torchstack.cli import main
 from torchstack.errors import DockerUnavailableError
 
-REPO = Path(__file__).resolve().parents[2]
 OS_IMAGE = "debian:bookworm-slim"
 # Variables that would change what a build does; tests set them explicitly where needed.
 BUILD_ENV = ("TORCHSTACK_PIP_INDEX_URL", "TORCHSTACK_TORCH_INDEX_URL", "GITHUB_ACTIONS",

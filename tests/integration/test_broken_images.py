@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
 from torchstack import checks
 from torchstack.checks.frame import unframe
 from torchstack.checks.result import CheckResult, Report, parse_report
@@ -30,7 +31,6 @@ from torchstack.config.matrix import load_matrix
 pytestmark = [pytest.mark.docker, pytest.mark.torch_image]
 
 DOCKER = "/usr/bin/docker"
-REPO = Path(__file__).resolve().parents[2]
 BASE = "torch2.9.1-cu128-py3.11-base"
 NLP = "torch2.9.1-cu128-py3.11-nlp"
 WRONG_TORCHCODEC = "0.7.0"  # TorchCodec's table pairs 0.7 with torch 2.8, not 2.9

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.integration.dockerutil import run_cli
+from tests.paths import REPO
 from torchstack.backend.docker import DockerBackend
 from torchstack.check.container import run_suite
 from torchstack.cli import main
@@ -32,7 +33,6 @@ GROUP = ("torch2.9.1-cu128-py3.11-base", "torch2.9.1-cu128-py3.11-vision",
          "torch2.9.1-cu128-py3.11-nlp")
 VISION = GROUP[1]
 BROKEN_TAG = "torchstack-it:broken-torchvision"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

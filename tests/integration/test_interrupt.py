@@ -17,9 +17,9 @@ import pytest
 
 from tests.integration.dockerutil import last_build
 from tests.integration.fixture_matrix import BASE, LOCAL_REPOSITORY, SLEEPY, rerender
+from tests.paths import REPO
 
 pytestmark = pytest.mark.docker
-REPO = Path(__file__).resolve().parents[2]
 
 
 def processes_with(marker: str) -> list[int]:

@@ -29,10 +29,10 @@ from tests.integration.promoteutil import (
     skopeo_inspect,
     write_record,
 )
+from tests.paths import REPO
 from torchstack.release.journal import PAUSE_ENV
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
-REPO = Path(__file__).resolve().parents[2]
 JOURNAL = ".torchstack/promote-journal.json"
 TAGS = ("it-2.9.1-cuda12.8-alpha", "2.9-cuda12.8-alpha", "alpha-2.9.1", "alpha-stable")
 PAUSE_S = 3

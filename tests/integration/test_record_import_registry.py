@@ -28,8 +28,9 @@ from tests.integration.promoteutil import (
     http_manifest,
     write_record,
 )
+from tests.paths import REPO
 from tests.unit.kubeapi_server import FakeApiServer, FakeCluster, FakePod, write_kubeconfig
-from tests.unit.reportutil import REPO, finish, start_suite, synthetic
+from tests.unit.reportutil import finish, start_suite, synthetic
 from torchstack.check.container import suite_version
 from torchstack.checks.frame import frame
 from torchstack.cli import main

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import FIXTURES
 from torchstack.backend.docker import DockerBackend
 from torchstack.cli import main
 from torchstack.config.matrix import load_matrix
 from torchstack.resolve.state import find_built
 
 pytestmark = pytest.mark.docker
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bake"
+FIXTURE = FIXTURES / "bake"
 CLI = "/usr/bin/docker"
 
 

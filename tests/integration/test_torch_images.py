@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration.dockerutil import BUILDKIT_MARK, install_groups, last_build, run_cli
+from tests.paths import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.torch_image]
 BASE = "torch2.9.1-cu128-py3.11-base"
@@ -103,7 +104,7 @@ def test_images_say_which_commit_they_came_from(docker_api: Any) -> None:
     """OCI revision and created come from git at build time, outside the input hash: the
     revision is a commit of this history, created the time of the last commit that touched the
     image's context (not the wall clock). /tmp stays world-writable with its sticky bit."""
-    root = Path(__file__).resolve().parents[2]
+    root = REPO
 
     def git(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,

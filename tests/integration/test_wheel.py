@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.lock.uv import find_uv
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

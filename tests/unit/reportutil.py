@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.paths import REPO
 from torchstack.checks import SUITE_VERSION
 from torchstack.checks.frame import frame
 
-REPO = Path(__file__).resolve().parents[2]
 SYNTHETIC = REPO / "tests/unit/reports/synthetic-gpu-pass-h100.json"
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
 MATRIX = str(REPO / "matrix.yaml")
 EXPECTED = {
     *(f"torch2.9.1-{cuda}-py3.11-{flavor}" for cuda in ("cu126", "cu128", "cu130")

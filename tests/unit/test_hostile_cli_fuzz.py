@@ -22,9 +22,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.paths import REPO
 from torchstack.cli import build_parser, main
 
-REPO = Path(__file__).resolve().parents[2]
 # The README's exit codes: ok, config, no engine, build, check, promote, index unreachable
 # while locking, interrupted.
 EXIT_CODES = {0, 2, 3, 4, 5, 6, 7, 130}

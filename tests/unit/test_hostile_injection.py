@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.paths import REPO
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
 from torchstack.render.dockerfile import render_image
 
-REPO = Path(__file__).resolve().parents[2]
 PAYLOADS = {
     "newline": "\nRUN echo INJECTED",
     "crlf": "\r\nRUN echo INJECTED",

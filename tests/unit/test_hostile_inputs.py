@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.cli import main
 from torchstack.config.located import MAX_BYTES
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def closed_port() -> int:

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.cli import main
 from torchstack.config.matrix import load_matrix
 from torchstack.errors import ConfigError
 from torchstack.render.context import remove_orphans, write_images
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

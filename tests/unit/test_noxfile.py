@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
 
 
 @functools.cache  # nox registers sessions on import: load the file once

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.paths import REPO
 from torchstack.cli import verbs
 from torchstack.config.matrix import load_matrix
 from torchstack.resolve.order import make_plan, plan_rows
 
-REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"uses:\s*(\S+)\s+#\s*v\d+(\.\d+){0,2}\s*$")

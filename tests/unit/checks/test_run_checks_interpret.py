@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.backend.docker import ContainerRun
 from torchstack.check.container import interpret
 from torchstack.checks.result import CheckResult, Metric, Node, Report
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import ImageSpec
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.checks.expect import ExpectError, parse_expect
 from torchstack.checks.registry import CHECK_IDS
 from torchstack.config.matrix import load_matrix
 from torchstack.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(

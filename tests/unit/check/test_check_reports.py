@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.check.container import ImageCheck
 from torchstack.check.report import junit_xml, summary_md, write_reports
 from torchstack.config.matrix import load_matrix
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def suite(**statuses: str) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from typing import ClassVar
 
 import pytest
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "src/torchstack/render/templates/fetch-uv.py"
+from tests.paths import REPO
+
+TEMPLATE = REPO / "src/torchstack/render/templates/fetch-uv.py"
 WHEEL_NAME = "uv-9.9.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
 
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
+from tests.paths import REPO
 from torchstack.checks.expect import parse_expect
 from torchstack.checks.registry import CHECK_IDS
 from torchstack.cli import main
@@ -31,7 +32,6 @@ from torchstack.cluster.manifests import (
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 
-REPO = Path(__file__).resolve().parents[2]
 IMAGE = "torch2.9.1-cu128-py3.11-base"
 # The newest Kubernetes the validator ships, and an older one still common on GPU clusters.
 VERSIONS = [latest_version(), "1.28.0"]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, replace
-from pathlib import Path
 
+from tests.paths import REPO
 from torchstack.render.dockerfile import UV_VERSION
 from torchstack.render.groups import NVIDIA_GROUPS, own_dists, plan_groups
 
-REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.fixture_matrix import write_fixture_matrix
+from tests.paths import REPO
 from torchstack.build import bootstrap as bootstrap_module
 from torchstack.build.bootstrap import bases_to_bootstrap, bootstrap, import_changes, slim
 from torchstack.cli import main
 from torchstack.config.model import OsBase
 from torchstack.errors import BuildError, ConfigError
 
-REPO = Path(__file__).resolve().parents[2]
 BOOKWORM = OsBase("bookworm", "debian:bookworm-slim", "3.11", "bookworm", "http://deb.example")
 NOBLE = OsBase("noble", "ubuntu:24.04", "3.12", None, "http://deb.debian.org/debian")
 

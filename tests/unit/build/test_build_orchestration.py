@@ -22,6 +22,7 @@ from tests.integration.fixture_matrix import (
     rerender,
     write_fixture_matrix,
 )
+from tests.paths import REPO
 from tests.unit.build_fakes import OS_IMAGE_ID, FakeBackend, FakeBuildkit, Recorder
 from torchstack.build.builder import (
     Builder,
@@ -38,7 +39,6 @@ from torchstack.resolve.order import input_hash, make_plan
 from torchstack.resolve.state import find_built, own_image
 from torchstack.workspace.runs import create_run
 
-REPO = Path(__file__).resolve().parents[2]
 PIN = "torchstack-it-pin:"
 FRAGMENT_STEP = f'RUN echo "{FAILING_MESSAGE}" >&2 && exit 3'
 # What BuildKit 0.8 prints when failing's fragment fails (from a real build's log), after

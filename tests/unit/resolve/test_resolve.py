@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.build.builder import read_contexts
 from torchstack.cli import main
 from torchstack.config.matrix import load_matrix
@@ -20,7 +21,6 @@ from torchstack.render import dockerfile as render
 from torchstack.resolve.records import RecordStore
 from torchstack.resolve.state import Resolution, plan_json, resolve
 
-REPO = Path(__file__).resolve().parents[2]
 BASE = "torch2.9.1-cu128-py3.11-base"
 VISION = "torch2.9.1-cu128-py3.11-vision"
 NLP = "torch2.9.1-cu128-py3.11-nlp"

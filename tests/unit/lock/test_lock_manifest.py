@@ -4,18 +4,17 @@ TorchCodec pairing in compat data and expansion."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.config.compat import CompatError, load_compat
 from torchstack.config.matrix import load_matrix
 from torchstack.errors import PromoteError
 from torchstack.lock.pylock import ImageLock, read_lock
 from torchstack.release.manifests import cyclonedx_sbom, lock_differences, locked_packages
 
-REPO = Path(__file__).resolve().parents[2]
 NLP = "torch2.9.1-cu128-py3.11-nlp"
 LOCK_FILE = f"images/{NLP}/pylock.toml"
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.config.matrix import load_matrix
 from torchstack.render.dockerfile import render_image
 
-REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((REPO / "images").glob("*/Dockerfile"))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.cli import main
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
@@ -29,7 +30,6 @@ from torchstack.lock.pylock import (
 )
 from torchstack.lock.uv import _best_wheel, _preferences
 
-REPO = Path(__file__).resolve().parents[2]
 BASE = "torch2.9.1-cu128-py3.11-base"
 VISION = "torch2.9.1-cu128-py3.11-vision"
 NLP = "torch2.9.1-cu128-py3.11-nlp"

@@ -16,13 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from tests.paths import REPO
 from torchstack.checks.expect import Thresholds
 from torchstack.config import expand, layers, matrix, schemas
 from torchstack.config.located import parse_yaml
 from torchstack.config.model import CheckLevel
 from torchstack.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[2]
 MATRIX_SCHEMA = REPO / "schema" / "matrix.schema.json"
 LAYER_SCHEMA = REPO / "schema" / "layer.schema.json"
 

@@ -17,11 +17,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.paths import REPO
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _schema_keys(node: Any) -> set[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.cli import main
 from torchstack.config.compat import load_compat
 from torchstack.config.matrix import load_matrix
@@ -30,8 +31,7 @@ from torchstack.render.dockerfile import (
 )
 from torchstack.render.groups import own_dists
 
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = REPO / "tests" / "unit" / "golden"
 GOLDEN_IDS = [
     "torch2.9.1-cu128-py3.11-base",  # root, wheels from PyPI
     "torch2.9.1-cu126-py3.11-vision",  # extension, wheels from the PyTorch index

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.resolve.records import CheckRecord, RecordStore, new_record
 from torchstack.resolve.tags import decide, fact_mismatches
 
-REPO = Path(__file__).resolve().parents[2]
 REPOSITORY = "127.0.0.1:5000/torchstack"
 HASH = "ab" * 32
 BASE = "torch2.9.1-cu128-py3.11-base"

@@ -4,15 +4,14 @@ at 461836b, Aug 2026): buildx is not installed here, so the file is checked stat
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
+from tests.paths import REPO
 from torchstack.build.bake import bake_file, to_json
 from torchstack.config.matrix import load_matrix
 from torchstack.render.dockerfile import SECRET_IDS
 from torchstack.resolve.state import resolve
 
-REPO = Path(__file__).resolve().parents[2]
 # The `target.*` attributes the reference documents.
 TARGET_ATTRIBUTES = {
     "args", "annotations", "attest", "cache-from", "cache-to", "call", "context", "contexts",

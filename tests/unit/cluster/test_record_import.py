@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tests.integration.promoteutil import free_port
-from tests.unit.reportutil import REPO, finish, reframed, start_multinode, start_suite, synthetic
+from tests.paths import REPO
+from tests.unit.reportutil import finish, reframed, start_multinode, start_suite, synthetic
 from torchstack.checks import SUITE_VERSION
 from torchstack.checks.frame import frame
 from torchstack.cli import main

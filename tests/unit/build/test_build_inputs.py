@@ -15,6 +15,7 @@ import certifi
 import pytest
 
 from tests.integration.fixture_matrix import rerender
+from tests.paths import REPO
 from torchstack.config.inputs import (
     BuildInputs,
     probe_index,
@@ -23,8 +24,6 @@ from torchstack.config.inputs import (
 )
 from torchstack.config.model import ImageSpec
 from torchstack.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

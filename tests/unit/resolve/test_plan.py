@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
@@ -16,7 +17,6 @@ from torchstack.lock.pylock import lock_status
 from torchstack.render.dockerfile import render_image
 from torchstack.resolve.order import context_hash, input_hash, make_plan, plan_rows
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT = ["torch2.9.1-cu128-py3.11-base", "torch2.9.1-cu128-py3.11-vision",
            "torch2.9.1-cu128-py3.11-nlp"]
 

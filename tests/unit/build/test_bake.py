@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from tests.paths import REPO
 from torchstack.build.bake import PARENT_CONTEXT, target_name, target_names
 from torchstack.cli import main
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[2]
 MATRIX = str(REPO / "matrix.yaml")
 
 
