@@ -26,13 +26,13 @@ from typing import Any
 
 from tests.integration.dockerutil import last_build, run_cli
 from tests.integration.fixture_matrix import ALPHA, change_layer, rerender
+from tests.resolved import local_state
 from torchstack.backend.docker import DockerBackend
 from torchstack.check.container import suite_version
 from torchstack.config.compat import cudnn_as_int
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import CheckLevel, ImageSpec
 from torchstack.resolve.records import RecordStore, new_record
-from torchstack.resolve.state import find_built_with_hash
 
 REGISTRY = os.environ.get("TORCHSTACK_TEST_REGISTRY", "127.0.0.1:5000")
 ACCEPT = ("application/vnd.docker.distribution.manifest.v2+json,"
@@ -130,9 +130,9 @@ def built(api: Any, root: Path, image_id: str) -> tuple[str, str]:
     """(Docker image ID, input hash) the matrix in `root` resolves an image to, as check and
     promote resolve it (the shared `torchstack-it:<id>` tag may have moved to another copy)."""
     matrix = load_matrix(root / "matrix.yaml")
-    found = find_built_with_hash(DockerBackend(api), matrix, matrix.by_id()[image_id], {})
-    assert found is not None, f"{image_id} is not built for {root}"
-    return found
+    state = local_state(DockerBackend(api), matrix, image_id)
+    assert state.local_image_id and state.input_hash, f"{image_id} is not built for {root}"
+    return state.local_image_id, state.input_hash
 
 
 def rebuild_alpha(root: Path, capsys: Any) -> str:

@@ -22,11 +22,11 @@ import pytest
 
 from tests.integration.dockerutil import run_cli
 from tests.paths import REPO
+from tests.resolved import local_image
 from torchstack.backend.docker import DockerBackend
 from torchstack.check.container import run_suite
 from torchstack.cli import main
 from torchstack.config.matrix import load_matrix
-from torchstack.resolve.state import find_built
 
 pytestmark = [pytest.mark.docker, pytest.mark.torch_image]
 GROUP = ("torch2.9.1-cu128-py3.11-base", "torch2.9.1-cu128-py3.11-vision",
@@ -106,7 +106,7 @@ def test_mismatched_torchvision_fails_versions(built_group: Path, docker_api: An
     try:
         backend = DockerBackend(docker_api)
         # It inherits the vision image's hash label; it must not pass for the vision image.
-        assert find_built(backend, matrix, matrix.by_id()[VISION]) == vision_id
+        assert local_image(backend, matrix, VISION) == vision_id
         result = run_suite(backend, matrix, matrix.by_id()[VISION], broken, "test", "auto",
                            tmp_path)
         assert result.status == "fail"

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.paths import FIXTURES
+from tests.resolved import local_image
 from torchstack.backend.docker import DockerBackend
 from torchstack.cli import main
 from torchstack.config.matrix import load_matrix
-from torchstack.resolve.state import find_built
 
 pytestmark = pytest.mark.docker
 FIXTURE = FIXTURES / "bake"
@@ -69,7 +69,7 @@ def test_a_bake_built_image_is_adopted_not_rebuilt(fixture: Path) -> None:
     backend = DockerBackend.connect()
     try:
         for spec in matrix.images:
-            image = find_built(backend, matrix, spec)
+            image = local_image(backend, matrix, spec.id)
             tag = staged[next(n for n, t in document["target"].items()
                               if t["context"].endswith(spec.id))]
             assert image is not None and image == backend.image_id(tag), spec.id
@@ -92,7 +92,7 @@ def test_a_staged_image_on_another_parent_is_not_taken(fixture: Path) -> None:
     root, child = matrix.images
     backend = DockerBackend.connect()
     try:
-        staged_root = find_built(backend, matrix, root)
+        staged_root = local_image(backend, matrix, root.id)
         assert staged_root is not None
         # A new root image (another build of it) makes the staged child someone else's.
         subprocess.run([CLI, "tag", staged_root, f"torchstack-bake:keep-{staged_root[7:19]}"],
@@ -100,7 +100,7 @@ def test_a_staged_image_on_another_parent_is_not_taken(fixture: Path) -> None:
         for tag in backend.inspect(staged_root)["RepoTags"]:  # type: ignore[index]
             if "-stage-" in tag:
                 subprocess.run([CLI, "rmi", tag], check=True, capture_output=True)
-        assert find_built(backend, matrix, root) is None
-        assert find_built(backend, matrix, child) is None
+        assert local_image(backend, matrix, root.id) is None
+        assert local_image(backend, matrix, child.id) is None
     finally:
         backend.close()

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-from torchstack.backend.docker import DockerBackend
 from torchstack.config.model import Matrix, OsBase
 from torchstack.errors import BuildError, ConfigError
 from torchstack.names import LABEL_PREFIX
@@ -53,7 +53,14 @@ class Bootstrapped:
     created: bool  # False: the image existed and --force was not given
 
 
-def bootstrap(backend: DockerBackend, os_base: OsBase, *, force: bool = False,
+class ImportEngine(Protocol):
+    """What bootstrapping asks the Docker Engine (backend.docker.DockerBackend)."""
+
+    def image_id(self, ref: str) -> str | None: ...
+    def import_image(self, tarball: Path, ref: str, changes: list[str]) -> str: ...
+
+
+def bootstrap(backend: ImportEngine, os_base: OsBase, *, force: bool = False,
               runner: Runner | None = None, now: datetime | None = None,
               announce: Callable[[str], None] = lambda _text: None) -> Bootstrapped:
     suite = _require_bootstrap(os_base)

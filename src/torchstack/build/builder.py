@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from torchstack.backend.buildkit import BuildRequest, BuildResult, Secret
-from torchstack.backend.docker import DockerBackend
 from torchstack.build.provenance import oci_labels
 from torchstack.config.inputs import BuildInputs, mirror_tip, probe_index, redact_url
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError, Interrupted
 from torchstack.lock.pylock import checked_status, lock_path, read_lock, stale_message
 from torchstack.resolve.order import BuildPlan, PlannedImage, input_hash
-from torchstack.resolve.state import Resolution, find_local
+from torchstack.resolve.state import Images, Resolution, find_local
 from torchstack.workspace.runs import BUILD_JSON, RunDir
 
 # BuildKit's plain progress: "#7 [os 3/5] RUN apt-get ..." (the stage name is optional).
@@ -163,8 +162,16 @@ def secrets_for(inputs: BuildInputs, spec: ImageSpec) -> tuple[Secret, ...]:
     return tuple(secrets)
 
 
+class BuildEngine(Images, Protocol):
+    """What building asks the Docker Engine besides resolving (backend.docker.DockerBackend)."""
+
+    def tag(self, image_id: str, ref: str) -> None: ...
+    def untag(self, ref: str) -> None: ...
+    def image_size(self, image_id: str) -> int: ...
+
+
 class Builder:
-    def __init__(self, matrix: Matrix, backend: DockerBackend, buildkit: ImageBuilder,
+    def __init__(self, matrix: Matrix, backend: BuildEngine, buildkit: ImageBuilder,
                  inputs: BuildInputs, run: RunDir, reporter: Reporter,
                  probe: Prober = probe_index, *, resolution: Resolution | None = None) -> None:
         self.matrix, self.backend, self.buildkit, self.inputs = matrix, backend, buildkit, inputs

@@ -18,9 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from torchstack.backend.docker import DockerBackend
 from torchstack.backend.identity import is_same_image
 from torchstack.backend.registry import RegistryError, fetch_manifest
 from torchstack.config import kinds
@@ -150,8 +149,18 @@ def _journal_problem(data: Any) -> str | None:
     return None
 
 
+class TagEngine(Protocol):
+    """What moving tags asks the Docker Engine (backend.docker.DockerBackend; fakes in tests)."""
+
+    def image_id(self, ref: str) -> str | None: ...
+    def inspect(self, ref: str) -> dict[str, Any] | None: ...
+    def tag(self, image_id: str, ref: str) -> None: ...
+    def remove_image(self, ref: str) -> None: ...
+    def push(self, ref: str) -> str | None: ...
+
+
 class Promoter:
-    def __init__(self, backend: DockerBackend, journal: Journal, push: bool,
+    def __init__(self, backend: TagEngine, journal: Journal, push: bool,
                  on_event: Callable[[str], None]) -> None:
         self.backend, self.journal, self.push, self.say = backend, journal, push, on_event
 

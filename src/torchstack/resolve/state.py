@@ -261,31 +261,6 @@ def _layers(backend: Images, image_id: str) -> list[str]:
     return list((inspected.get("RootFS") or {}).get("Layers") or [])
 
 
-# One image at a time, for callers outside a run (benches, integration tests) ----------------
-def find_built(backend: Images, matrix: Matrix, spec: ImageSpec,
-               memo: dict[str, str | None] | None = None) -> str | None:
-    """The local image ID that the current matrix resolves `spec` to, without building."""
-    found = find_built_with_hash(backend, matrix, spec, {} if memo is None else memo)
-    return found[0] if found else None
-
-
-def find_built_with_hash(backend: Images, matrix: Matrix, spec: ImageSpec,
-                         memo: dict[str, str | None]) -> tuple[str, str] | None:
-    """(image ID, input hash) of the image the current matrix resolves `spec` to, or None."""
-    parent = (backend.image_id(spec.base_image) if spec.parent_id is None
-              else find_built(backend, matrix, matrix.by_id()[spec.parent_id], memo))
-    if parent is None:
-        memo[spec.id] = None
-        return None
-    resolution = Resolution(matrix)
-    wanted = input_hash(resolution.context_hash(spec), parent)
-    if spec.id not in memo:
-        memo[spec.id] = find_local(backend, matrix, spec, wanted, parent,
-                                   resolution.chain_hash(spec))
-    found = memo[spec.id]
-    return (found, wanted) if found else None
-
-
 # What `plan --json` lists: everything a workflow reads, so CI needs no inline Python --------
 def plan_json(resolved: Resolved) -> list[dict[str, Any]]:
     """One flat dict per image (plan.plan_rows plus the chain, tags and image IDs)."""

@@ -59,7 +59,7 @@ def test_bootstrap_runs_debootstrap_minbase_and_imports_under_the_matrix_name(
     commands: list[list[str]] = []
     backend = Backend()
     when = datetime(2026, 12, 3, 0, 51, 17, tzinfo=UTC)  # fixed: the label carries it
-    result = bootstrap(backend, BOOKWORM, runner=fake_debootstrap(commands),  # type: ignore[arg-type]
+    result = bootstrap(backend, BOOKWORM, runner=fake_debootstrap(commands),
                        now=when)
     assert result.created and result.image_id == "sha256:new"
     assert commands[0][:3] == ["debootstrap", "--variant=minbase", "bookworm"]
@@ -78,9 +78,9 @@ def test_an_existing_image_is_kept_unless_forced(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(shutil, "which", lambda _name: "/usr/sbin/debootstrap")
     commands: list[list[str]] = []
     backend = Backend(existing="sha256:old")
-    kept = bootstrap(backend, BOOKWORM, runner=fake_debootstrap(commands))  # type: ignore[arg-type]
+    kept = bootstrap(backend, BOOKWORM, runner=fake_debootstrap(commands))
     assert not kept.created and kept.image_id == "sha256:old" and commands == []
-    forced = bootstrap(backend, BOOKWORM, force=True,  # type: ignore[arg-type]
+    forced = bootstrap(backend, BOOKWORM, force=True,
                        runner=fake_debootstrap(commands))
     assert forced.created and len(backend.imported) == 1
 
@@ -89,10 +89,10 @@ def test_missing_debootstrap_and_missing_bootstrap_entry_are_clear_errors(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(BuildError, match="debootstrap is not installed") as error:
-        bootstrap(Backend(), BOOKWORM)  # type: ignore[arg-type]
+        bootstrap(Backend(), BOOKWORM)
     assert "apt-get install debootstrap" in str(error.value.tip)
     with pytest.raises(ConfigError, match="no `bootstrap:` entry"):
-        bootstrap(Backend(), NOBLE)  # type: ignore[arg-type]
+        bootstrap(Backend(), NOBLE)
 
 
 def test_a_failing_debootstrap_reports_its_log(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,7 +103,7 @@ def test_a_failing_debootstrap_reports_its_log(monkeypatch: pytest.MonkeyPatch) 
         raise subprocess.CalledProcessError(1, command)
 
     with pytest.raises(BuildError, match=r"(?s)failed.*E: Failed getting release file"):
-        bootstrap(Backend(), BOOKWORM, runner=failing)  # type: ignore[arg-type]
+        bootstrap(Backend(), BOOKWORM, runner=failing)
 
 
 def test_slim_drops_docs_caches_and_lists(tmp_path: Path) -> None:

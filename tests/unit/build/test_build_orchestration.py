@@ -23,6 +23,7 @@ from tests.integration.fixture_matrix import (
     write_fixture_matrix,
 )
 from tests.paths import REPO
+from tests.resolved import local_image
 from tests.unit.build_fakes import OS_IMAGE_ID, FakeBackend, FakeBuildkit, Recorder
 from torchstack.build.builder import (
     Builder,
@@ -36,7 +37,7 @@ from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError, Interrupted
 from torchstack.resolve.order import input_hash, make_plan
-from torchstack.resolve.state import find_built, own_image
+from torchstack.resolve.state import own_image
 from torchstack.workspace.runs import create_run
 
 PIN = "torchstack-it-pin:"
@@ -78,7 +79,7 @@ def build(matrix: Matrix, backend: FakeBackend, buildkit: FakeBuildkit | None = 
           *globs: str, inputs: BuildInputs | None = None,
           probe: Callable[[str, Path | None], str | None] = lambda url, ca: None,
           ) -> BuildSummary:
-    builder = Builder(matrix, backend, buildkit or FakeBuildkit(backend),  # type: ignore[arg-type]
+    builder = Builder(matrix, backend, buildkit or FakeBuildkit(backend),
                       inputs or BuildInputs(), create_run(matrix.root), Recorder(), probe)
     return builder.build(make_plan(matrix, list(globs)))
 
@@ -295,7 +296,7 @@ def test_interrupt_fails_the_image_in_flight_and_moves_no_tag(matrix: Matrix) ->
     backend = FakeBackend()
     backend.refs[f"torchstack-it:{ALPHA}"] = "sha256:previous"
     run = create_run(matrix.root)
-    builder = Builder(matrix, backend, FakeBuildkit(backend, interrupt_on=ALPHA),  # type: ignore[arg-type]
+    builder = Builder(matrix, backend, FakeBuildkit(backend, interrupt_on=ALPHA),
                       BuildInputs(), run, Recorder())
     with pytest.raises(Interrupted, match=f"while building {ALPHA}"):
         builder.build(make_plan(matrix, []))
@@ -359,17 +360,16 @@ def test_credentials_never_reach_logs_or_results(matrix: Matrix) -> None:
     assert "https://***@mirror.example/simple" in str(summary.results[0].reason)
 
 
-def test_find_built_resolves_the_chain_without_building(matrix: Matrix) -> None:
+def test_resolve_finds_the_built_chain_without_building(matrix: Matrix) -> None:
     backend = FakeBackend()
     buildkit = FakeBuildkit(backend)
     summary = build(matrix, backend, buildkit)
     ids = {r.id: r.image_id for r in summary.results}
-    specs = matrix.by_id()
-    assert {i: find_built(backend, matrix, specs[i]) for i in ids} == ids
+    assert {i: local_image(backend, matrix, i) for i in ids} == ids
     changed = change_layer(matrix.root, "root", "new")
-    memo: dict[str, str | None] = {}
-    assert find_built(backend, changed, changed.by_id()[ALPHA], memo) is None
-    assert memo == {BASE: None, ALPHA: None}
+    # The root's layer changed: neither it nor the child built on it is found.
+    assert local_image(backend, changed, BASE) is None
+    assert local_image(backend, changed, ALPHA) is None
     assert buildkit.builds == 3
 
 

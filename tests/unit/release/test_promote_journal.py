@@ -67,7 +67,7 @@ def decision(*releases: str) -> TagDecision:
 def test_release_move_is_journaled_then_cleared(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal.json")
     fake = FakeTags(journal)
-    promoter = Promoter(fake, journal, push=False, on_event=lambda _: None)  # type: ignore[arg-type]
+    promoter = Promoter(fake, journal, push=False, on_event=lambda _: None)
     results = promoter.promote(decision("repo:1.0", "repo:latest"), IMAGE)
     assert [r.ref for r in results] == ["repo:img-abc", "repo:1.0", "repo:latest"]
     assert fake.tags == {"repo:img-abc": IMAGE, "repo:1.0": IMAGE, "repo:latest": IMAGE}
@@ -82,7 +82,7 @@ def test_a_left_journal_is_finished_on_the_next_run(tmp_path: Path) -> None:
                     "push": False}])
     fake = FakeTags()
     events: list[str] = []
-    results = Promoter(fake, journal, push=False, on_event=events.append).resume()  # type: ignore[arg-type]
+    results = Promoter(fake, journal, push=False, on_event=events.append).resume()
     assert fake.tags == {"repo:1.0": IMAGE, "repo:latest": IMAGE}
     assert [r.ref for r in results] == ["repo:1.0", "repo:latest"]
     assert "resuming" in events[0]
@@ -95,7 +95,7 @@ def test_failed_candidate_push_moves_no_release_tag(
     monkeypatch.setattr(FakeTags, "push", FakeTags.push_fails)
     journal = Journal(tmp_path / "journal.json")
     fake = FakeTags()
-    results = Promoter(fake, journal, push=True, on_event=lambda _: None).promote(  # type: ignore[arg-type]
+    results = Promoter(fake, journal, push=True, on_event=lambda _: None).promote(
         decision("repo:1.0"), IMAGE)
     assert len(results) == 1 and results[0].error and "registry down" in results[0].error
     assert "repo:1.0" not in fake.tags
@@ -119,14 +119,14 @@ def test_a_refused_release_push_puts_local_tags_back_and_keeps_the_journal(
     old = OLD
     fake = FakeTags(fail_push=True)
     fake.tags["repo:1.0"] = old  # the previous release; repo:latest did not exist
-    results = Promoter(fake, journal, push=True, on_event=lambda _: None).promote(  # type: ignore[arg-type]
+    results = Promoter(fake, journal, push=True, on_event=lambda _: None).promote(
         decision("repo:1.0", "repo:latest"), IMAGE)
     assert [bool(r.error) for r in results] == [False, True, True]
     assert fake.tags == {"repo:img-abc": IMAGE, "repo:1.0": old}
     assert journal.pending()[0]["previous"] == {"repo:1.0": old, "repo:latest": None}
 
     fake.fail_push = False  # the registry is back: the next run finishes the move
-    results = Promoter(fake, journal, push=True, on_event=lambda _: None).resume()  # type: ignore[arg-type]
+    results = Promoter(fake, journal, push=True, on_event=lambda _: None).resume()
     assert [r.error for r in results] == [None, None]
     assert fake.tags == {"repo:img-abc": IMAGE, "repo:1.0": IMAGE, "repo:latest": IMAGE}
     assert not journal.path.exists()
@@ -149,7 +149,7 @@ def test_a_journal_naming_a_deleted_image_is_dropped_with_an_error(tmp_path: Pat
     journal.write([{"image": "img", "docker_id": "sha256:" + "d" * 64, "refs": ["repo:1.0"],
                     "push": False, "previous": {"repo:1.0": IMAGE}}])
     fake = FakeTags()
-    results = Promoter(fake, journal, push=False, on_event=lambda _: None).resume()  # type: ignore[arg-type]
+    results = Promoter(fake, journal, push=False, on_event=lambda _: None).resume()
     assert [r.error for r in results] == [f"image sha256:{'d' * 12} no longer exists;"
                                           " move abandoned"]
     assert fake.tags == {}
@@ -181,7 +181,7 @@ def test_a_corrupt_journal_stops_promotion_and_stays_in_place(tmp_path: Path, te
     journal = Journal(path, root=tmp_path)
     fake = FakeTags()
     with pytest.raises(PromoteError, match="promote journal") as caught:
-        Promoter(fake, journal, push=False, on_event=lambda _: None).resume()  # type: ignore[arg-type]
+        Promoter(fake, journal, push=False, on_event=lambda _: None).resume()
     assert caught.value.exit_code == 6
     assert ".torchstack/promote-journal.json" in caught.value.message
     assert caught.value.tip and "--discard-journal" in caught.value.tip
