@@ -18,7 +18,6 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from torchstack.backend.buildkit import find_cli
 from torchstack.backend.docker import DockerBackend
@@ -31,7 +30,14 @@ from torchstack.errors import BuildError
 from torchstack.release.stage import ImagePromotion, PromoteRun, journal_of, promote_images
 from torchstack.resolve.outcome import GpuMode, ImageCheck
 from torchstack.resolve.records import RecordStore
-from torchstack.resolve.state import ImageState, Resolution, Resolved, plan_json, push_repository
+from torchstack.resolve.state import (
+    ImageState,
+    PlanJsonRow,
+    Resolution,
+    Resolved,
+    plan_json,
+    push_repository,
+)
 from torchstack.resolve.state import resolve as resolve_states
 from torchstack.workspace.runs import create_run
 
@@ -45,7 +51,7 @@ def load(path: Path | str = "matrix.yaml") -> Matrix:
 
 
 def plan(matrix: Matrix, globs: Iterable[str] = (), *,
-         everything: bool = False) -> list[dict[str, Any]]:
+         everything: bool = False) -> list[PlanJsonRow]:
     """The rows of `torchstack plan --json`: no Docker Engine needed."""
     return plan_json(resolve(matrix, globs, everything=everything))
 

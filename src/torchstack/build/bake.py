@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from torchstack.backend.buildkit import Secret
 from torchstack.config.model import ImageSpec
@@ -56,16 +56,31 @@ def secret_entries() -> list[dict[str, str]]:
     return [{"type": "env", "id": name, "env": Secret(name).env_name} for name in SECRET_IDS]
 
 
-def bake_file(resolved: Resolved, repository: str, default_ids: list[str]) -> dict[str, Any]:
+class BakeTarget(TypedDict):
+    context: str
+    dockerfile: str
+    args: dict[str, str]
+    labels: dict[str, str]
+    secret: list[dict[str, str]]
+    tags: list[str]
+    contexts: NotRequired[dict[str, str]]
+
+
+class BakeFile(TypedDict):
+    group: dict[str, dict[str, list[str]]]
+    target: dict[str, BakeTarget]
+
+
+def bake_file(resolved: Resolved, repository: str, default_ids: list[str]) -> BakeFile:
     """The docker-bake.json document: groups `default` and `all`, one target per image."""
     matrix = resolved.matrix
     images = [s.spec for s in resolved.states]
     names = target_names(images)
-    targets: dict[str, Any] = {}
+    targets: dict[str, BakeTarget] = {}
     for state in resolved.states:
         image, chain = state.spec, state.chain_hash
         stage = staging_tag(image, chain)
-        target: dict[str, Any] = {
+        target: BakeTarget = {
             "context": f"{matrix.images_dir.name}/{image.id}",
             "dockerfile": "Dockerfile",
             "args": {},
@@ -89,5 +104,5 @@ def bake_file(resolved: Resolved, repository: str, default_ids: list[str]) -> di
     }
 
 
-def to_json(document: dict[str, Any]) -> str:
+def to_json(document: BakeFile) -> str:
     return json.dumps(document, indent=2) + "\n"

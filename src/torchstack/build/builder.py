@@ -14,13 +14,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from torchstack.backend.buildkit import BuildRequest, BuildResult, Secret
 from torchstack.build.provenance import oci_labels
 from torchstack.config.inputs import BuildInputs, mirror_tip, probe_index, redact_url
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError, Interrupted
+from torchstack.json_types import JSONObject
 from torchstack.lock.pylock import checked_status, lock_path, read_lock, stale_message
 from torchstack.resolve.order import BuildPlan, PlannedImage, input_hash
 from torchstack.resolve.state import Images, Resolution, find_local
@@ -68,7 +69,7 @@ class ImageResult:
     step: Step | None = None
     started: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         data = asdict(self)
         for transient in ("step", "started"):
             del data[transient]
@@ -101,7 +102,7 @@ class BuildSummary:
     def failed(self) -> list[ImageResult]:
         return [r for r in self.results if r.status == "failed"]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {"run": self.run.name, "docker_builds": self.docker_builds,
                 "duration_s": round(self.duration_s, 3),
                 "images": {r.id: r.to_json() for r in self.results}}

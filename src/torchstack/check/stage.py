@@ -12,12 +12,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from torchstack.backend.docker import DockerBackend
 from torchstack.check.container import run_suite
 from torchstack.check.report import write_reports
 from torchstack.errors import CheckError
+from torchstack.json_types import JSONObject
 from torchstack.resolve.outcome import GpuMode, ImageCheck, level_of, suite_version
 from torchstack.resolve.records import RecordStore, new_record
 from torchstack.resolve.state import ImageState, Resolved
@@ -81,7 +81,7 @@ def check_images(resolved: Resolved, backend: DockerBackend, gpu_mode: GpuMode, 
     return CheckRun(run, tuple(results), tuple(write_reports(run.path, results)))
 
 
-def _previous_suite(report_path: Path, image_id: str) -> dict[str, Any] | None:
+def _previous_suite(report_path: Path, image_id: str) -> JSONObject | None:
     """The suite's document from the run that passed, so reports still show its figures."""
     try:
         images = json.loads(report_path.read_text(encoding="utf-8"))["images"]

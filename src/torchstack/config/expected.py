@@ -8,15 +8,15 @@ the compat data through here (checks/expect.py documents the keys).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from torchstack.config.compat import CompatError, cudnn_as_int, load_compat
 from torchstack.config.model import ImageSpec, Matrix
+from torchstack.json_types import JSONObject
 
 COMPANIONS = ("torchvision", "torchaudio", "torchcodec")
 
 
-def expected_versions(spec: ImageSpec) -> dict[str, Any]:
+def expected_versions(spec: ImageSpec) -> JSONObject:
     """The versions the image must report from inside (keys as in the suite's facts); None
     where nothing is asked."""
     return {
@@ -43,15 +43,16 @@ def paired_versions(torch: str) -> dict[str, str]:
     return paired
 
 
-def expect_for(spec: ImageSpec, matrix: Matrix, image_digest: str | None = None) -> dict[str, Any]:
+def expect_for(spec: ImageSpec, matrix: Matrix, image_digest: str | None = None) -> JSONObject:
     """The expect document; `image_digest` ("sha256:...") when the image's registry manifest
     digest is known (a pushed candidate), copied by the suite into its report."""
-    expected = {
+    paired: JSONObject = dict(paired_versions(spec.torch))
+    expected: JSONObject = {
         **expected_versions(spec),
         "cudnn_version": spec.cudnn,  # dotted, so the suite need not decode 91002 itself
-        "paired": paired_versions(spec.torch),
+        "paired": paired,
     }
-    document: dict[str, Any] = {
+    document: JSONObject = {
         "image_id": spec.id,
         "layers": list(spec.layers),
         "checks": list(spec.checks),

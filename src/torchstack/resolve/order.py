@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.render.dockerfile import image_groups, render_image
@@ -61,7 +61,33 @@ def input_hash(context: str, parent_image_id: str) -> str:
     return hashlib.sha256(f"{context}\0{parent_image_id}".encode()).hexdigest()
 
 
-def plan_rows(plan: BuildPlan) -> list[dict[str, Any]]:
+class PlanRow(TypedDict):
+    """One image as `torchstack plan` shows it."""
+
+    id: str
+    parent: str | None
+    flavor: str
+    layers: list[str]
+    torch: str
+    cuda: str
+    cuda_tag: str
+    python: str
+    os: str
+    index: str
+    torch_index: str
+    release_tag: str
+    aliases: list[str]
+    legacy: bool
+    experimental: bool
+    default: bool
+    requested: bool
+    depth: int
+    context_hash: str
+    layer_groups: list[str]
+    locked: bool
+
+
+def plan_rows(plan: BuildPlan) -> list[PlanRow]:
     """One flat dict per image: the table of `torchstack plan` and its --json (CI matrix)."""
     return [
         {

@@ -28,6 +28,7 @@ from torchstack.render.groups import LayerGroup
 from torchstack.resolve.order import (
     BuildPlan,
     PlannedImage,
+    PlanRow,
     context_hash,
     input_hash,
     make_plan,
@@ -262,7 +263,21 @@ def _layers(backend: Images, image_id: str) -> list[str]:
 
 
 # What `plan --json` lists: everything a workflow reads, so CI needs no inline Python --------
-def plan_json(resolved: Resolved) -> list[dict[str, Any]]:
+class PlanJsonRow(PlanRow):
+    """One image as `torchstack plan --json` lists it: its row plus the chain and image IDs."""
+
+    ancestors: list[str]  # root first; [] for a root
+    root: str
+    base_image: str  # the OS base image at the bottom of the chain
+    local_tag: str
+    chain_hash: str
+    candidate_template: str
+    parent_image_id: str | None  # these three: null without a Docker Engine
+    local_image_id: str | None
+    input_hash: str | None
+
+
+def plan_json(resolved: Resolved) -> list[PlanJsonRow]:
     """One flat dict per image (plan.plan_rows plus the chain, tags and image IDs)."""
     matrix = resolved.matrix
     specs = matrix.by_id()
@@ -270,18 +285,11 @@ def plan_json(resolved: Resolved) -> list[dict[str, Any]]:
     for row, state in zip(plan_rows(resolved.plan), resolved.states, strict=True):
         ancestors = [a.id for a in matrix.with_ancestors([state.spec])[:-1]]
         root = specs[ancestors[0]] if ancestors else state.spec
-        row.update({
-            "ancestors": ancestors,  # root first; [] for a root
-            "root": root.id,
-            "base_image": root.base_image,  # the OS base image at the bottom of the chain
-            "local_tag": matrix.local_tag(state.id),
-            "chain_hash": state.chain_hash,
+        rows.append(PlanJsonRow(
+            **row, ancestors=ancestors, root=root.id, base_image=root.base_image,
+            local_tag=matrix.local_tag(state.id), chain_hash=state.chain_hash,
             # release_tag and aliases come from plan_rows; flat, as a fromJSON matrix wants
-            "candidate_template": matrix.tags.candidate,
-            # null without a Docker Engine (plan resolves without one)
-            "parent_image_id": state.parent_image_id,
-            "local_image_id": state.local_image_id,
-            "input_hash": state.input_hash,
-        })
-        rows.append(row)
+            candidate_template=matrix.tags.candidate,
+            parent_image_id=state.parent_image_id, local_image_id=state.local_image_id,
+            input_hash=state.input_hash))
     return rows

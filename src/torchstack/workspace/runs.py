@@ -12,8 +12,9 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from torchstack.json_types import JSON
 from torchstack.workspace.paths import runs_dir
 
 LATEST = "latest"
@@ -34,7 +35,7 @@ class RunDir:
     def open_log(self, image_id: str, kind: str = "build") -> TextIO:
         return self.log_path(image_id, kind).open("w", encoding="utf-8", buffering=1)
 
-    def write_json(self, name: str, data: Any) -> Path:
+    def write_json(self, name: str, data: JSON) -> Path:
         """Write atomically: a reader never sees half a document."""
         target = self.path / name
         partial = target.with_name(f".{name}.partial")
@@ -42,8 +43,9 @@ class RunDir:
         partial.replace(target)
         return target
 
-    def read_json(self, name: str) -> Any:
-        return json.loads((self.path / name).read_text(encoding="utf-8"))
+    def read_json(self, name: str) -> JSON:
+        data: JSON = json.loads((self.path / name).read_text(encoding="utf-8"))
+        return data
 
 
 def create_run(root: Path, now: datetime | None = None) -> RunDir:
