@@ -1,7 +1,8 @@
 """Names the host, the images, the check containers and the Jobs must agree on, each once.
 
-The rendered Dockerfiles (render.py), the check container (docker_backend.py, run_checks.py),
-the Kubernetes Job (k8s.py) and image lookup (resolve.py, staging.py) all read these.
+The rendered Dockerfiles (render/dockerfile.py), the check container (backend/docker.py,
+check/container.py), the Kubernetes Job (cluster/manifests.py) and image lookup (resolve/state.py,
+resolve/staging.py) all read these.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 # Labels ----------------------------------------------------------------------------------
 LABEL_PREFIX = "io.torchstack"
 HASH_LABEL = f"{LABEL_PREFIX}.input-hash"  # what an image was built from (plan.input_hash)
-CHAIN_LABEL = f"{LABEL_PREFIX}.chain-hash"  # what bake stages an image under (staging.py)
+CHAIN_LABEL = f"{LABEL_PREFIX}.chain-hash"  # what bake stages an image under (resolve/staging.py)
 ROLE_LABEL = f"{LABEL_PREFIX}.role"  # on check containers: `check`
 K8S_IMAGE_LABEL = f"{LABEL_PREFIX}/image-id"  # Kubernetes label keys take a `prefix/` form
 

@@ -1,5 +1,5 @@
 """Images built outside torchstack the way `docker buildx bake` builds them (staging tags and
-the chain-hash label, no input hash) are found by build, check and promote (staging.py).
+the chain-hash label, no input hash) are found by build, check and promote (resolve/staging.py).
 
 buildx is not installed here: the bake file's own targets are replayed with the Engine's
 built-in BuildKit, one `docker build` per target with the target's args, labels and tags; a

@@ -1,6 +1,6 @@
 """Docker Engine operations through the docker SDK's low-level API: inspect, tag, run, push.
 
-Builds go through BuildKit's CLI (buildkit.py), the other half of the backend. A check
+Builds go through BuildKit's CLI (backend/buildkit.py), the other half of the backend. A check
 container is always removed, also on Ctrl-C or SIGTERM.
 """
 
@@ -135,9 +135,9 @@ class DockerBackend:
         """Run a command to completion (host folders mounted read-only); always removed after.
         EngineError when Docker cannot create or start the container."""
         requests_gpu = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        # The same constraints as the Kubernetes Job (k8s.py): read-only root, only /tmp
-        # writable (exec: torch.compile loads the code it builds from there), uid 1000, no
-        # capabilities, no privilege escalation.
+        # The same constraints as the Kubernetes Job (cluster/manifests.py): read-only root,
+        # only /tmp writable (exec: torch.compile loads the code it builds from there), uid 1000,
+        # no capabilities, no privilege escalation.
         host_config = self.api.create_host_config(
             binds={host: {"bind": target, "mode": "ro"} for host, target in mounts.items()},
             shm_size=shm_size, device_requests=requests_gpu if gpus else None,

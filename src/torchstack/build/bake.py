@@ -4,8 +4,8 @@ One target per image, building the committed context images/<id>/ with the same 
 `torchstack build` (`secret` entries, from environment variables). A child's Dockerfile says
 `FROM ${PARENT_IMAGE}`; its target sets PARENT_IMAGE to PARENT_CONTEXT and maps that name in
 `contexts` to `target:<parent target>`, so BuildKit builds the parent first and substitutes it
-for the FROM. Targets carry staging tags only (staging.py: computable before any build), never
-release tags: only `torchstack promote` moves those, and only onto checked images.
+for the FROM. Targets carry staging tags only (resolve/staging.py: computable before any build),
+never release tags: only `torchstack promote` moves those, and only onto checked images.
 """
 
 from __future__ import annotations

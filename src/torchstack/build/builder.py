@@ -177,7 +177,7 @@ class Builder:
                  probe: Prober = probe_index, *, resolution: Resolution | None = None) -> None:
         self.matrix, self.backend, self.buildkit, self.inputs = matrix, backend, buildkit, inputs
         self.run, self.reporter, self.probe = run, reporter, probe
-        # The run's rendered contexts (resolve.py): nothing is rendered twice.
+        # The run's rendered contexts (resolve/state.py): nothing is rendered twice.
         self.resolution = resolution or Resolution(matrix)
         self.probed: dict[str, str | None] = {}
         self.builds = 0  # BuildKit builds started (benchmarks count them)

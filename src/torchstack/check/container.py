@@ -25,7 +25,7 @@ from torchstack.resolve.outcome import GpuMode, ImageCheck, level_of, suite_vers
 
 STDERR_TAIL = 25
 
-# ImageCheck, GpuMode, level_of and suite_version live in imagecheck.py (no Docker there).
+# ImageCheck, GpuMode, level_of and suite_version live in resolve/outcome.py (no Docker there).
 __all__ = ["GpuMode", "ImageCheck", "checks_package", "command_for", "interpret", "level_of",
            "run_suite", "suite_version"]
 

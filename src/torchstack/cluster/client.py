@@ -20,7 +20,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from torchstack.errors import ConfigError
 
-CONTAINER = "checks"  # the container name k8s.py gives the suite
+CONTAINER = "checks"  # the container name cluster/manifests.py gives the suite
 LOG_LIMIT_BYTES = 16 << 20  # a suite's log is kilobytes; a runaway one is cut (and refused)
 TIMEOUT_S = 30.0
 

@@ -4,7 +4,7 @@ The report is taken out of the text by its frame (checks.frame: markers and a sh
 into a typed `SuiteReport`, and only recorded when it is a report of the full suite with
 `--gpu required`, by the current suite version, for the very image the record will name: the
 digest it echoes must be the digest of that image's candidate tag in the push registry (see
-candidates.py) and, from a Job, the digest the pods ran. Anything else is refused (exit 2)
+cluster/candidates.py) and, from a Job, the digest the pods ran. Anything else is refused (exit 2)
 before a record is written. A genuine report of a failed check is recorded as a failure.
 """
 

@@ -22,7 +22,7 @@ def register(sub: Subparsers) -> None:
                              " base image, flags, index, tags and layer groups")
     parser.add_argument("--layers", action="store_true",
                         help="show each image's install layers: the groups of its lock, in"
-                             " build order, with their wheels' sizes (layerplan.py)")
+                             " build order, with their wheels' sizes (render/groups.py)")
     parser.set_defaults(run=run)
 
 

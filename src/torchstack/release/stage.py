@@ -1,8 +1,8 @@
 """The promote stage for a run: decide, cross-check against the lock, move tags, write manifests.
 
-Per requested image of the run's resolved states: its tag decision (tags.py, computed by
-resolve.py) says which tags may move; what is installed must equal its lock before any tag
-moves; the Promoter (promote.py) moves and pushes them behind its journal. Never prints:
+Per requested image of the run's resolved states: its tag decision (resolve/tags.py, computed by
+resolve/state.py) says which tags may move; what is installed must equal its lock before any tag
+moves; the Promoter (release/journal.py) moves and pushes them behind its journal. Never prints:
 events go to `say`.
 """
 

@@ -2,7 +2,7 @@
 
 Rendered Dockerfiles use only what the built-in Dockerfile frontend of BuildKit 0.8 parses (no
 `# syntax=`, no heredocs, no `COPY --link`). Every Python distribution comes from the image's
-lock, one layer per group of layerplan.py, installed by uv with hashes required. uv itself is
+lock, one layer per group of render/groups.py, installed by uv with hashes required. uv itself is
 fetched by its pinned hash into a stage of its own and bind-mounted into each install step, so
 it never reaches the image; the CA bundle and index URLs (which may carry credentials) arrive
 as BuildKit secrets, proxies as BuildKit's predefined build args: none of them lands in a layer,

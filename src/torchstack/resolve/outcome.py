@@ -1,6 +1,6 @@
 """One image's check outcome, as the check stage, the records and the reports see it.
 
-No Docker here: report.py and resolve.py read these without importing the backend.
+No Docker here: check/report.py and resolve/state.py read these without importing the backend.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The candidate tag carries the input hash, which needs the parent's image ID, so `docker buildx
 bake` cannot compute it. The chain hash can: sha256 over an image's rendered context chained
 through its parents' chain hashes, ending at the OS base image's reference. Bake tags and
-labels images with it; resolve.py adopts a staged image when its label matches and its layers
+labels images with it; resolve/state.py adopts a staged image when its label matches and its layers
 extend its parent's exactly, and from there it is keyed by image ID and input hash like any
 image torchstack built itself.
 """

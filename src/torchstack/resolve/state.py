@@ -1,8 +1,8 @@
 """The resolve stage: each planned ImageSpec -> one frozen ImageState, once per run.
 
 An ImageState says what the matrix resolves an image to on this host: its rendered context's
-hash, its chain hash (staging.py), the exact image it builds FROM, the local image carrying its
-input hash (built by torchstack, or staged by `docker buildx bake`), its check records and the
+hash, its chain hash (resolve/staging.py), the exact image it builds FROM, the local image carrying
+its input hash (built by torchstack, or staged by `docker buildx bake`), its check records and the
 tag decision. `plan`, `build`, `check`, `promote`, `bake` and `k8s` all read it; none works it
 out again. Without a Docker Engine (`backend=None`, e.g. `plan`) no image ID is known, so no
 input hash, record or release either.

@@ -1,5 +1,5 @@
-"""buildkit.py against stand-in docker CLIs: small executable scripts in tmp_path that answer
-like a CLI with buildx, one with the Engine's built-in BuildKit, and a newer client without
+"""backend/buildkit.py against stand-in docker CLIs: small executable scripts in tmp_path that
+answer like a CLI with buildx, one with the Engine's built-in BuildKit, and a newer client without
 buildx. They record their argv, environment and what their scratch folder held."""
 
 from __future__ import annotations

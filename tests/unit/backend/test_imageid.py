@@ -1,4 +1,4 @@
-"""Image identity on both image stores (imageid.py). The containerd store cannot run here:
+"""Image identity on both image stores (backend/identity.py). The containerd store cannot run here:
 its inspect answers below are written from the Engine API reference (ImageInspect, API 1.48+:
 `Descriptor` is present only when the daemon has a multi-platform, containerd, image store)."""
 

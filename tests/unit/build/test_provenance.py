@@ -1,4 +1,4 @@
-"""OCI source/revision/created labels from a real git repository (provenance.py)."""
+"""OCI source/revision/created labels from a real git repository (build/provenance.py)."""
 
 from __future__ import annotations
 

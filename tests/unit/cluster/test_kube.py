@@ -1,4 +1,5 @@
-"""kube.py with the real `kubernetes` client against a local API server (tests/unit/kubeapi_server).
+"""cluster/client.py with the real `kubernetes` client against a local API server
+(tests/unit/kubeapi_server).
 
 Nothing here ran against a real cluster: the server answers from the API reference's shapes.
 """

@@ -1,4 +1,4 @@
-"""The layer plan: which locked wheels share a layer, in which order (layerplan.py)."""
+"""The layer plan: which locked wheels share a layer, in which order (render/groups.py)."""
 
 from __future__ import annotations
 
