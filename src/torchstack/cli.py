@@ -18,6 +18,7 @@ from types import FrameType
 
 from torchstack import __version__, commands
 from torchstack.errors import Interrupted, TorchstackError
+from torchstack.settings import Settings
 
 # Help lists verbs in flow order; any other module in torchstack.commands follows.
 FLOW = ("plan", "lock", "render", "base", "build", "check", "promote", "k8s", "bake")
@@ -37,7 +38,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"torchstack {__version__}")
     parser.add_argument(
-        "--matrix", type=Path, default=Path(os.environ.get("TORCHSTACK_MATRIX", "matrix.yaml")),
+        "--matrix", type=Path, default=None,
         help="the matrix file; layers/ and images/ sit beside it (default: ./matrix.yaml)",
     )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(invoked_verb(argv))
     args = parser.parse_args(argv)
+    args.settings = Settings.from_environ(os.environ)  # the one read of the environment
+    args.matrix = args.matrix or args.settings.matrix
     # SIGTERM (a cancelled CI job) stops any verb the way Ctrl-C does, so containers and
     # half-done builds are cleaned up on the way out.
     previous = signal.signal(signal.SIGTERM, _interrupt)

@@ -8,7 +8,6 @@ failure with its step, reason and last log lines.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -27,10 +26,10 @@ STYLES = {"cached": "cyan", "built": "green", "failed": "bold red", "skipped": "
           "building": "bold"}
 
 
-def make_reporter(*, live: bool = True, stream: TextIO | None = None) -> PlainReporter:
-    """The live view on a terminal, plain lines in CI (GITHUB_ACTIONS=true) or when piped."""
+def make_reporter(*, live: bool = True, github: bool = False,
+                  stream: TextIO | None = None) -> PlainReporter:
+    """The live view on a terminal, plain lines in CI (`github`: folded) or when piped."""
     stream = stream or sys.stdout
-    github = os.environ.get("GITHUB_ACTIONS") == "true"
     if live and not github and stream.isatty():
         return LiveReporter(stream)
     return PlainReporter(stream, github=github)

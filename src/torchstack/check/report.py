@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -100,7 +99,7 @@ def _format(value: float | None) -> str:
 
 
 def write_reports(run_path: Path, results: list[ImageCheck]) -> list[Path]:
-    """Write the three files; append summary.md to $GITHUB_STEP_SUMMARY when it is set."""
+    """Write the three files (the CLI adds summary.md to a CI job summary)."""
     files = {
         "report.json": json.dumps(report_json(results), indent=2, sort_keys=True) + "\n",
         "junit.xml": junit_xml(results),
@@ -111,8 +110,4 @@ def write_reports(run_path: Path, results: list[ImageCheck]) -> list[Path]:
         path = run_path / name
         path.write_text(text, encoding="utf-8")
         written.append(path)
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if step_summary:
-        with Path(step_summary).open("a", encoding="utf-8") as handle:
-            handle.write("## torchstack check\n\n" + files["summary.md"] + "\n")
     return written

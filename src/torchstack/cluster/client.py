@@ -7,7 +7,6 @@ Job, LIST its pods by the `job-name` label, GET each pod's log. Nothing is creat
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,14 +42,14 @@ class JobLogs:
     pods: tuple[PodLog, ...]
 
 
-def kubeconfig_files() -> str:
-    """$KUBECONFIG (a list, as kubectl reads it) or ~/.kube/config; read now, not at import."""
-    return os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+def kubeconfig_files(kubeconfig: str | None) -> str:
+    """$KUBECONFIG (a list, as kubectl reads it; from Settings) or ~/.kube/config."""
+    return kubeconfig or str(Path.home() / ".kube" / "config")
 
 
 def read_job_logs(job: str, namespace: str | None = None, context: str | None = None,
-                  timeout_s: float = TIMEOUT_S) -> JobLogs:
-    files = kubeconfig_files()
+                  timeout_s: float = TIMEOUT_S, kubeconfig: str | None = None) -> JobLogs:
+    files = kubeconfig_files(kubeconfig)
     try:
         # The client's config helpers are untyped.
         contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]

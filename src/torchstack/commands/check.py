@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from torchstack import api
-from torchstack.commands.common import Subparsers, add_selection, matrix_of
+from torchstack.commands.common import Subparsers, add_selection, add_step_summary, matrix_of
 from torchstack.resolve.outcome import ImageCheck
 from torchstack.resolve.state import ImageState
 
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
                         force=args.force, on_start=starting, on_result=_say)
     for path in outcome.reports:
         print(f"wrote {path.relative_to(matrix.root)}")
+    add_step_summary(args.settings, "torchstack check", outcome.run.path / "summary.md")
     error = outcome.error(matrix.root)
     if error is not None:
         raise error

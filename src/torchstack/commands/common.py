@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeAlias, TypeVar
 
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
 from torchstack.resolve.state import push_repository
+from torchstack.settings import Settings
 
-__all__ = ["Subparsers", "add_selection", "flag_type", "matrix_of", "push_repository"]
+__all__ = ["Subparsers", "add_selection", "add_step_summary", "flag_type", "matrix_of",
+           "push_repository"]
 T = TypeVar("T")
 # What each verb's `register` receives: the top parser's sub-parsers.
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -36,3 +39,11 @@ def flag_type(parse: Callable[[str], T]) -> Callable[[str], T]:
         except ConfigError as exc:
             raise argparse.ArgumentTypeError(f"{exc.message}\ntip: {exc.tip}") from None
     return convert
+
+
+def add_step_summary(settings: Settings, title: str, summary: Path) -> None:
+    """Append a run's summary.md to the CI job summary (GitHub's $GITHUB_STEP_SUMMARY), if any."""
+    if settings.step_summary is None or not summary.is_file():
+        return
+    with settings.step_summary.open("a", encoding="utf-8") as handle:
+        handle.write(f"## {title}\n\n" + summary.read_text(encoding="utf-8") + "\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from torchstack.commands.common import Subparsers, add_selection, matrix_of
@@ -36,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
     selected = matrix.select(args.globs, everything=args.everything)
     request = LockRequest(upgrade=args.upgrade, upgrade_packages=tuple(args.upgrade_package),
-                          inputs=resolve_inputs(None, args.index, os.environ))
+                          inputs=resolve_inputs(None, args.index, args.settings.environ),
+                          environ=args.settings.environ)
     uv = find_uv()
     images = images_to_lock(matrix, selected)
     print(f"lock {len(images)} images with uv {uv.version}", flush=True)

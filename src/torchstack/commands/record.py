@@ -25,7 +25,13 @@ from torchstack.cluster.report_import import (
     spec_of,
     verify,
 )
-from torchstack.commands.common import Subparsers, flag_type, matrix_of, push_repository
+from torchstack.commands.common import (
+    Subparsers,
+    add_step_summary,
+    flag_type,
+    matrix_of,
+    push_repository,
+)
 from torchstack.errors import CheckError, ConfigError
 from torchstack.resolve.outcome import ImageCheck, suite_version
 from torchstack.resolve.records import RecordStore
@@ -64,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--namespace and --context go with --from-job",
                           tip="leave them out when importing a file")
     matrix = matrix_of(args)
-    text, source = (_from_job(args.from_job, args.namespace, args.context)
+    text, source = (_from_job(args.from_job, args.namespace, args.context,
+                              args.settings.kubeconfig)
                     if args.from_job else _from_file(args.report))
     imported = read_report(text, source.label)
     report = imported.report
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
                         "; ".join(imported.failures) or _counts(imported), imported.document,
                         sum(r.duration_s for r in report.results), "gpu")
     write_reports(run_dir.path, [result])
+    add_step_summary(args.settings, "torchstack record import", run_dir.path / "summary.md")
     RecordStore.for_matrix(matrix).add(record)
     node = report.node
     on = (f" on {node.hostname or 'a node'} ({node.device_count}x {node.gpu_model},"
@@ -114,12 +122,13 @@ def _from_file(path: Path) -> tuple[str, Source]:
             Source(str(path), {"kind": "file", "path": str(path.resolve())}))
 
 
-def _from_job(job: str, namespace: str | None, context: str | None) -> tuple[str, Source]:
+def _from_job(job: str, namespace: str | None, context: str | None,
+              kubeconfig: str | None) -> tuple[str, Source]:
     from torchstack.cluster.client import (
         read_job_logs,  # the client takes ~2 s to import: only here
     )
 
-    logs = read_job_logs(job, namespace, context)
+    logs = read_job_logs(job, namespace, context, kubeconfig=kubeconfig)
     label = f"Job {logs.job} (namespace {logs.namespace}, context {logs.context})"
     reporting = [p for p in logs.pods if MARKER in p.log]
     if not reporting:

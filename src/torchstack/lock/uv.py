@@ -11,7 +11,6 @@ needs it. Preferences carry no URLs or hashes: every hash comes from the index a
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -86,6 +85,8 @@ class LockRequest:
     upgrade: bool = False  # forget every locked version
     upgrade_packages: tuple[str, ...] = ()  # forget these only
     inputs: BuildInputs = field(default_factory=BuildInputs)  # --index overrides, CA bundle
+    # uv's environment, from Settings (proxies, HOME); its own UV_* settings are dropped.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,8 @@ def _compile(uv: Uv, spec: ImageSpec, parent: ImageLock | None, previous: dict[s
              request: LockRequest, index: str, extra_index: str | None) -> dict[str, Any]:
     inherited = [f"{d.name}=={d.version}" for d in parent.dists] if parent else []
     own = [*spec.torch_requirements, *spec.requirements]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k in UV_ENV_KEEP}
+    env = {k: v for k, v in request.environ.items()
+           if not k.startswith("UV_") or k in UV_ENV_KEEP}
     if request.inputs.ca_bundle is not None:
         env["SSL_CERT_FILE"] = str(request.inputs.ca_bundle)
     with tempfile.TemporaryDirectory(prefix="torchstack-lock-") as tmp:

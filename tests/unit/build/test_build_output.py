@@ -91,12 +91,10 @@ def test_reporter_choice(monkeypatch: pytest.MonkeyPatch) -> None:
         def isatty(self) -> bool:
             return True
 
-    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     assert type(make_reporter(stream=Tty())) is LiveReporter
     assert type(make_reporter(stream=Tty(), live=False)) is PlainReporter
     assert type(make_reporter(stream=io.StringIO())) is PlainReporter
-    monkeypatch.setenv("GITHUB_ACTIONS", "true")
-    github = make_reporter(stream=Tty())
+    github = make_reporter(stream=Tty(), github=True)
     assert type(github) is PlainReporter and github.github
 
 

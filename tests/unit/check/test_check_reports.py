@@ -12,7 +12,9 @@ import pytest
 from tests.paths import REPO
 from torchstack.check.container import ImageCheck
 from torchstack.check.report import junit_xml, summary_md, write_reports
+from torchstack.commands.common import add_step_summary
 from torchstack.config.matrix import load_matrix
+from torchstack.settings import Settings
 
 
 def suite(**statuses: str) -> dict[str, Any]:
@@ -62,15 +64,20 @@ def test_summary_is_an_image_by_check_table_with_figures(results: list[ImageChec
     assert "Problems:" in text and "shm: too small" in text
 
 
-def test_write_reports_appends_to_github_step_summary(
-        results: list[ImageCheck], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_reports_and_the_cli_appends_the_github_step_summary(
+        results: list[ImageCheck], tmp_path: Path) -> None:
     step_summary = tmp_path / "step.md"
     step_summary.write_text("earlier\n")
-    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
     written = write_reports(tmp_path, results)
     assert sorted(p.name for p in written) == ["junit.xml", "report.json", "summary.md"]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["ok"] is False
     assert [i["status"] for i in report["images"]] == ["pass", "fail", "not-built"]
+    assert step_summary.read_text() == "earlier\n"  # the stage writes only the run's files
+    settings = Settings.from_environ({"GITHUB_STEP_SUMMARY": str(step_summary)})
+    add_step_summary(settings, "torchstack check", tmp_path / "summary.md")
     appended = step_summary.read_text()
-    assert appended.startswith("earlier\n") and "## torchstack check" in appended
+    assert appended.startswith("earlier\n## torchstack check\n")
+    assert appended.endswith((tmp_path / "summary.md").read_text() + "\n")
+    add_step_summary(Settings.from_environ({}), "torchstack check", tmp_path / "summary.md")
+    assert step_summary.read_text() == appended  # no job summary outside CI

@@ -6,17 +6,24 @@ Nothing here ran against a real cluster: the server answers from the API referen
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.unit.kubeapi_server import TOKEN, FakeApiServer, FakeCluster, FakePod, write_kubeconfig
-from torchstack.cluster.client import read_job_logs
+from torchstack.cluster.client import JobLogs, read_job_logs
 from torchstack.errors import ConfigError
 
 IMAGE_ID = "docker-pullable://127.0.0.1:5000/torchstack@sha256:" + "1" * 64
 
+
+
+def read(job: str, namespace: str | None = None, context: str | None = None) -> JobLogs:
+    """The Job's logs through the kubeconfig the fixtures point $KUBECONFIG at (as the CLI
+    hands it down from Settings)."""
+    return read_job_logs(job, namespace, context, kubeconfig=os.environ["KUBECONFIG"])
 
 @pytest.fixture
 def cluster() -> FakeCluster:
@@ -34,7 +41,7 @@ def server(cluster: FakeCluster, tmp_path: Path,
 
 def test_reads_the_job_its_pods_and_their_logs(server: FakeApiServer,
                                                cluster: FakeCluster) -> None:
-    logs = read_job_logs(cluster.job)
+    logs = read(cluster.job)
     assert (logs.context, logs.namespace, logs.job, logs.state) == ("fake", "ml", cluster.job,
                                                                     "complete")
     (pod,) = logs.pods
@@ -56,25 +63,25 @@ def test_a_log_that_looks_like_json_stays_text(server: FakeApiServer,
                                                cluster: FakeCluster) -> None:
     """The client turns a JSON-looking body into Python objects unless it is read as text."""
     cluster.pods[0].log = '{"a": 1}\n'
-    assert read_job_logs(cluster.job).pods[0].log == '{"a": 1}\n'
+    assert read(cluster.job).pods[0].log == '{"a": 1}\n'
 
 
 def test_pods_of_an_earlier_job_of_the_same_name_are_left_out(server: FakeApiServer,
                                                               cluster: FakeCluster) -> None:
     cluster.pods.append(FakePod("ts-check-base-old01", "old\n", IMAGE_ID, owner_uid="old-uid"))
-    assert [p.name for p in read_job_logs(cluster.job).pods] == ["ts-check-base-x7k2p"]
+    assert [p.name for p in read(cluster.job).pods] == ["ts-check-base-x7k2p"]
 
 
 def test_running_and_failed_jobs_say_so(server: FakeApiServer, cluster: FakeCluster) -> None:
     cluster.condition = None
-    assert read_job_logs(cluster.job).state == "running"
+    assert read(cluster.job).state == "running"
     cluster.condition = "Failed"
-    assert read_job_logs(cluster.job).state == "failed"
+    assert read(cluster.job).state == "failed"
 
 
 def test_namespace_flag_beats_the_context(server: FakeApiServer, cluster: FakeCluster) -> None:
     with pytest.raises(ConfigError) as error:
-        read_job_logs(cluster.job, namespace="elsewhere")
+        read(cluster.job, namespace="elsewhere")
     assert "404" in error.value.message and "namespace elsewhere" in error.value.message
     assert error.value.tip and "--namespace" in error.value.tip
 
@@ -85,12 +92,12 @@ def test_default_namespace_without_one_in_the_context(cluster: FakeCluster, tmp_
     with FakeApiServer(cluster) as running:
         monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kc", running.url,
                                                               namespace=None)))
-        assert read_job_logs(cluster.job).namespace == "default"
+        assert read(cluster.job).namespace == "default"
 
 
 def test_missing_job_is_a_clear_error(server: FakeApiServer) -> None:
     with pytest.raises(ConfigError) as error:
-        read_job_logs("no-such-job")
+        read("no-such-job")
     assert "no Job no-such-job in namespace ml (context fake)" in error.value.message
 
 
@@ -98,21 +105,21 @@ def test_forbidden_says_which_rights_are_missing(server: FakeApiServer,
                                                  cluster: FakeCluster) -> None:
     cluster.status_override = 403
     with pytest.raises(ConfigError) as error:
-        read_job_logs(cluster.job)
+        read(cluster.job)
     assert "HTTP 403" in error.value.message
     assert error.value.tip and "pods/log" in error.value.tip
 
 
 def test_unknown_context_lists_the_known_ones(server: FakeApiServer) -> None:
     with pytest.raises(ConfigError) as error:
-        read_job_logs("x", context="prod")
+        read("x", context="prod")
     assert "--context 'prod'" in error.value.message
     assert error.value.tip == "use one of: fake, other"
 
 
 def test_unreachable_cluster(server: FakeApiServer) -> None:
     with pytest.raises(ConfigError) as error:
-        read_job_logs("x", context="other")  # its server is 127.0.0.1:9, where nothing listens
+        read("x", context="other")  # its server is 127.0.0.1:9, where nothing listens
     assert "cannot reach the Kubernetes API at http://127.0.0.1:9" in error.value.message
 
 
@@ -124,5 +131,5 @@ def test_missing_or_broken_kubeconfig(content: str | None, tmp_path: Path,
         path.write_text(content)
     monkeypatch.setenv("KUBECONFIG", str(path))
     with pytest.raises(ConfigError) as error:
-        read_job_logs("x")
+        read("x")
     assert str(path) in error.value.message and error.value.tip
