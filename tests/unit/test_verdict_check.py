@@ -29,10 +29,10 @@ from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
 from torchstack.names import HASH_LABEL
+from torchstack.resolve.order import input_hash
 from torchstack.resolve.outcome import GpuMode, ImageCheck
 from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.state import Resolution, Resolved, resolve
-from torchstack.resolve.order import input_hash
 from torchstack.workspace.runs import RunDir
 
 BASE = "torch2.9.1-cu128-py3.11-base"

@@ -76,7 +76,8 @@ def engine_with(matrix: Matrix, base: str) -> Engine:
                 VISION_STAGED: {CHAIN_LABEL: chain}})
 
 
-def resolved_vision(matrix: Matrix, engine: Engine, tmp_path: Path) -> tuple[str | None, str | None]:
+def resolved_vision(matrix: Matrix, engine: Engine,
+                    tmp_path: Path) -> tuple[str | None, str | None]:
     """(base's local image, vision's local image) as resolve finds them."""
     states = resolve(matrix, [VISION], backend=engine, store=RecordStore(tmp_path),
                      repository=REPOSITORY).by_id()

@@ -22,7 +22,6 @@ import pytest
 from tests.unit.reportutil import REPO
 from torchstack.config.inputs import BuildInputs
 from torchstack.config.matrix import load_matrix
-from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
 from torchstack.lock.pylock import LockedDist, check_locks, read_lock
 from torchstack.lock.uv import LockRequest, Uv, lock_images

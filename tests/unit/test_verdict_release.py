@@ -14,7 +14,7 @@ import hashlib
 import json
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -276,22 +276,29 @@ def test_an_image_matching_its_lock_is_promoted(project: Matrix, registry: Regis
     assert {r.ref for r in image.results} <= set(engine.tags) and len(image.results) > 1
 
 
-def edited(packages: list[dict[str, str]], name: str, version: str | None
-           ) -> list[dict[str, str]]:
-    """The list with one package at another version, or (None) without it."""
-    return [p if p["name"] != name else {**p, "version": version} for p in packages
-            if p["name"] != name or version is not None]
+Packages = list[dict[str, str]]
 
 
-DIFFERENCES = {
-    "another version": (lambda p: edited(p, "numpy", "2.3.0"),
-                        "numpy 2.3.0 is installed, the lock has 2.2.6"),
-    "torch of another CUDA build": (lambda p: edited(p, "torch", "2.9.1+cu126"),
+def at(name: str, version: str) -> Callable[[Packages], Packages]:
+    """The list with one package at another version."""
+    return lambda packages: [{**p, "version": version} if p["name"] == name else p
+                             for p in packages]
+
+
+def without(name: str) -> Callable[[Packages], Packages]:
+    return lambda packages: [p for p in packages if p["name"] != name]
+
+
+def plus(name: str, version: str) -> Callable[[Packages], Packages]:
+    return lambda packages: [*packages, {"name": name, "version": version}]
+
+
+DIFFERENCES: dict[str, tuple[Callable[[Packages], Packages], str]] = {
+    "another version": (at("numpy", "2.3.0"), "numpy 2.3.0 is installed, the lock has 2.2.6"),
+    "torch of another CUDA build": (at("torch", "2.9.1+cu126"),
                                     "torch 2.9.1+cu126 is installed, the lock has 2.9.1"),
-    "one not locked": (lambda p: [*p, {"name": "Evil_Pkg", "version": "1.0"}],
-                       "evil-pkg 1.0 is installed but not locked"),
-    "one missing": (lambda p: edited(p, "numpy", None),
-                    "numpy 2.2.6 is locked but not installed"),
+    "one not locked": (plus("Evil_Pkg", "1.0"), "evil-pkg 1.0 is installed but not locked"),
+    "one missing": (without("numpy"), "numpy 2.2.6 is locked but not installed"),
 }
 
 

@@ -9,6 +9,7 @@ it catches; the expected verdicts are written out here.
 
 from __future__ import annotations
 
+import platform
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -164,7 +165,7 @@ def test_the_versions_check_fails_a_torch_with_another_cuda_label(
     assert document["expected"]["cuda"] == "12.8"  # the image's CUDA: the fake torch agrees
     expect = parse_expect(document, check_ids=CHECK_IDS)
     monkeypatch.setitem(sys.modules, "torch", image_torch(torch_version))
-    monkeypatch.setattr(versions.platform, "python_version", lambda: "3.11.9")
+    monkeypatch.setattr(platform, "python_version", lambda: "3.11.9")
     monkeypatch.setattr(versions, "dist_version", lambda _name: None)  # no companions here
     outcome = versions.run(CheckContext(expect=expect))
     assert outcome.status == status, outcome.message
