@@ -252,9 +252,10 @@ class Promoter:
             local = self.backend.inspect(docker_id) or {"Id": docker_id}
             same = is_same_image(local, remote)
             if not same or (pushed and remote.digest != pushed):
-                return TagResult(ref, True, remote.digest,
-                                 f"the registry's {ref} is {remote.config_digest[:19]},"
-                                 f" not the local {docker_id[:19]}")
+                # Not pushed: the tag serves another image, whose digest is not this one's.
+                return TagResult(ref, False, None,
+                                 f"the registry's {ref} is {remote.config_digest[:19]}"
+                                 f" ({remote.digest}), not the local {docker_id[:19]}")
             self.say(f"pushed {ref} ({remote.digest})")
             return TagResult(ref, True, remote.digest, None)
         return TagResult(ref, False, None, last_error)
