@@ -17,7 +17,8 @@ from typing import Any, cast
 
 import pytest
 
-from tests.unit.reportutil import REPO, synthetic
+from tests.paths import REPO
+from tests.unit.reportutil import synthetic
 from torchstack.backend.docker import ContainerRun, DockerBackend
 from torchstack.check.stage import CheckRun, check_images
 from torchstack.checks import SUITE_VERSION

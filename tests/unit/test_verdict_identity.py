@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.reportutil import REPO
+from tests.paths import REPO
 from torchstack.checks import SUITE_VERSION
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.reportutil import REPO
+from tests.paths import REPO
 from torchstack.config.inputs import BuildInputs
 from torchstack.config.matrix import load_matrix
 from torchstack.errors import ConfigError

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import pytest
 
-from tests.unit.reportutil import REPO
+from tests.paths import REPO
 from torchstack.backend.docker import ContainerRun, DockerBackend
 from torchstack.checks import SUITE_VERSION
 from torchstack.config.matrix import load_matrix
