@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import platform
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from tests.paths import REPO
 from tests.unit.checks.fake_cuda import FakeTorch
 from torchstack.checks.expect import Expect, Thresholds, parse_expect
 from torchstack.checks.registry import CHECK_IDS
@@ -26,7 +26,6 @@ from torchstack.checks.suite.matmul import Measurement, judge
 from torchstack.config.expected import expect_for
 from torchstack.config.matrix import load_matrix
 
-REPO = Path(__file__).resolve().parents[3]
 H100 = "NVIDIA H100 80GB HBM3"
 
 
