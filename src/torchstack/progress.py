@@ -196,3 +196,57 @@ def format_table(header: tuple[str, ...], rows: list[list[str]]) -> str:
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(line.rstrip() for line in lines)
+
+
+class StageReporter:
+    """Progress of every long verb but build (lock, check, promote and its pushes, bootstrap),
+    one shape for all: each item starts, may print lines, and finishes with its result and
+    duration. On a terminal a spinner names the item in flight; elsewhere plain lines, each
+    item's lines folded in `::group::` on GitHub Actions with its result line after the fold.
+    """
+
+    def __init__(self, verb: str, *, live: bool = True, github: bool = False,
+                 stream: TextIO | None = None) -> None:
+        self.verb, self.github = verb, github
+        self.stream = stream or sys.stdout
+        self.console = Console(file=self.stream)
+        use_live = live and not github and self.stream.isatty()
+        self.status = self.console.status("") if use_live else None
+        self.started: dict[str, float] = {}
+        self.begun = time.monotonic()
+
+    def _print(self, text: str) -> None:
+        if self.status is not None:
+            self.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def start(self, item: str, what: str = "") -> None:
+        self.started[item] = time.monotonic()
+        title = f"{self.verb} {item}" + (f" {what}" if what else "")
+        if self.github:
+            self._print(f"::group::{title}")
+        elif self.status is not None:
+            self.status.update(f"{title} ...")
+            self.status.start()
+        else:
+            self._print(f"{title} ...")
+
+    def line(self, text: str) -> None:
+        self._print(text)
+
+    def finish(self, item: str, result: str, *, ok: bool = True) -> None:
+        """The item's result line, with how long it took since `start` (when it was started)."""
+        began = self.started.pop(item, None)
+        took = f" ({human_duration(time.monotonic() - began)})" if began is not None else ""
+        if self.github and began is not None:
+            self._print("::endgroup::")
+        if self.status is not None and not self.started:
+            self.status.stop()
+        mark = ICONS["built"] if ok else ICONS["failed"]
+        self._print(f"{mark} {item}: {result}{took}")
+
+    def end(self, summary: str) -> None:
+        if self.status is not None:
+            self.status.stop()
+        self._print(f"{summary} in {human_duration(time.monotonic() - self.begun)}")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 from torchstack.backend.docker import DockerBackend
 from torchstack.build.bootstrap import bases_to_bootstrap, bootstrap
-from torchstack.commands.common import Subparsers, matrix_of
+from torchstack.commands.common import Subparsers, matrix_of, stage_reporter
+from torchstack.errors import TorchstackError
 
 
 def register(sub: Subparsers) -> None:
@@ -27,21 +27,24 @@ def register(sub: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
     bases = bases_to_bootstrap(matrix, args.os)
+    progress = stage_reporter(args, "bootstrap")
     backend = DockerBackend.connect()
     try:
         for os_base in bases:
-            announce = _announcer(os_base.name)
-            result = bootstrap(backend, os_base, force=args.force, announce=announce)
+            progress.start(os_base.name)
+            try:
+                result = bootstrap(backend, os_base, force=args.force, announce=progress.line)
+            except TorchstackError:
+                progress.finish(os_base.name, "failed", ok=False)
+                raise
             short = result.image_id.removeprefix("sha256:")[:12]
             if result.created:
                 size = backend.image_size(result.image_id) / 1e6
-                print(f"{os_base.name}: imported {result.image} ({short}, {size:.0f} MB)")
+                progress.finish(os_base.name, f"imported {result.image} ({short}, {size:.0f} MB)")
             else:
-                print(f"{os_base.name}: {result.image} exists ({short}); kept (--force rebuilds)")
+                progress.finish(os_base.name, f"{result.image} exists ({short});"
+                                              " kept (--force rebuilds)")
     finally:
         backend.close()
+    progress.end(f"{len(bases)} OS bases")
     return 0
-
-
-def _announcer(name: str) -> Callable[[str], None]:
-    return lambda text: print(f"{name}: {text}", flush=True)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from torchstack import api
-from torchstack.commands.common import Subparsers, add_selection, add_step_summary, matrix_of
+from torchstack.commands.common import (
+    Subparsers,
+    add_selection,
+    add_step_summary,
+    matrix_of,
+    stage_reporter,
+)
 from torchstack.resolve.outcome import ImageCheck
 from torchstack.resolve.state import ImageState
 
@@ -25,12 +30,19 @@ def register(sub: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
 
+    progress = stage_reporter(args, "check")
+
     def starting(state: ImageState) -> None:
-        print(f"check {state.id} ({str(state.local_image_id)[:19]}) --gpu {args.gpu} ...",
-              flush=True)
+        progress.start(state.id, f"({str(state.local_image_id)[:19]}) --gpu {args.gpu}")
+
+    def finished(result: ImageCheck) -> None:
+        first = result.message.splitlines()[0] if result.message else ""
+        progress.finish(result.spec.id, f"{result.status.upper()} {first}", ok=result.ok)
 
     outcome = api.check(matrix, args.globs, everything=args.everything, gpu=args.gpu,
-                        force=args.force, on_start=starting, on_result=_say)
+                        force=args.force, on_start=starting, on_result=finished)
+    failed = sum(not r.ok for r in outcome.results)
+    progress.end(f"{len(outcome.results)} images checked, {failed} not passing")
     for path in outcome.reports:
         print(f"wrote {path.relative_to(matrix.root)}")
     add_step_summary(args.settings, "torchstack check", outcome.run.path / "summary.md")
@@ -38,10 +50,3 @@ def run(args: argparse.Namespace) -> int:
     if error is not None:
         raise error
     return 0
-
-
-def _say(result: ImageCheck) -> None:
-    first = result.message.splitlines()[0] if result.message else ""
-    stream = sys.stdout if result.ok else sys.stderr
-    print(f"  {result.status.upper():<9} {result.spec.id:<34} {result.duration_s:5.1f}s  {first}",
-          file=stream, flush=True)

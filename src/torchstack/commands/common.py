@@ -10,11 +10,12 @@ from typing import TypeAlias, TypeVar
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
+from torchstack.progress import StageReporter
 from torchstack.resolve.state import push_repository
 from torchstack.settings import Settings
 
 __all__ = ["Subparsers", "add_selection", "add_step_summary", "flag_type", "matrix_of",
-           "push_repository"]
+           "push_repository", "stage_reporter"]
 T = TypeVar("T")
 # What each verb's `register` receives: the top parser's sub-parsers.
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -47,3 +48,8 @@ def add_step_summary(settings: Settings, title: str, summary: Path) -> None:
         return
     with settings.step_summary.open("a", encoding="utf-8") as handle:
         handle.write(f"## {title}\n\n" + summary.read_text(encoding="utf-8") + "\n")
+
+
+def stage_reporter(args: argparse.Namespace, verb: str) -> StageReporter:
+    """The one progress view of a long verb: live on a terminal, folded on GitHub Actions."""
+    return StageReporter(verb, github=args.settings.github_actions)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from torchstack.commands.common import Subparsers, add_selection, matrix_of
+from torchstack.commands.common import Subparsers, add_selection, matrix_of, stage_reporter
 from torchstack.config.inputs import PIP_INDEX_ENV, TORCH_INDEX_ENV, resolve_inputs
-from torchstack.errors import ConfigError, IndexUnreachableError
+from torchstack.errors import ConfigError, IndexUnreachableError, TorchstackError
 from torchstack.lock.uv import LockOutcome, LockRequest, find_uv, images_to_lock, lock_images
 
 
@@ -39,11 +39,23 @@ def run(args: argparse.Namespace) -> int:
                           environ=args.settings.environ)
     uv = find_uv()
     images = images_to_lock(matrix, selected)
-    print(f"lock {len(images)} images with uv {uv.version}", flush=True)
-    outcomes = lock_images(matrix, images, request, uv, on_done=_report)
+    progress = stage_reporter(args, "lock")
+    progress.line(f"lock {len(images)} images with uv {uv.version}")
+
+    def done(outcome: LockOutcome) -> None:
+        if outcome.error is not None:
+            _error(outcome.error)
+            progress.finish(outcome.image_id, "failed", ok=False)
+            return
+        state = "locked" if outcome.changed else "unchanged"
+        progress.finish(outcome.image_id, f"{state} {outcome.path} ({outcome.dists}"
+                                          f" distributions, {outcome.seconds:.1f} s)")
+
+    outcomes = lock_images(matrix, images, request, uv, on_done=done)
     failed = [o for o in outcomes if o.error is not None]
     changed = sum(o.changed for o in outcomes)
-    print(f"{len(outcomes) - len(failed)} locked ({changed} changed), {len(failed)} failed")
+    progress.end(f"{len(outcomes) - len(failed)} locked ({changed} changed),"
+                 f" {len(failed)} failed")
     if not failed:
         return 0
     ids = ", ".join(o.image_id for o in failed)
@@ -56,12 +68,7 @@ def run(args: argparse.Namespace) -> int:
                                     " mirror with --index; the other images are locked")
 
 
-def _report(outcome: LockOutcome) -> None:
-    if outcome.error is None:
-        state = "locked   " if outcome.changed else "unchanged"
-        print(f"{state} {outcome.path} ({outcome.dists} distributions,"
-              f" {outcome.seconds:.1f} s)", flush=True)
-        return
-    print(f"error: {outcome.error.message}", file=sys.stderr, flush=True)
-    if outcome.error.tip:
-        print(f"tip: {outcome.error.tip}", file=sys.stderr, flush=True)
+def _error(error: TorchstackError) -> None:
+    print(f"error: {error.message}", file=sys.stderr, flush=True)
+    if error.tip:
+        print(f"tip: {error.tip}", file=sys.stderr, flush=True)

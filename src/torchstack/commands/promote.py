@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 
 from torchstack import api
-from torchstack.commands.common import Subparsers, add_selection, matrix_of, push_repository
+from torchstack.commands.common import (
+    Subparsers,
+    add_selection,
+    matrix_of,
+    push_repository,
+    stage_reporter,
+)
 from torchstack.config import kinds
 from torchstack.errors import ConfigError
+from torchstack.progress import StageReporter
 from torchstack.release.stage import ImagePromotion, journal_of
 
 
@@ -38,9 +45,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"promote journal moved aside to {aside.relative_to(matrix.root)}" if aside
               else "no promote journal to discard")
     print(f"promote into {repository} (policy: release needs {matrix.promotion_level} checks)")
+    progress = stage_reporter(args, "promote")
     outcome = api.promote(matrix, args.globs, everything=args.everything, push=args.push,
-                          repository=repository, say=lambda line: print(f"  {line}", flush=True),
-                          on_image=_say)
+                          repository=repository, say=progress.line,
+                          on_image=lambda image: _say(progress, image))
+    progress.end(f"{len(outcome.images)} images")
     print(f"manifests in {outcome.run.path.relative_to(matrix.root)}/manifests/")
     error = outcome.error()
     if error is not None:
@@ -48,13 +57,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _say(image: ImagePromotion) -> None:
-    if image.lock_problem is not None:
-        print(f"{image.state.id}: not promoted: {image.lock_problem}")
-        return
-    if not image.state.decision.releases:
-        print(f"{image.state.id}: no release tag: {image.state.decision.reason}")
+def _say(progress: StageReporter, image: ImagePromotion) -> None:
     for result in image.results:
         state = "pushed" if result.pushed else "tagged"
-        print(f"  {state if not result.error else 'FAILED'} {result.ref}"
-              + (f": {result.error}" if result.error else ""))
+        progress.line(f"  {state if not result.error else 'FAILED'} {result.ref}"
+                      + (f": {result.error}" if result.error else ""))
+    if image.lock_problem is not None:
+        progress.finish(image.state.id, f"not promoted: {image.lock_problem}", ok=False)
+    elif any(r.error for r in image.results):
+        progress.finish(image.state.id, "some tags failed; the next promote resumes", ok=False)
+    elif not image.state.decision.releases:
+        progress.finish(image.state.id, f"no release tag: {image.state.decision.reason}")
+    else:
+        progress.finish(image.state.id, f"{len(image.results)} tags")
