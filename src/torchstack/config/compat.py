@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+# The packages released in step with torch (compat data pairs each with its torch release).
+COMPANIONS = ("torchvision", "torchaudio", "torchcodec")
 
 class CompatError(ValueError):
     """A combination that does not exist; the message lists what does."""

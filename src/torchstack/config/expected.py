@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from torchstack.config.compat import CompatError, cudnn_as_int, load_compat
+from torchstack.config.compat import COMPANIONS, CompatError, cudnn_as_int, load_compat
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.json_types import JSONObject
-
-COMPANIONS = ("torchvision", "torchaudio", "torchcodec")
 
 
 def expected_versions(spec: ImageSpec) -> JSONObject:

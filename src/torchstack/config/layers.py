@@ -8,12 +8,13 @@ from pathlib import Path
 
 from torchstack.checks.registry import ALL_CHECKS
 from torchstack.config import kinds, schemas
+from torchstack.config.compat import COMPANIONS
 from torchstack.config.located import Located, load_yaml, read_config_text
 from torchstack.config.model import Layer
 from torchstack.errors import ConfigError
 
 LAYER = schemas.keys(schemas.LAYER)
-TORCH_FAMILY = ("torch", "torchvision", "torchaudio", "torchcodec")
+TORCH_FAMILY = ("torch", *COMPANIONS)
 EXACT_PIN = kinds.EXACT_PIN
 # The in-container suite's own ids (importing the registry does not import torch).
 CHECK_IDS = [spec.id for spec in ALL_CHECKS]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from torchstack.config.compat import CompatError, load_compat
+from torchstack.config.compat import COMPANIONS, CompatError, load_compat
 from torchstack.config.inputs import redact_url
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
@@ -26,7 +26,6 @@ from torchstack.errors import ConfigError
 LOCK_NAME = "pylock.toml"
 # The matrix has no architecture axis yet; manylinux_2_28 is what torch's own wheels need.
 PLATFORM = "x86_64-manylinux_2_28"
-PAIRED = ("torchvision", "torchaudio", "torchcodec")
 TOOL_KEYS = ("image", "python", "platform", "index", "extra_index", "mirror", "pins",
              "parent_sha256", "uv_version", "resolved_from")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -330,7 +329,7 @@ def validate_lock(matrix: Matrix, spec: ImageSpec, lock: ImageLock) -> None:
         raise ConfigError(f"{where}: torch {have} is locked; the image is torch {expected}",
                           tip=tip)
     public_torch = torch.version.split("+")[0] if torch else spec.torch
-    for package in PAIRED:
+    for package in COMPANIONS:
         dist = found.get(package)
         if dist is None or torch is None:
             continue
