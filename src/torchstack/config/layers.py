@@ -12,6 +12,7 @@ from torchstack.config.compat import COMPANIONS
 from torchstack.config.located import Located, load_yaml, read_config_text
 from torchstack.config.model import Layer
 from torchstack.errors import ConfigError
+from torchstack.workspace.paths import shown
 
 LAYER = schemas.keys(schemas.LAYER)
 TORCH_FAMILY = ("torch", *COMPANIONS)
@@ -26,18 +27,18 @@ HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 
 def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
     if not layers_dir.is_dir():
-        raise ConfigError(f"{_display(layers_dir, display_root)}/: the layers folder is missing",
+        raise ConfigError(f"{shown(display_root, layers_dir)}/: the layers folder is missing",
                           tip="every matrix needs a layers/ folder beside matrix.yaml")
     layers: dict[str, Layer] = {}
     parent_at: dict[str, str] = {}  # layer -> "file:line" of its `parent:` key, for errors
     # Hidden folders (.git, editor state) are not layers.
     for folder in sorted(p for p in layers_dir.iterdir() if p.is_dir() and p.name[0] != "."):
         if not kinds.NAME.fullmatch(folder.name):
-            raise ConfigError(f"{_display(folder, display_root)}: {folder.name!r} is not a layer"
+            raise ConfigError(f"{shown(display_root, folder)}: {folder.name!r} is not a layer"
                               " name", tip="rename the folder: letters, digits, '_', '.', '-'")
         spec = folder / "layer.yaml"
         if not spec.is_file():
-            raise ConfigError(f"{_display(folder, display_root)}: no layer.yaml in this folder",
+            raise ConfigError(f"{shown(display_root, folder)}: no layer.yaml in this folder",
                               tip="add one (parent, packages, ...) or remove the folder")
         layers[folder.name], parent_at[folder.name] = _load_layer(folder, spec, display_root)
     _check_parents(layers, parent_at)
@@ -45,7 +46,7 @@ def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
 
 
 def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, str]:
-    doc = load_yaml(spec, _display(spec, display_root))
+    doc = load_yaml(spec, shown(display_root, spec))
     fields = LAYER.of(doc)
     parent = fields["parent"]
     packages = [_pin(item) for item in fields["packages"].list()] if "packages" in fields else []
@@ -68,7 +69,7 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
                       tip=f"checks the suite has: {', '.join(CHECK_IDS)}")
         checks.append(item.value)
     fragment_path = folder / FRAGMENT
-    fragment_name = _display(fragment_path, display_root)
+    fragment_name = shown(display_root, fragment_path)
     fragment = (read_config_text(fragment_path, fragment_name)
                 if fragment_path.exists() or fragment_path.is_symlink() else "")
     _check_fragment(fragment, fragment_name)
@@ -179,8 +180,3 @@ def layer_chain(layers: dict[str, Layer], name: str) -> tuple[str, ...]:
     return tuple(reversed(chain))
 
 
-def _display(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)

@@ -22,6 +22,7 @@ from torchstack.config.compat import COMPANIONS, CompatError, load_compat
 from torchstack.config.inputs import redact_url
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
+from torchstack.workspace.paths import shown
 
 LOCK_NAME = "pylock.toml"
 # The matrix has no architecture axis yet; manylinux_2_28 is what torch's own wheels need.
@@ -94,10 +95,7 @@ def lock_path(matrix: Matrix, spec: ImageSpec) -> Path:
 
 
 def display(matrix: Matrix, path: Path) -> str:
-    try:
-        return str(path.relative_to(matrix.root))
-    except ValueError:
-        return str(path)
+    return shown(matrix.root, path)
 
 
 def lock_inputs(matrix: Matrix, spec: ImageSpec) -> LockInputs:

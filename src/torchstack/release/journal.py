@@ -28,6 +28,7 @@ from torchstack.errors import ConfigError, EngineError, PromoteError
 from torchstack.resolve.tags import TagDecision
 from torchstack.signals import deferred_signals
 from torchstack.workspace.files import ensure_inside, write_text
+from torchstack.workspace.paths import shown
 
 RETRIES = 4
 BACKOFF_S = 2.0
@@ -104,10 +105,7 @@ class Journal:
         return aside
 
     def _shown(self) -> str:
-        try:
-            return str(self.path.relative_to(self.root))
-        except ValueError:
-            return str(self.path)
+        return shown(self.root, self.path)
 
     def add(self, entry: dict[str, Any]) -> None:
         """Record a move (replacing an unfinished one of the same image)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from torchstack.errors import ConfigError
+from torchstack.workspace.paths import shown
 
 
 def ensure_inside(root: Path, path: Path) -> Path:
@@ -21,7 +22,7 @@ def ensure_inside(root: Path, path: Path) -> Path:
     real = path.resolve()
     if real != real_root and real_root not in real.parents:
         raise ConfigError(
-            f"{_shown(root, path)}: refusing to write through a symlink that leads out of the"
+            f"{shown(root, path)}: refusing to write through a symlink that leads out of the"
             f" project (to {real})",
             tip=f"remove the symlink ({_first_link(root, path) or path}) or point it inside"
                 f" {root}")
@@ -53,8 +54,3 @@ def _first_link(root: Path, path: Path) -> Path | None:
     return None
 
 
-def _shown(root: Path, path: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)

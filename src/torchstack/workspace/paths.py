@@ -27,3 +27,11 @@ def records_dir(root: Path) -> Path:
 def journal_path(root: Path) -> Path:
     """The promote journal: tags in flight, so an interrupted promote resumes."""
     return state_dir(root) / "promote-journal.json"
+
+
+def shown(root: Path, path: Path) -> str:
+    """How messages name a path: relative to the project when inside it, else as given."""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
