@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from torchstack import __version__, commands
+from torchstack.commands.k8s import split_train
 from torchstack.errors import Interrupted, TorchstackError
 
 # Help lists verbs in flow order; any other module in torchstack.commands follows.
@@ -47,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `k8s train ... -- COMMAND`: a subcommand beside k8s's GLOB positional, routed by hand.
+    routed, command = split_train(sys.argv[1:] if argv is None else list(argv))
+    args = parser.parse_args(routed)
+    if command is not None:
+        args.command = command
     # SIGTERM (a cancelled CI job) stops any verb the way Ctrl-C does, so containers and
     # half-done builds are cleaned up on the way out.
     previous = signal.signal(signal.SIGTERM, _interrupt)

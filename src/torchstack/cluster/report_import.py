@@ -100,7 +100,7 @@ def verify(report: Report, current_suite: str, where: str) -> None:
                           " skips the GPU checks and still passes)",
                           tip="run the Job `torchstack k8s` renders (it passes --gpu required);"
                               " nothing was recorded")
-    if report.image_digest is None or not DIGEST.match(report.image_digest):
+    if report.image_digest is None or not DIGEST.fullmatch(report.image_digest):
         raise ConfigError(f"{where}: the report names no image digest"
                           f" ({report.image_digest!r}), so nothing ties it to an image",
                           tip="render the Job with `torchstack k8s`, which writes image_digest"

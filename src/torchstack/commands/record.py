@@ -16,7 +16,7 @@ from typing import Any
 from torchstack import api
 from torchstack.check.report import write_reports
 from torchstack.cluster.candidates import resolve_candidate
-from torchstack.cluster.manifests import parse_namespace
+from torchstack.cluster.grammar import parse_namespace
 from torchstack.cluster.report_import import (
     Imported,
     Source,
