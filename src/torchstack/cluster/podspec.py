@@ -161,9 +161,11 @@ def heartbeat_probe(heartbeat: Heartbeat) -> Doc:
 def pod_failure_policy(container: str) -> Doc:
     """Disruption first: an evicted pod also exits non-zero, and the first matching rule wins."""
     return {"rules": [
-        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        {"action": "Ignore",
+         "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        # The empty onPodConditions: Kubernetes 1.28's published schema requires the key.
         {"action": "FailJob", "onExitCodes": {"containerName": container, "operator": "NotIn",
-                                              "values": [0]}},
+                                              "values": [0]}, "onPodConditions": []},
     ]}
 
 
