@@ -47,7 +47,9 @@ def driver_clauses(driver_min: str, keys: tuple[str, str, str]) -> list[Clause]:
     same_major = (major_key, "In", (str(major),))
     if minor == 0 and revision == 0:
         return [Clause((same_major,)), *clauses]
-    clauses.append(Clause((same_major, (minor_key, "Gt", (str(minor if revision else minor - 1),)))))
+    # With a revision, a higher minor suffices and the same minor needs the revision.
+    floor = minor if revision else minor - 1
+    clauses.append(Clause((same_major, (minor_key, "Gt", (str(floor),)))))
     if revision:
         clauses.append(Clause((same_major, (minor_key, "In", (str(minor),)),
                                (revision_key, "Gt", (str(revision - 1),)))))
@@ -66,9 +68,9 @@ def capability_clauses(sass: tuple[Capability, ...], ptx: Capability | None) -> 
     clauses = []
     if from_zero:
         clauses.append(Clause(((COMPUTE_MAJOR, "In", tuple(str(m) for m in from_zero)),)))
-    for major in sorted(m for m, low in lowest.items() if low > 0):
-        clauses.append(Clause(((COMPUTE_MAJOR, "In", (str(major),)),
-                               (COMPUTE_MINOR, "Gt", (str(lowest[major] - 1),)))))
+    clauses.extend(Clause(((COMPUTE_MAJOR, "In", (str(major),)),
+                           (COMPUTE_MINOR, "Gt", (str(lowest[major] - 1),))))
+                   for major in sorted(m for m, low in lowest.items() if low > 0))
     if ptx is not None:
         clauses.append(Clause(((COMPUTE_MAJOR, "Gt", (str(ptx[0]),)),)))
     return clauses
@@ -78,10 +80,9 @@ def node_affinity(contract: Contract) -> dict[str, object]:
     """The pod's `affinity` (required during scheduling, ignored during execution)."""
     arch = ([Clause(())] if contract.sass is None
             else capability_clauses(contract.sass, contract.ptx))
-    terms = []
-    for keys in (DRIVER_KEYS, DEPRECATED_DRIVER_KEYS):
-        for driver in driver_clauses(contract.driver_min, keys):
-            for gpu in arch:
-                terms.append({"matchExpressions": driver.render() + gpu.render()})
+    terms = [{"matchExpressions": driver.render() + gpu.render()}
+             for keys in (DRIVER_KEYS, DEPRECATED_DRIVER_KEYS)
+             for driver in driver_clauses(contract.driver_min, keys)
+             for gpu in arch]
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
         "nodeSelectorTerms": terms}}}

@@ -126,8 +126,9 @@ def prove(report: Report, candidate: Candidate, source: Source) -> None:
 
 
 def record_for(imported: Imported, candidate: Candidate, source: Source,
-               report_path: str) -> CheckRecord:
-    """A gpu-level record: the newest verdict for this image, pass or fail."""
+               report_path: str, contract: dict[str, Any] | None = None) -> CheckRecord:
+    """A gpu-level record: the newest verdict for this image, pass or fail; `contract` is the
+    image's arch contract (Contract.to_json) the run was judged against."""
     report = imported.report
     return CheckRecord(
         image_id=candidate.image_id, docker_id=candidate.docker_id,
@@ -137,6 +138,7 @@ def record_for(imported: Imported, candidate: Candidate, source: Source,
         checked_at=time.time(), scope=imported.scope, node=report.node.to_dict(),
         source={**source.details, "image_digest": candidate.digest},
         figures=imported.figures,
+        contract=contract or {},
     )
 
 

@@ -27,6 +27,7 @@ from torchstack.cluster.report_import import (
     verify,
 )
 from torchstack.commands.common import flag_type, matrix_of, push_repository
+from torchstack.config.contract import contract_for
 from torchstack.errors import CheckError, ConfigError
 from torchstack.resolve.outcome import ImageCheck, suite_version
 from torchstack.resolve.records import RecordStore
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     candidate = resolve_candidate(state, matrix, repository)
     prove(report, candidate, source)
     run_dir = create_run(matrix.root)
-    record = record_for(imported, candidate, source, f"{run_dir.name}/report.json")
+    record = record_for(imported, candidate, source, f"{run_dir.name}/report.json",
+                        contract_for(spec.torch, spec.cuda).to_json())
     result = ImageCheck(spec, candidate.docker_id, candidate.input_hash,
                         "pass" if record.passed else "fail",
                         "; ".join(imported.failures) or _counts(imported), imported.document,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from torchstack.config.compat import CompatError, cudnn_as_int, load_compat
+from torchstack.config.contract import contract_for
 from torchstack.config.model import ImageSpec, Matrix
 
 COMPANIONS = ("torchvision", "torchaudio", "torchcodec")
@@ -42,6 +43,14 @@ def paired_versions(torch: str) -> dict[str, str]:
     return paired
 
 
+def _arch_flags(spec: ImageSpec) -> list[str] | None:
+    try:
+        flags = contract_for(spec.torch, spec.cuda).arch_flags()
+    except CompatError:
+        return None
+    return None if flags is None else list(flags)
+
+
 def expect_for(spec: ImageSpec, matrix: Matrix, image_digest: str | None = None) -> dict[str, Any]:
     """The expect document; `image_digest` ("sha256:...") when the image's registry manifest
     digest is known (a pushed candidate), copied by the suite into its report."""
@@ -49,6 +58,8 @@ def expect_for(spec: ImageSpec, matrix: Matrix, image_digest: str | None = None)
         **expected_versions(spec),
         "cudnn_version": spec.cudnn,  # dotted, so the suite need not decode 91002 itself
         "paired": paired_versions(spec.torch),
+        # What torch._C._cuda_getArchFlags() must print inside the image (None: not recorded).
+        "arch_flags": _arch_flags(spec),
     }
     document: dict[str, Any] = {
         "image_id": spec.id,

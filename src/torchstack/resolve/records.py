@@ -44,6 +44,8 @@ class CheckRecord:
     node: dict[str, Any] = field(default_factory=dict)  # gpu_model, driver, device_count, ...
     source: dict[str, Any] = field(default_factory=dict)  # where an imported report came from
     figures: dict[str, Any] = field(default_factory=dict)  # check id -> metrics, when imported
+    # The arch contract the image was judged against (config/contract.py, Contract.to_json).
+    contract: dict[str, Any] = field(default_factory=dict)
 
     def satisfies(self, level: CheckLevel) -> bool:
         return (self.passed and self.scope == "suite"

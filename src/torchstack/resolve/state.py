@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from torchstack.config import kinds
+from torchstack.config.contract import contract_for
 from torchstack.config.model import CheckLevel, ImageSpec, Matrix, template_fields
 from torchstack.errors import ConfigError
 from torchstack.names import CHAIN_LABEL, HASH_LABEL
@@ -307,6 +308,9 @@ def plan_json(resolved: Resolved) -> list[dict[str, Any]]:
             "parent_image_id": state.parent_image_id,
             "local_image_id": state.local_image_id,
             "input_hash": state.input_hash,
+            # Where the image can run: driver floor and compiled GPU archs (not a label:
+            # labels are inputs of the image hash).
+            "contract": contract_for(state.spec.torch, state.spec.cuda).to_json(),
         })
         rows.append(row)
     return rows
