@@ -99,8 +99,9 @@ def test_expect_carries_the_contract_and_the_suite_parses_it() -> None:
 def test_plan_json_carries_the_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--matrix", str(REPO / "matrix.yaml"), "plan", "--json", "--all"]) == 0
     rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)["include"]}
-    contract = rows["torch2.9.1-cu128-py3.11-base"]["contract"]
-    assert contract["driver_min"] == "570.26" and contract["ptx"] is None
-    assert contract["arch"] == ["7.0", "7.5", "8.0", "8.6", "9.0", "10.0", "12.0"]
-    assert rows["torch2.9.1-cu130-py3.11-base"]["contract"]["ptx"] == "12.0"
-    assert rows["torch2.7.1-cu118-py3.11-base"]["contract"]["driver_min"] == "520.61.05"
+    row = rows["torch2.9.1-cu128-py3.11-base"]
+    assert row["contract_driver_min"] == "570.26" and row["contract_ptx"] is None
+    assert row["contract_arch"] == ["7.0", "7.5", "8.0", "8.6", "9.0", "10.0", "12.0"]
+    assert row["contract_arch_flags"] == list(CU128_FLAGS)
+    assert rows["torch2.9.1-cu130-py3.11-base"]["contract_ptx"] == "12.0"
+    assert rows["torch2.7.1-cu118-py3.11-base"]["contract_driver_min"] == "520.61.05"

@@ -308,9 +308,11 @@ def plan_json(resolved: Resolved) -> list[dict[str, Any]]:
             "parent_image_id": state.parent_image_id,
             "local_image_id": state.local_image_id,
             "input_hash": state.input_hash,
-            # Where the image can run: driver floor and compiled GPU archs (not a label:
-            # labels are inputs of the image hash).
-            "contract": contract_for(state.spec.torch, state.spec.cuda).to_json(),
         })
+        # Where the image can run: driver floor and compiled GPU archs (not a label: labels
+        # are inputs of the image hash). Flat keys, as a fromJSON matrix wants.
+        contract = contract_for(state.spec.torch, state.spec.cuda).to_json()
+        row.update({f"contract_{key}": value for key, value in contract.items()
+                    if key != "cuda"})
         rows.append(row)
     return rows
