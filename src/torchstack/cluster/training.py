@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from torchstack.cluster.grammar import is_label_value
 from torchstack.cluster.manifests import ClusterOptions, object_name, pod_options
 from torchstack.cluster.podspec import (
     Container,
@@ -70,7 +71,7 @@ def render_training(spec: ImageSpec, matrix: Matrix, image: str, cluster: Cluste
         "app.kubernetes.io/name": "torchstack",
         "app.kubernetes.io/component": "training",
         "app.kubernetes.io/instance": name,
-        K8S_IMAGE_LABEL: spec.id if len(spec.id) <= 63 and spec.id.isascii() else name,
+        K8S_IMAGE_LABEL: spec.id if is_label_value(spec.id) else name,
     }
     base = pod_options(spec, matrix, cluster, (("c10d", RDZV_PORT),))
     pod_opts = replace(base, env=train.env, volumes=train.volumes, heartbeat=train.heartbeat)

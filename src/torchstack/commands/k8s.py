@@ -48,7 +48,9 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "k8s", help="write Kubernetes manifests that run the check suite on a GPU cluster",
         description="Print (or write to --out) a ConfigMap and a Job per image; with --nodes > 1"
-                    " an Indexed Job and a headless Service that run torchrun across nodes.")
+                    " an Indexed Job and a headless Service that run torchrun across nodes."
+                    " `torchstack k8s train IMAGE ... -- COMMAND` prints a training workload"
+                    " instead (see `torchstack k8s train --help`).")
     add_selection(parser)
     parser.add_argument("--nodes", type=_positive, default=1, metavar="N",
                         help="nodes for a multi-node NCCL run (default: 1, the plain suite)")
