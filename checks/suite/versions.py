@@ -68,11 +68,21 @@ def compare_arch(expected: tuple[str, ...] | None, flags: str | None) -> list[st
     found = set(flags.split())
     if found == set(expected):
         return []
-    missing, extra = sorted(set(expected) - found), sorted(found - set(expected))
+    missing, extra = _ordered(set(expected) - found), _ordered(found - set(expected))
     parts = ([f"missing {' '.join(missing)}"] if missing else []) + (
         [f"not in the contract {' '.join(extra)}"] if extra else [])
-    return [f"compiled GPU architectures are {' '.join(sorted(found))} ({'; '.join(parts)}), "
+    return [f"compiled GPU architectures are {' '.join(_ordered(found))} ({'; '.join(parts)}), "
             f"expected {' '.join(expected)} (the host's compat data)"]
+
+
+def _ordered(flags: set[str]) -> list[str]:
+    """sm_ before compute_, then by number: sm_70 before sm_100."""
+    def key(flag: str) -> tuple[bool, int, str]:
+        kind, _, number = flag.partition("_")
+        digits = "".join(c for c in number if c.isdigit())
+        return kind != "sm", int(digits or 0), flag
+
+    return sorted(flags, key=key)
 
 
 def arch_flags(torch: object) -> str | None:
@@ -127,8 +137,9 @@ def run(ctx: CheckContext) -> Outcome:
     python = platform.python_version()
     expected = ctx.expect.expected
     problems = compare_core(expected, torch_version, cuda, cudnn, nccl, python)
+    flags = arch_flags(torch)
     if cuda is not None:  # a CPU-only build already fails on torch.version.cuda above
-        problems += compare_arch(expected.arch_flags, arch_flags(torch))
+        problems += compare_arch(expected.arch_flags, flags)
     notes: list[str] = []
     for name in COMPANIONS:
         more_problems, more_notes = compare_companion(
@@ -140,6 +151,8 @@ def run(ctx: CheckContext) -> Outcome:
     if problems:
         return failed("; ".join(problems) + f". Fix: {FIX}.")
     seen = f"torch {torch_version}, CUDA {cuda}, cuDNN {cudnn}, NCCL {nccl}, Python {python}"
+    if expected.arch_flags is not None and flags is not None:
+        seen += f", GPU archs {flags}"
     asked = any(
         getattr(expected, field) is not None
         for field in ("torch", "cuda", "cudnn", "nccl", "python", *COMPANIONS)
