@@ -470,3 +470,14 @@ def test_ids_differing_only_in_case_get_different_job_names() -> None:
     assert len(names) == 6
     for name in names:
         assert len(name) <= 52 and name == name.lower()
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--from-job", "Ts-Check"], "--from-job"),
+    (["--from-job", "ts-check\n"], "U+000A"),
+    (["--context", "prod\u200b"], "U+200B ZERO WIDTH SPACE"),
+])
+def test_record_import_cluster_flags_follow_the_grammar(argv: list[str], named: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    err = refused(capsys, ["record", "import", *argv])
+    assert named in err

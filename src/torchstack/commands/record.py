@@ -16,7 +16,7 @@ from typing import Any
 from torchstack import api
 from torchstack.check.report import write_reports
 from torchstack.cluster.candidates import resolve_candidate
-from torchstack.cluster.grammar import parse_namespace
+from torchstack.cluster.grammar import parse_dns_label, parse_namespace, refuse_unprintable
 from torchstack.cluster.report_import import (
     Imported,
     Source,
@@ -48,11 +48,13 @@ def register(sub: Any) -> None:
     imp.add_argument("report", nargs="?", type=Path, metavar="REPORT",
                      help="a file holding the framed report (other lines are ignored)")
     imp.add_argument("--from-job", metavar="NAME",
+                     type=flag_type(lambda text: parse_dns_label(text, "--from-job", "Job name")),
                      help="read the report from this Job's pod logs (kubeconfig: $KUBECONFIG"
                           " or ~/.kube/config)")
     imp.add_argument("--namespace", metavar="NS", type=flag_type(parse_namespace),
                      help="the Job's namespace (default: the context's, else default)")
     imp.add_argument("--context", metavar="CTX",
+                     type=flag_type(lambda text: refuse_unprintable(text, "--context")),
                      help="the kubeconfig context (default: the current one)")
     imp.set_defaults(run=run)
 
