@@ -28,6 +28,7 @@ MIB = 1 << 20
 _DOTTED = re.compile(r"^\d+(\.\d+)*$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _COUNT = re.compile(r"^[1-9][0-9]*$")
+_ARCH_FLAG = re.compile(r"(sm|compute)_[0-9]{2,3}[a-z]?")
 COMPANIONS = ("torchvision", "torchaudio", "torchcodec")
 # Keys a per-GPU table may use: a peak-table key ("H100 SXM"), a family ("H100"), "default".
 GPU_KEYS: tuple[str, ...] = tuple(
@@ -62,6 +63,9 @@ class Expected:
     # installed companion must match it whether or not the layer asked for it. A torchcodec
     # pair such as "0.9" matches any 0.9.x.
     paired: Mapping[str, str] = field(default_factory=dict)
+    # The image's arch contract from the host's compat data: what
+    # torch._C._cuda_getArchFlags() prints inside it ("sm_90", "compute_120" for PTX), as a set.
+    arch_flags: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,17 @@ def _parse_expected(raw: object, source: str) -> Expected:
             text = _opt_str(version, source, f"expected.paired.{name}")
             if text is not None:
                 paired[name] = text
-    return Expected(cudnn=_opt_cudnn(obj.get("cudnn"), source), paired=paired, **strings)
+    arch_flags = _opt_str_list(obj.get("arch_flags"), source, "expected.arch_flags")
+    for flag in arch_flags or ():
+        if not _ARCH_FLAG.fullmatch(flag):
+            raise ExpectError(
+                f"{source}: expected.arch_flags holds {flag!r}, not an arch flag like sm_90",
+                ("expected", "arch_flags"),
+            )
+    return Expected(
+        cudnn=_opt_cudnn(obj.get("cudnn"), source), paired=paired, arch_flags=arch_flags,
+        **strings,
+    )
 
 
 def _parse_thresholds(raw: object, source: str, check_ids: Collection[str]) -> Thresholds:

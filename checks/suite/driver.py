@@ -1,9 +1,10 @@
 """driver: the host driver is new enough, GPUs are healthy (ECC), and torch has code for them.
 
 Uses NVML through pynvml (nvidia-ml-py); without it the check skips. Each GPU's compute
-capability must be covered by torch.cuda.get_arch_list(): native cubin, a cubin of the same
-major with a lower minor (binary compatible), or PTX at or below the capability (JIT at first
-use, which is slow but works).
+capability must be covered by torch.cuda.get_arch_list() and by the arch contract of the
+expect file (`expected.arch_flags`, from the host's compat data), each by the same rule: native
+cubin, a cubin of the same major with a lower minor (binary compatible), or PTX at or below the
+capability (JIT at first use, which is slow but works).
 """
 
 from __future__ import annotations
@@ -56,6 +57,20 @@ def arch_support(capability: tuple[int, int], arch_list: list[str]) -> tuple[boo
     )
 
 
+def contract_problem(capability: tuple[int, int], contract: tuple[str, ...] | None) -> str | None:
+    """A sentence when the image's arch contract (the host's compat data, which also placed
+    the pod) does not cover this GPU; None when it does or no contract was given."""
+    if contract is None:
+        return None
+    ok, _how = arch_support(capability, list(contract))
+    if ok:
+        return None
+    major, minor = capability
+    return (f"sm_{major}{minor} is outside the image's arch contract ({' '.join(contract)}); "
+            "the node affinity should have kept this pod off this node: check the node's "
+            "nvidia.com/gpu.compute labels")
+
+
 def run(ctx: CheckContext) -> Outcome:
     module = load_pynvml()
     if module is None:
@@ -102,10 +117,14 @@ def _inspect(nvml: Nvml, ctx: CheckContext) -> Outcome:
         else:
             notes.append(f"NVML GPU{index} {name}: ECC ok")
     arch_list = torch.cuda.get_arch_list()
+    contract = ctx.expect.expected.arch_flags
     for index in range(torch.cuda.device_count()):
         capability = torch.cuda.get_device_capability(index)
         ok, how = arch_support((capability[0], capability[1]), arch_list)
         (notes if ok else problems).append(f"cuda:{index}: {how}")
+        problem = contract_problem((capability[0], capability[1]), contract)
+        if problem:
+            problems.append(f"cuda:{index}: {problem}")
     if problems:
         return failed("; ".join(problems), metrics)
     return passed("; ".join(notes), metrics)

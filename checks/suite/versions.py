@@ -1,7 +1,9 @@
 """versions: what is installed equals what the expect file asked for ("facts over config").
 
 torch (public version, plus the +cuXXX label when asked), CUDA, cuDNN, NCCL and Python must
-equal the expectation; torchvision, torchaudio and torchcodec, when installed, must be the
+equal the expectation, and so must the GPU architectures compiled into torch (read with
+`torch._C._cuda_getArchFlags()`, no GPU needed) against the arch contract (`expected.arch_flags`,
+the host's compat data); torchvision, torchaudio and torchcodec, when installed, must be the
 releases paired with this torch (`expected.paired`, the host's compat data), and equal the
 expectation when one is given.
 """
@@ -55,6 +57,46 @@ def compare_core(
     return problems
 
 
+def compare_arch(expected: tuple[str, ...] | None, flags: str | None) -> list[str]:
+    """The arch flags compiled into torch (`torch._C._cuda_getArchFlags()`, which needs no GPU)
+    against the contract in the expect file, compared as sets (the wheel's order varies)."""
+    if expected is None:
+        return []
+    if flags is None:
+        return ["torch reports no compiled GPU architectures (torch._C._cuda_getArchFlags()), "
+                f"expected {' '.join(expected)}"]
+    found = set(flags.split())
+    if found == set(expected):
+        return []
+    missing, extra = _ordered(set(expected) - found), _ordered(found - set(expected))
+    parts = ([f"missing {' '.join(missing)}"] if missing else []) + (
+        [f"not in the contract {' '.join(extra)}"] if extra else [])
+    return [f"compiled GPU architectures are {' '.join(_ordered(found))} ({'; '.join(parts)}), "
+            f"expected {' '.join(expected)} (the host's compat data)"]
+
+
+def _ordered(flags: set[str]) -> list[str]:
+    """sm_ before compute_, then by number: sm_70 before sm_100."""
+    def key(flag: str) -> tuple[bool, int, str]:
+        kind, _, number = flag.partition("_")
+        digits = "".join(c for c in number if c.isdigit())
+        return kind != "sm", int(digits or 0), flag
+
+    return sorted(flags, key=key)
+
+
+def arch_flags(torch: object) -> str | None:
+    """`torch._C._cuda_getArchFlags()`, or None in a build without CUDA."""
+    reader = getattr(getattr(torch, "_C", None), "_cuda_getArchFlags", None)
+    if reader is None:
+        return None
+    try:
+        flags = reader()
+    except Exception:
+        return None
+    return flags if isinstance(flags, str) else None
+
+
 def compare_companion(
     name: str, installed: str | None, paired: str | None, expected: str | None, torch_version: str
 ) -> tuple[list[str], list[str]]:
@@ -95,6 +137,9 @@ def run(ctx: CheckContext) -> Outcome:
     python = platform.python_version()
     expected = ctx.expect.expected
     problems = compare_core(expected, torch_version, cuda, cudnn, nccl, python)
+    flags = arch_flags(torch)
+    if cuda is not None:  # a CPU-only build already fails on torch.version.cuda above
+        problems += compare_arch(expected.arch_flags, flags)
     notes: list[str] = []
     for name in COMPANIONS:
         more_problems, more_notes = compare_companion(
@@ -106,6 +151,8 @@ def run(ctx: CheckContext) -> Outcome:
     if problems:
         return failed("; ".join(problems) + f". Fix: {FIX}.")
     seen = f"torch {torch_version}, CUDA {cuda}, cuDNN {cudnn}, NCCL {nccl}, Python {python}"
+    if expected.arch_flags is not None and flags is not None:
+        seen += f", GPU archs {flags}"
     asked = any(
         getattr(expected, field) is not None
         for field in ("torch", "cuda", "cudnn", "nccl", "python", *COMPANIONS)

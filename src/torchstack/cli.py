@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from torchstack import __version__, commands
+from torchstack.commands.common import TRAIN_VERB, split_train
 from torchstack.errors import Interrupted, TorchstackError
 from torchstack.settings import Settings
 
@@ -51,9 +52,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(invoked_verb(argv))
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `k8s train ... -- COMMAND`: a subcommand beside k8s's GLOB positional, routed by hand.
+    routed, command = split_train(argv)
+    parser = build_parser(invoked_verb(routed))
+    args = parser.parse_args(routed)
+    if command is not None:
+        args.command = command
     args.settings = Settings.from_environ(os.environ)  # the one read of the environment
     args.matrix = args.matrix or args.settings.matrix
     # SIGTERM (a cancelled CI job) stops any verb the way Ctrl-C does, so containers and
@@ -84,6 +89,7 @@ def invoked_verb(argv: list[str]) -> str | None:
         if word == "--matrix":
             next(words, None)
         elif not word.startswith("-"):
+            word = "k8s" if word == TRAIN_VERB else word  # its parser is registered by k8s
             return word if word in verbs() else None
         elif not word.startswith("--matrix="):
             return None  # -h, --help, --version, or an unknown option: the full parser's answer

@@ -16,6 +16,7 @@ from pathlib import Path
 from torchstack.backend.docker import DockerBackend
 from torchstack.check.container import run_suite
 from torchstack.check.report import write_reports
+from torchstack.config.contract import contract_for
 from torchstack.errors import CheckError
 from torchstack.json_types import JSONObject
 from torchstack.resolve.outcome import GpuMode, ImageCheck, level_of, suite_version
@@ -75,6 +76,7 @@ def check_images(resolved: Resolved, backend: DockerBackend, gpu_mode: GpuMode, 
                 facts=(result.report or {}).get("facts", {}),
                 summary=(result.report or {}).get("summary", {}),
                 report=f"{run.name}/report.json",
+                contract=contract_for(spec.torch, spec.cuda).to_json(),
             ))
         results.append(result)
         on_result(result)

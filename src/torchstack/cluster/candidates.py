@@ -18,12 +18,12 @@ from torchstack.errors import ConfigError
 from torchstack.resolve.state import ImageState
 from torchstack.resolve.tags import candidate_ref
 
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # matched whole (fullmatch)
 # The reference grammar of distribution/reference: [host[:port]/]path[:tag]@digest.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST = r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
-PINNED = re.compile(rf"^(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::\w[\w.-]{{0,127}})?"
-                    r"@(sha256:[0-9a-f]{64})$")
+PINNED = re.compile(rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+                    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@(sha256:[0-9a-f]{64})")
 PUSH_TIP = ("`torchstack promote --push` pushes the candidate tag of every checked image"
             " (a cpu-level record is enough for the candidate)")
 
@@ -44,7 +44,7 @@ class Candidate:
 
 def parse_pinned(ref: str, flag: str = "--image-ref") -> str:
     """`repo[:tag]@sha256:<64 hex>` -> the digest; anything without a digest is refused."""
-    match = PINNED.match(ref)
+    match = PINNED.fullmatch(ref)
     if match is None:
         raise ConfigError(
             f"{flag} {ref!r} is not an image reference pinned by digest",
@@ -59,7 +59,7 @@ def digest_of_image_id(image_id: str) -> str | None:
     """A pod's `imageID` -> the digest in it: `docker-pullable://repo@sha256:…`,
     `repo@sha256:…` or a bare `sha256:…`; None when it holds none."""
     tail = image_id.rpartition("@")[2] if "@" in image_id else image_id.rpartition("//")[2]
-    return tail if DIGEST.match(tail) else None
+    return tail if DIGEST.fullmatch(tail) else None
 
 
 def resolve_candidate(state: ImageState, matrix: Matrix, repository: str) -> Candidate:
@@ -76,7 +76,7 @@ def resolve_candidate(state: ImageState, matrix: Matrix, repository: str) -> Can
     except RegistryError as exc:
         raise ConfigError(f"{spec.id}: cannot read its candidate {ref} from the registry: {exc}",
                           tip=PUSH_TIP) from None
-    if not DIGEST.match(remote.digest):
+    if not DIGEST.fullmatch(remote.digest):
         raise ConfigError(f"{ref}: the registry sent no Docker-Content-Digest header",
                           tip="use a registry that implements the Docker Registry HTTP API v2")
     if remote.config_digest != docker_id:

@@ -2,7 +2,8 @@
 
 One image gives a ConfigMap (the `checks` package and the expect JSON) and a Job. The Job runs
 `python -m checks` on one node; with nodes > 1 it becomes an Indexed Job plus a headless
-Service, and every pod starts `torchrun` so that NCCL is exercised across nodes.
+Service, and every pod starts `torchrun` so that NCCL is exercised across nodes. The pod comes
+from cluster/podspec.py (the practice every torchstack workload shares), node affinity included.
 The image is pinned by its registry digest (`repo@sha256:…`), and the expect file carries the
 same digest (`image_digest`): the suite echoes it in its framed report, which `torchstack record
 import` takes back and proves against the registry.
@@ -20,6 +21,9 @@ from typing import Any
 
 import yaml
 
+from torchstack.cluster.grammar import QUANTITY, is_label_value, parse_quantity
+from torchstack.cluster.podspec import Container, PodOptions, pod_failure_policy, pod_spec
+from torchstack.config.contract import contract_for
 from torchstack.config.expected import expect_for
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
@@ -28,8 +32,6 @@ from torchstack.names import (
     EXPECT_DIR,
     EXPECT_FILE,
     K8S_IMAGE_LABEL,
-    RUNTIME_UID,
-    TMP_SIZE_GIB,
 )
 
 EXPECT_KEY = EXPECT_FILE  # the ConfigMap key is the file name
@@ -38,17 +40,8 @@ MASTER_PORT = 29500
 MULTINODE_MODULE = "checks.multinode"
 DEADLINE_MARGIN_S = 600  # on top of the suite's own timeout: image pull and scheduling
 CONFIGMAP_LIMIT = 1 << 20  # what the API server accepts for one object
-EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-DEFAULT_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-_LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-_DOCKER_SIZE = re.compile(r"^(\d+)([bkmg]?)b?$", re.IGNORECASE)
-# RFC 1123 label: what a namespace name must be.
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-# A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity), unsigned: a number,
-# then a binary (Ki..Ei), decimal (n, u, m, k, M, G, T, P, E) or exponent (e3, E-2) suffix.
-_QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$")
+CONTAINER = "checks"
+_DOCKER_SIZE = re.compile(r"([0-9]+)([bkmg]?)b?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -61,64 +54,53 @@ class ClusterOptions:
     cpu: str | None = None  # per pod; default 4 cores per GPU
     memory: str | None = None  # per pod; default 16Gi per GPU plus the /dev/shm size
     shm_size: str | None = None  # default: the matrix's checks.shm_size
-
-
-def parse_node_selector(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
-        raise ConfigError(f"bad --node-selector {text!r}",
-                          tip="use KEY=VALUE with a label key and value, e.g."
-                              " nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3")
-    return key, value
-
-
-def parse_toleration(text: str) -> dict[str, str]:
-    """`key[=value]:effect` -> a toleration (operator Equal with a value, else Exists)."""
-    head, sep, effect = text.rpartition(":")
-    key, has_value, value = head.partition("=")
-    if not sep or effect not in EFFECTS or not _LABEL_KEY.match(key):
-        raise ConfigError(f"bad --toleration {text!r}",
-                          tip=f"use KEY[=VALUE]:EFFECT with EFFECT one of {', '.join(EFFECTS)}")
-    if has_value:
-        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
-    return {"key": key, "operator": "Exists", "effect": effect}
-
-
-def parse_namespace(text: str) -> str:
-    if not _DNS_LABEL.match(text):
-        raise ConfigError(f"bad --namespace {text!r}: a namespace is an RFC 1123 label",
-                          tip="use at most 63 lowercase letters, digits and '-', starting and"
-                              " ending with a letter or digit, e.g. gpu-checks")
-    return text
-
-
-def parse_quantity(text: str, flag: str, example: str) -> str:
-    """A positive Kubernetes quantity (`500m`, `4`, `16Gi`, `1e9`), as the API server takes it."""
-    match = _QUANTITY.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise ConfigError(f"bad {flag} {text!r}: not a positive Kubernetes quantity",
-                          tip=f"use a number with an optional suffix (Ki, Mi, Gi, m, k, M, G),"
-                              f" e.g. {example}")
-    return text
+    node_affinity: bool = True  # False: --no-node-affinity (clusters without GPU discovery)
+    read_only_root: bool = True
 
 
 def k8s_quantity(docker_size: str) -> str:
     """Docker's `--shm-size` spelling (2g, 512m, 1073741824) -> a Kubernetes quantity."""
-    match = _DOCKER_SIZE.match(docker_size.strip())
+    match = _DOCKER_SIZE.fullmatch(docker_size.strip())
     if not match:
         return docker_size  # already a quantity such as 2Gi
     number, unit = match.group(1), match.group(2).lower()
     return number + {"": "", "b": "", "k": "Ki", "m": "Mi", "g": "Gi"}[unit]
 
 
-def job_name(image_id: str, nodes: int) -> str:
-    """A DNS-1123 name: lowercase, dots to dashes, short enough for `<job>-<index>` hostnames."""
+def object_name(prefix: str, image_id: str, suffix: str = "", limit: int = 52) -> str:
+    """A DNS-1123 label from an image id: lowercase, other characters to '-'. An id that holds
+    characters the label cannot keep (capitals, '_') gets a hash of its exact spelling, so
+    ids that differ only in case never share a name; long names are cut and hashed too."""
     base = re.sub(r"[^a-z0-9-]+", "-", image_id.lower()).strip("-")
-    name = f"ts-check-{base}" + (f"-{nodes}n" if nodes > 1 else "")
-    if len(name) > 52:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-        name = f"{name[:43].rstrip('-')}-{digest}"
+    name = f"{prefix}-{base}" + (f"-{suffix}" if suffix else "")
+    digest = hashlib.sha256(image_id.encode()).hexdigest()[:8]
+    if not re.fullmatch(r"[a-z0-9.-]+", image_id):
+        name = f"{name[: limit - 9].rstrip('-')}-{digest}"
+    if len(name) > limit:
+        name = f"{name[: limit - 9].rstrip('-')}-{digest}"
     return name
+
+
+def job_name(image_id: str, nodes: int) -> str:
+    """Short enough for `<job>-<index>` hostnames."""
+    return object_name("ts-check", image_id, f"{nodes}n" if nodes > 1 else "")
+
+
+def pod_sizes(options: ClusterOptions, matrix: Matrix) -> tuple[str, str, str]:
+    """(cpu, memory, shm) per pod: 4 cores and 16Gi per GPU plus /dev/shm unless given."""
+    shm = _shm(options, matrix)
+    gpus = options.gpus_per_node
+    return options.cpu or str(4 * gpus), options.memory or _add_gi(16 * gpus, shm), shm
+
+
+def pod_options(spec: ImageSpec, matrix: Matrix, options: ClusterOptions,
+                ports: tuple[tuple[str, int], ...] = ()) -> PodOptions:
+    cpu, memory, shm = pod_sizes(options, matrix)
+    return PodOptions(
+        gpus=options.gpus_per_node, cpu=cpu, memory=memory, shm=shm,
+        node_selector=options.node_selector, tolerations=options.tolerations,
+        contract=contract_for(spec.torch, spec.cuda) if options.node_affinity else None,
+        read_only_root=options.read_only_root, ports=ports)
 
 
 def checks_files(checks_dir: Path) -> dict[str, str]:
@@ -156,7 +138,7 @@ def render_manifests(spec: ImageSpec, matrix: Matrix, image: str,
         "app.kubernetes.io/name": "torchstack",
         "app.kubernetes.io/component": "gpu-check",
         "app.kubernetes.io/instance": name,
-        K8S_IMAGE_LABEL: spec.id if _LABEL_VALUE.match(spec.id) else name,
+        K8S_IMAGE_LABEL: spec.id if is_label_value(spec.id) else name,
     }
     config_map = {
         "apiVersion": "v1",
@@ -164,7 +146,7 @@ def render_manifests(spec: ImageSpec, matrix: Matrix, image: str,
         "metadata": _meta(f"{name}-checks", options.namespace, labels),
         "data": data,
     }
-    job = _job(matrix, image, options, name, labels, sorted(files))
+    job = _job(spec, matrix, image, options, name, labels, sorted(files))
     if options.nodes == 1:
         return [config_map, job]
     service = {
@@ -185,82 +167,43 @@ def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": dict(labels)}
 
 
-def _job(matrix: Matrix, image: str, options: ClusterOptions, name: str,
+def _job(spec: ImageSpec, matrix: Matrix, image: str, options: ClusterOptions, name: str,
          labels: dict[str, str], file_keys: list[str]) -> dict[str, Any]:
-    gpus = options.gpus_per_node
-    shm = _shm(options, matrix)
-    memory = options.memory or _add_gi(16 * gpus, shm)
-    resources = {"nvidia.com/gpu": str(gpus), "cpu": options.cpu or str(4 * gpus),
-                 "memory": memory}
-    env: list[dict[str, Any]] = [
+    env: list[dict[str, object]] = [
         {"name": "PYTHONPATH", "value": CHECKS_ROOT},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
-        {"name": "CUDA_CACHE_PATH", "value": "/tmp/.nv/ComputeCache"},
     ]
-    container: dict[str, Any] = {
-        "name": "checks",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",  # a digest names one image: nothing to refresh
-        "command": _command(name, options),
-        "env": env,
-        "resources": {"requests": dict(resources), "limits": dict(resources)},
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUNTIME_UID,
-            "runAsGroup": RUNTIME_UID,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "volumeMounts": [
-            {"name": "checks", "mountPath": f"{CHECKS_ROOT}/checks", "readOnly": True},
-            {"name": "expect", "mountPath": EXPECT_DIR, "readOnly": True},
-            {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-    }
     if options.nodes > 1:
         env.append({"name": "NODE_RANK", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}})
-        container["ports"] = [{"name": "rendezvous", "containerPort": MASTER_PORT}]
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUNTIME_UID,
-            "runAsGroup": RUNTIME_UID,
-            "fsGroup": RUNTIME_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "tolerations": _tolerations(options.tolerations),
-        "containers": [container],
-        "volumes": [
+    container = Container(
+        name=CONTAINER, image=image, command=tuple(_command(name, options)),
+        extra_env=tuple(env),
+        extra_mounts=(
+            {"name": "checks", "mountPath": f"{CHECKS_ROOT}/checks", "readOnly": True},
+            {"name": "expect", "mountPath": EXPECT_DIR, "readOnly": True},
+        ),
+        extra_volumes=(
             {"name": "checks", "configMap": {
                 "name": f"{name}-checks",
                 "items": [{"key": k, "path": "/".join(_unkey(k))} for k in file_keys]}},
             {"name": "expect", "configMap": {
                 "name": f"{name}-checks", "items": [{"key": EXPECT_KEY, "path": EXPECT_KEY}]}},
-            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm}},
-            {"name": "tmp", "emptyDir": {"sizeLimit": f"{TMP_SIZE_GIB}Gi"}},
-        ],
-    }
-    if options.node_selector:
-        pod_spec["nodeSelector"] = dict(options.node_selector)
+        ),
+    )
+    ports = (("rendezvous", MASTER_PORT),) if options.nodes > 1 else ()
+    pod = pod_spec(container, pod_options(spec, matrix, options, ports))
     job_spec: dict[str, Any] = {
         "backoffLimit": 0,  # a failed check is a result, not a flake to retry
+        "podFailurePolicy": pod_failure_policy(CONTAINER),
         "activeDeadlineSeconds": _suite_timeout_s(matrix) + DEADLINE_MARGIN_S,
         "ttlSecondsAfterFinished": 86400,
     }
     if options.nodes > 1:
-        pod_spec["subdomain"] = name  # pods resolve as <job>-<index>.<service>
+        pod["subdomain"] = name  # pods resolve as <job>-<index>.<service>
         job_spec.update(completionMode="Indexed", completions=options.nodes,
                         parallelism=options.nodes)
-    job_spec["template"] = {"metadata": {"labels": dict(labels)}, "spec": pod_spec}
+    job_spec["template"] = {"metadata": {"labels": dict(labels)}, "spec": pod}
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": _meta(name, options.namespace, labels), "spec": job_spec}
 
@@ -285,7 +228,7 @@ def _shm(options: ClusterOptions, matrix: Matrix) -> str:
     if options.shm_size:
         return parse_quantity(k8s_quantity(options.shm_size), "--shm-size", "2Gi")
     shm = k8s_quantity(matrix.run_options.shm_size)
-    if not _QUANTITY.match(shm):
+    if not QUANTITY.fullmatch(shm):
         raise ConfigError(f"{matrix.root / 'matrix.yaml'}: checks.shm_size {shm!r} is not a size"
                           " Kubernetes takes", tip="write it as 2g or 2Gi, or pass --shm-size")
     return shm
@@ -300,12 +243,6 @@ def _suite_timeout_s(matrix: Matrix) -> int:
     return math.ceil(timeout)
 
 
-def _tolerations(extra: tuple[dict[str, str], ...]) -> list[dict[str, str]]:
-    merged = [DEFAULT_TOLERATION, *extra]
-    unique = {json.dumps(t, sort_keys=True): t for t in merged}
-    return list(unique.values())
-
-
 def _unkey(key: str) -> list[str]:
     """`suite.nccl.py` -> ["suite", "nccl.py"]: the inverse of checks_files' keys."""
     parts = key[: -len(".py")].split(".")
@@ -314,7 +251,7 @@ def _unkey(key: str) -> list[str]:
 
 def _add_gi(gib: int, quantity: str) -> str:
     """16Gi-per-GPU plus the shm size: memory-backed emptyDirs count against the limit."""
-    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi)?", quantity)
+    match = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi)?", quantity)
     if not match:
         return f"{gib + 2}Gi"
     scale = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, None: 1}[match.group(2)]

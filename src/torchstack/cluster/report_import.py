@@ -11,6 +11,7 @@ before a record is written. A genuine report of a failed check is recorded as a 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +101,7 @@ def verify(report: Report, current_suite: str, where: str) -> None:
                           " skips the GPU checks and still passes)",
                           tip="run the Job `torchstack k8s` renders (it passes --gpu required);"
                               " nothing was recorded")
-    if report.image_digest is None or not DIGEST.match(report.image_digest):
+    if report.image_digest is None or not DIGEST.fullmatch(report.image_digest):
         raise ConfigError(f"{where}: the report names no image digest"
                           f" ({report.image_digest!r}), so nothing ties it to an image",
                           tip="render the Job with `torchstack k8s`, which writes image_digest"
@@ -126,8 +127,9 @@ def prove(report: Report, candidate: Candidate, source: Source) -> None:
 
 
 def record_for(imported: Imported, candidate: Candidate, source: Source,
-               report_path: str) -> CheckRecord:
-    """A gpu-level record: the newest verdict for this image, pass or fail."""
+               report_path: str, contract: Mapping[str, object] | None = None) -> CheckRecord:
+    """A gpu-level record: the newest verdict for this image, pass or fail; `contract` is the
+    image's arch contract (Contract.to_json) the run was judged against."""
     report = imported.report
     return CheckRecord(
         image_id=candidate.image_id, docker_id=candidate.docker_id,
@@ -137,6 +139,7 @@ def record_for(imported: Imported, candidate: Candidate, source: Source,
         checked_at=time.time(), scope=imported.scope, node=report.node.to_dict(),
         source={**source.details, "image_digest": candidate.digest},
         figures=imported.figures,
+        contract=contract or {},
     )
 
 

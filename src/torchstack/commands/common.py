@@ -15,8 +15,9 @@ from torchstack.resolve.state import push_repository
 from torchstack.settings import Settings
 
 __all__ = ["Subparsers", "add_selection", "add_step_summary", "flag_type", "matrix_of",
-           "push_repository", "stage_reporter"]
+           "push_repository", "split_train", "stage_reporter"]
 T = TypeVar("T")
+TRAIN_VERB = "k8s-train"  # the parser `k8s train` is routed to (see split_train)
 # What each verb's `register` receives: the top parser's sub-parsers.
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -53,3 +54,19 @@ def add_step_summary(settings: Settings, title: str, summary: Path) -> None:
 def stage_reporter(args: argparse.Namespace, verb: str) -> StageReporter:
     """The one progress view of a long verb: live on a terminal, folded on GitHub Actions."""
     return StageReporter(verb, github=args.settings.github_actions)
+
+
+def split_train(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`[global options] k8s train ARGS -- COMMAND...` -> (argv for the `k8s-train` parser,
+    COMMAND); any other line comes back unchanged with None. The command is split off here
+    because argparse would read its options (`python -u train.py`) as torchstack's."""
+    index = 0
+    while index < len(argv) and argv[index].startswith("-"):
+        index += 2 if argv[index] == "--matrix" else 1
+    if argv[index:index + 2] != ["k8s", "train"]:
+        return argv, None
+    rest = argv[index + 2:]
+    if "--" not in rest:
+        return [*argv[:index], TRAIN_VERB, *rest], []
+    cut = rest.index("--")
+    return [*argv[:index], TRAIN_VERB, *rest[:cut]], rest[cut + 1:]

@@ -15,7 +15,7 @@ from pathlib import Path
 from torchstack import api
 from torchstack.check.report import write_reports
 from torchstack.cluster.candidates import resolve_candidate
-from torchstack.cluster.manifests import parse_namespace
+from torchstack.cluster.grammar import parse_dns_label, parse_namespace, refuse_unprintable
 from torchstack.cluster.report_import import (
     Imported,
     Source,
@@ -32,6 +32,7 @@ from torchstack.commands.common import (
     matrix_of,
     push_repository,
 )
+from torchstack.config.contract import contract_for
 from torchstack.errors import CheckError, ConfigError
 from torchstack.resolve.outcome import ImageCheck, suite_version
 from torchstack.resolve.records import RecordStore
@@ -52,11 +53,13 @@ def register(sub: Subparsers) -> None:
     imp.add_argument("report", nargs="?", type=Path, metavar="REPORT",
                      help="a file holding the framed report (other lines are ignored)")
     imp.add_argument("--from-job", metavar="NAME",
+                     type=flag_type(lambda text: parse_dns_label(text, "--from-job", "Job name")),
                      help="read the report from this Job's pod logs (kubeconfig: $KUBECONFIG"
                           " or ~/.kube/config)")
     imp.add_argument("--namespace", metavar="NS", type=flag_type(parse_namespace),
                      help="the Job's namespace (default: the context's, else default)")
     imp.add_argument("--context", metavar="CTX",
+                     type=flag_type(lambda text: refuse_unprintable(text, "--context")),
                      help="the kubeconfig context (default: the current one)")
     imp.set_defaults(run=run)
 
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     candidate = resolve_candidate(state, matrix, repository)
     prove(report, candidate, source)
     run_dir = create_run(matrix.root)
-    record = record_for(imported, candidate, source, f"{run_dir.name}/report.json")
+    record = record_for(imported, candidate, source, f"{run_dir.name}/report.json",
+                        contract_for(spec.torch, spec.cuda).to_json())
     result = ImageCheck(spec, candidate.docker_id, candidate.input_hash,
                         "pass" if record.passed else "fail",
                         "; ".join(imported.failures) or _counts(imported), imported.document,

@@ -28,6 +28,7 @@ class Variant:
     cudnn: str | None  # "9.10.2.21"; None where not recorded
     nccl: str | None  # "2.27.5"
     arch: tuple[str, ...] | None  # compute capabilities, "PTX" for a PTX fallback
+    arch_sources: tuple[str, ...] = ()  # keys of `sources` the arch list was read from
 
     @property
     def tag(self) -> str:
@@ -152,6 +153,7 @@ def _release(series: str, version: str, pair: dict[str, str], row: dict[str, Any
             cudnn=extra.get("cudnn", row["cudnn"]),
             nccl=extra.get("nccl", row["nccl"]),
             arch=tuple(extra["arch"]) if extra.get("arch") else None,
+            arch_sources=tuple(extra.get("arch_source", ())),
         )
     python_min, python_max = row["python"]
     return Release(

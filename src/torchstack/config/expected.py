@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 from torchstack.config.compat import COMPANIONS, CompatError, cudnn_as_int, load_compat
+from torchstack.config.contract import contract_for
 from torchstack.config.model import ImageSpec, Matrix
-from torchstack.json_types import JSONObject
+from torchstack.json_types import JSON, JSONObject
 
 
 def expected_versions(spec: ImageSpec) -> JSONObject:
@@ -41,6 +42,14 @@ def paired_versions(torch: str) -> dict[str, str]:
     return paired
 
 
+def _arch_flags(spec: ImageSpec) -> list[JSON] | None:
+    try:
+        flags = contract_for(spec.torch, spec.cuda).arch_flags()
+    except CompatError:
+        return None
+    return None if flags is None else list(flags)
+
+
 def expect_for(spec: ImageSpec, matrix: Matrix, image_digest: str | None = None) -> JSONObject:
     """The expect document; `image_digest` ("sha256:...") when the image's registry manifest
     digest is known (a pushed candidate), copied by the suite into its report."""
@@ -49,6 +58,8 @@ def expect_for(spec: ImageSpec, matrix: Matrix, image_digest: str | None = None)
         **expected_versions(spec),
         "cudnn_version": spec.cudnn,  # dotted, so the suite need not decode 91002 itself
         "paired": paired,
+        # What torch._C._cuda_getArchFlags() must print inside the image (None: not recorded).
+        "arch_flags": _arch_flags(spec),
     }
     document: JSONObject = {
         "image_id": spec.id,

@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +46,8 @@ class CheckRecord:
     node: dict[str, Any] = field(default_factory=dict)  # gpu_model, driver, device_count, ...
     source: dict[str, Any] = field(default_factory=dict)  # where an imported report came from
     figures: dict[str, Any] = field(default_factory=dict)  # check id -> metrics, when imported
+    # The arch contract the image was judged against (config/contract.py, Contract.to_json).
+    contract: Mapping[str, object] = field(default_factory=dict)
 
     def satisfies(self, level: CheckLevel) -> bool:
         return (self.passed and self.scope == "suite"

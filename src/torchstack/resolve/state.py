@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from torchstack.config import kinds
+from torchstack.config.contract import contract_for
 from torchstack.config.model import CheckLevel, ImageSpec, Matrix, template_fields
 from torchstack.errors import ConfigError
 from torchstack.names import CHAIN_LABEL, HASH_LABEL
@@ -263,7 +264,18 @@ def _layers(backend: Images, image_id: str) -> list[str]:
 
 
 # What `plan --json` lists: everything a workflow reads, so CI needs no inline Python --------
-class PlanJsonRow(PlanRow):
+class ContractColumns(TypedDict):
+    """Where the image can run (its contract): driver floor and compiled GPU archs. Not a
+    label, since labels are inputs of the image hash. Flat keys, as a fromJSON matrix wants."""
+
+    contract_driver_min: str
+    contract_arch: list[str] | None
+    contract_ptx: str | None
+    contract_arch_flags: list[str] | None
+    contract_arch_sources: list[str]
+
+
+class PlanJsonRow(PlanRow, ContractColumns):
     """One image as `torchstack plan --json` lists it: its row plus the chain and image IDs."""
 
     ancestors: list[str]  # root first; [] for a root
@@ -275,6 +287,14 @@ class PlanJsonRow(PlanRow):
     parent_image_id: str | None  # these three: null without a Docker Engine
     local_image_id: str | None
     input_hash: str | None
+
+
+def _contract_columns(spec: ImageSpec) -> ContractColumns:
+    contract = contract_for(spec.torch, spec.cuda).to_json()
+    return ContractColumns(
+        contract_driver_min=contract["driver_min"], contract_arch=contract["arch"],
+        contract_ptx=contract["ptx"], contract_arch_flags=contract["arch_flags"],
+        contract_arch_sources=contract["arch_sources"])
 
 
 def plan_json(resolved: Resolved) -> list[PlanJsonRow]:
@@ -291,5 +311,5 @@ def plan_json(resolved: Resolved) -> list[PlanJsonRow]:
             # release_tag and aliases come from plan_rows; flat, as a fromJSON matrix wants
             candidate_template=matrix.tags.candidate,
             parent_image_id=state.parent_image_id, local_image_id=state.local_image_id,
-            input_hash=state.input_hash))
+            input_hash=state.input_hash, **_contract_columns(state.spec)))
     return rows

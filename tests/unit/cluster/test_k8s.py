@@ -21,11 +21,11 @@ from tests.paths import REPO
 from torchstack.checks.expect import parse_expect
 from torchstack.checks.registry import CHECK_IDS
 from torchstack.cli import main
+from torchstack.cluster.grammar import parse_toleration
 from torchstack.cluster.manifests import (
     ClusterOptions,
     job_name,
     k8s_quantity,
-    parse_toleration,
     render_manifests,
     to_yaml,
 )
@@ -241,7 +241,9 @@ def k8s_usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     "reg.example/ts@sha256:abc",  # short digest
     "reg.example/ts@sha512:" + "a" * 128,
     "Reg.example/TS@" + DIGEST,  # repository paths are lowercase
-    f"reg.example/ts@{DIGEST}\nRUN x",
+    "reg.example/ts@sha256:" + "A" * 64,  # the hex is lowercase
+    "reg.example/ts@sha256:" + "a" * 65,
+    "reg.example/ts:\u0661@" + DIGEST,  # an Arabic-Indic digit in the tag
 ])
 def test_image_ref_without_a_digest_is_refused(ref: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:

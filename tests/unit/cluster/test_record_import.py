@@ -279,3 +279,16 @@ def test_records_written_before_the_new_fields_still_read(tmp_path: Path) -> Non
     (tmp_path / (DOCKER_ID.removeprefix("sha256:") + ".json")).write_text(json.dumps([old]))
     (record,) = RecordStore(tmp_path).all_for(DOCKER_ID)
     assert record.scope == "suite" and record.satisfies("gpu")
+
+
+def test_an_imported_record_keeps_the_arch_contract(tmp_path: Path) -> None:
+    from torchstack.config.contract import contract_for
+
+    imported = read_report(framed_synthetic(), "r")
+    contract = contract_for("2.9.1", "12.8").to_json()
+    store = RecordStore(tmp_path)
+    store.add(record_for(imported, CANDIDATE, FILE, "run/report.json", contract))
+    (record,) = store.all_for(DOCKER_ID)  # read back from disk
+    assert record.contract["driver_min"] == "570.26"
+    assert record.contract["arch_flags"] == ["sm_70", "sm_75", "sm_80", "sm_86", "sm_90",
+                                             "sm_100", "sm_120"]
