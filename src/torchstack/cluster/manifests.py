@@ -17,12 +17,11 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from torchstack.cluster.grammar import QUANTITY, is_label_value, parse_quantity
-from torchstack.cluster.podspec import Container, PodOptions, pod_failure_policy, pod_spec
+from torchstack.cluster.podspec import Container, Doc, PodOptions, pod_failure_policy, pod_spec
 from torchstack.config.contract import contract_for
 from torchstack.config.expected import expect_for
 from torchstack.config.model import ImageSpec, Matrix
@@ -118,7 +117,7 @@ def checks_files(checks_dir: Path) -> dict[str, str]:
 
 
 def render_manifests(spec: ImageSpec, matrix: Matrix, image: str,
-                     options: ClusterOptions) -> list[dict[str, Any]]:
+                     options: ClusterOptions) -> list[Doc]:
     """The documents for one image, in the order `kubectl apply` needs them.
 
     `image` is pinned by digest (`repo@sha256:…`, candidates.parse_pinned checks the form)."""
@@ -140,7 +139,7 @@ def render_manifests(spec: ImageSpec, matrix: Matrix, image: str,
         "app.kubernetes.io/instance": name,
         K8S_IMAGE_LABEL: spec.id if is_label_value(spec.id) else name,
     }
-    config_map = {
+    config_map: Doc = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(f"{name}-checks", options.namespace, labels),
@@ -149,7 +148,7 @@ def render_manifests(spec: ImageSpec, matrix: Matrix, image: str,
     job = _job(spec, matrix, image, options, name, labels, sorted(files))
     if options.nodes == 1:
         return [config_map, job]
-    service = {
+    service: Doc = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(name, options.namespace, labels),
@@ -163,12 +162,12 @@ def render_manifests(spec: ImageSpec, matrix: Matrix, image: str,
     return [config_map, service, job]
 
 
-def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+def _meta(name: str, namespace: str, labels: dict[str, str]) -> Doc:
     return {"name": name, "namespace": namespace, "labels": dict(labels)}
 
 
 def _job(spec: ImageSpec, matrix: Matrix, image: str, options: ClusterOptions, name: str,
-         labels: dict[str, str], file_keys: list[str]) -> dict[str, Any]:
+         labels: dict[str, str], file_keys: list[str]) -> Doc:
     env: list[dict[str, object]] = [
         {"name": "PYTHONPATH", "value": CHECKS_ROOT},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
@@ -193,7 +192,7 @@ def _job(spec: ImageSpec, matrix: Matrix, image: str, options: ClusterOptions, n
     )
     ports = (("rendezvous", MASTER_PORT),) if options.nodes > 1 else ()
     pod = pod_spec(container, pod_options(spec, matrix, options, ports))
-    job_spec: dict[str, Any] = {
+    job_spec: Doc = {
         "backoffLimit": 0,  # a failed check is a result, not a flake to retry
         "podFailurePolicy": pod_failure_policy(CONTAINER),
         "activeDeadlineSeconds": _suite_timeout_s(matrix) + DEADLINE_MARGIN_S,
@@ -271,7 +270,7 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def to_yaml(documents: list[dict[str, Any]]) -> str:
+def to_yaml(documents: list[Doc]) -> str:
     """Deterministic multi-document YAML: keys in the order they were built, `---` between."""
     return "".join(
         "---\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)

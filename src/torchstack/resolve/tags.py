@@ -6,8 +6,8 @@ for; the versions in it come from the image itself and must equal what the matri
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from torchstack.config.compat import cudnn_major
 from torchstack.config.expected import expected_versions
@@ -26,7 +26,7 @@ class TagDecision:
     refused: bool = False
 
 
-def fact_mismatches(spec: ImageSpec, facts: dict[str, Any]) -> list[str]:
+def fact_mismatches(spec: ImageSpec, facts: Mapping[str, object]) -> list[str]:
     """Each version the image reports that differs from what the matrix asked for."""
     wanted = expected_versions(spec)
     del wanted["python"]  # the image reports a patch release too: compared below by prefix
@@ -41,17 +41,17 @@ def fact_mismatches(spec: ImageSpec, facts: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _normal(key: str, value: Any) -> str:
+def _normal(key: str, value: object) -> str:
     text = "" if value is None else str(value)
     if key in ("torchvision", "torchaudio"):
         return text.split("+")[0]  # their local label (+cu126) follows torch's
     return text
 
 
-def fields_from_facts(spec: ImageSpec, facts: dict[str, Any]) -> dict[str, str]:
+def fields_from_facts(spec: ImageSpec, facts: Mapping[str, object]) -> dict[str, str]:
     """Template fields with the versions replaced by what the image reports."""
     torch = str(facts["torch"]).split("+")[0]
-    cudnn = int(facts["cudnn"]) if facts.get("cudnn") else None
+    cudnn = int(str(facts["cudnn"])) if facts.get("cudnn") else None
     python = ".".join(str(facts["python"]).split(".")[:2])
     return template_fields(spec, torch=torch, torch_minor=".".join(torch.split(".")[:2]),
                            cuda=str(facts["cuda"]), python=python,

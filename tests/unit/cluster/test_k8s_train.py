@@ -88,7 +88,8 @@ def matrix() -> Matrix:
 
 
 def validation_pod(matrix: Matrix, image_id: str, **options: Any) -> dict[str, Any]:
-    docs = render_manifests(matrix.by_id()[image_id], matrix, PINNED, ClusterOptions(**options))
+    docs: list[dict[str, Any]] = render_manifests(matrix.by_id()[image_id], matrix, PINNED,
+                                                  ClusterOptions(**options))
     (job,) = [d for d in docs if d["kind"] == "Job"]
     pod: dict[str, Any] = job["spec"]["template"]["spec"]
     return pod
