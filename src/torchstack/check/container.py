@@ -22,6 +22,7 @@ from torchstack.config.model import CheckLevel, ImageSpec, Matrix
 from torchstack.errors import CheckError, EngineError
 from torchstack.names import CHECKS_ROOT, EXPECT_DIR, EXPECT_FILE
 from torchstack.resolve.outcome import GpuMode, ImageCheck, level_of, suite_version
+from torchstack.workspace.files import write_text
 
 STDERR_TAIL = 25
 
@@ -43,15 +44,14 @@ def command_for(gpu_mode: GpuMode) -> list[str]:
 def run_suite(backend: DockerBackend, matrix: Matrix, spec: ImageSpec, docker_id: str,
               input_hash: str, gpu_mode: GpuMode, workdir: Path) -> ImageCheck:
     expect_dir = workdir / spec.id
-    expect_dir.mkdir(parents=True, exist_ok=True)
-    (expect_dir / EXPECT_FILE).write_text(json.dumps(expect_for(spec, matrix), indent=2))
+    write_text(workdir, expect_dir / EXPECT_FILE, json.dumps(expect_for(spec, matrix), indent=2))
     started = time.monotonic()
     try:
         run = _run(backend, matrix, docker_id, gpu_mode, expect_dir)
     except EngineError as exc:  # the stage's failure: exit 5, as any check that cannot run
         raise CheckError(exc.message, tip=exc.tip) from None
     elapsed = time.monotonic() - started
-    (expect_dir / "stderr.log").write_text(run.stderr)
+    write_text(workdir, expect_dir / "stderr.log", run.stderr)
     return interpret(spec, docker_id, input_hash, run, elapsed, level_of(gpu_mode))
 
 

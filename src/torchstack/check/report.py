@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from torchstack.resolve.outcome import ImageCheck
+from torchstack.workspace.files import write_text
 
 # Metrics worth a column in summary.md: (check id, metric name, column title).
 HEADLINE_METRICS = (
@@ -99,7 +100,8 @@ def _format(value: float | None) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
-def write_reports(run_path: Path, results: list[ImageCheck]) -> list[Path]:
+def write_reports(run_path: Path, results: list[ImageCheck],
+                  root: Path | None = None) -> list[Path]:
     """Write the three files; append summary.md to $GITHUB_STEP_SUMMARY when it is set."""
     files = {
         "report.json": json.dumps(report_json(results), indent=2, sort_keys=True) + "\n",
@@ -109,7 +111,7 @@ def write_reports(run_path: Path, results: list[ImageCheck]) -> list[Path]:
     written = []
     for name, text in files.items():
         path = run_path / name
-        path.write_text(text, encoding="utf-8")
+        write_text(root or run_path, path, text)
         written.append(path)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:

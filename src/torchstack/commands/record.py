@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                         "pass" if record.passed else "fail",
                         "; ".join(imported.failures) or _counts(imported), imported.document,
                         sum(r.duration_s for r in report.results), "gpu")
-    write_reports(run_dir.path, [result])
+    write_reports(run_dir.path, [result], run_dir.root)
     RecordStore.for_matrix(matrix).add(record)
     node = report.node
     on = (f" on {node.hostname or 'a node'} ({node.device_count}x {node.gpu_model},"

@@ -14,14 +14,13 @@ atomically (temp file + rename) so an interrupted run never leaves half a record
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from torchstack.config.model import CheckLevel, Matrix
+from torchstack.workspace.files import write_text
 
 LEVEL_RANK = {"cpu": 1, "gpu": 2}
 Scope = Literal["suite", "multinode"]
@@ -51,12 +50,13 @@ class CheckRecord:
 
 
 class RecordStore:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, root: Path | None = None) -> None:
         self.folder = folder
+        self.root = root or folder  # writes go through no symlink below it
 
     @classmethod
     def for_matrix(cls, matrix: Matrix) -> RecordStore:
-        return cls(matrix.root / ".torchstack" / "records")
+        return cls(matrix.root / ".torchstack" / "records", matrix.root)
 
     def _path(self, docker_id: str) -> Path:
         return self.folder / (docker_id.replace("sha256:", "") + ".json")
@@ -87,12 +87,8 @@ class RecordStore:
     def add(self, record: CheckRecord) -> None:
         rows = [asdict(r) for r in self.all_for(record.docker_id)]
         rows.append(asdict(record))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = self._path(record.docker_id)
-        fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".record-")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(rows, handle, indent=2, sort_keys=True)
-        Path(temp).replace(target)
+        write_text(self.root, self._path(record.docker_id),
+                   json.dumps(rows, indent=2, sort_keys=True))
 
 
 def new_record(**fields: Any) -> CheckRecord:
