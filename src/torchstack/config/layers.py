@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 
 from torchstack.checks.registry import ALL_CHECKS
 from torchstack.config import kinds, schemas
+from torchstack.config.fragment import check_fragment
 from torchstack.config.located import Located, load_yaml, read_config_text
 from torchstack.config.model import Layer
 from torchstack.errors import ConfigError
@@ -19,8 +19,6 @@ EXACT_PIN = kinds.EXACT_PIN
 CHECK_IDS = [spec.id for spec in ALL_CHECKS]
 ENV_NAME = kinds.ENV_NAME
 FRAGMENT = "Dockerfile.fragment"
-# `RUN <<EOF`, `COPY <<-"EOF" /x`: the body runs to a line holding only the word.
-HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 
 
 def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
@@ -31,9 +29,11 @@ def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
     parent_at: dict[str, str] = {}  # layer -> "file:line" of its `parent:` key, for errors
     # Hidden folders (.git, editor state) are not layers.
     for folder in sorted(p for p in layers_dir.iterdir() if p.is_dir() and p.name[0] != "."):
-        if not kinds.NAME.fullmatch(folder.name):
-            raise ConfigError(f"{_display(folder, display_root)}: {folder.name!r} is not a layer"
-                              " name", tip="rename the folder: letters, digits, '_', '.', '-'")
+        problem = kinds.name_problem(folder.name)
+        if problem:
+            raise ConfigError(f"{_display(folder, display_root)}: the layer name {folder.name!r}"
+                              f" {problem}", tip="rename the folder: letters, digits, '_', '.',"
+                                                 " '-'")
         spec = folder / "layer.yaml"
         if not spec.is_file():
             raise ConfigError(f"{_display(folder, display_root)}: no layer.yaml in this folder",
@@ -70,7 +70,7 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
     fragment_name = _display(fragment_path, display_root)
     fragment = (read_config_text(fragment_path, fragment_name)
                 if fragment_path.exists() or fragment_path.is_symlink() else "")
-    _check_fragment(fragment, fragment_name)
+    check_fragment(fragment, fragment_name)
     description = (fields["description"].checked(kinds.text_problem, "description",
                                                  tip="a description is one line of text")
                    if "description" in fields else "")
@@ -86,41 +86,6 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
     )
     schemas.validate(doc, schemas.LAYER)  # last: the loader's own messages come first
     return layer, parent.where
-
-
-def _check_fragment(text: str, name: str) -> None:
-    """Instructions spliced into a rendered Dockerfile must end where the fragment ends.
-
-    A trailing `\\` would continue into the next rendered instruction, an unclosed heredoc
-    would swallow the rest of the file, and a FROM would start a stage of its own.
-    """
-    lines = text.split("\n")
-    open_heredocs: list[tuple[str, bool, int]] = []  # word, strip tabs (<<-), line
-    continued_from = 0
-    for number, line in enumerate(lines, 1):
-        if open_heredocs:
-            word, strip_tabs, _ = open_heredocs[0]
-            if (line.lstrip("\t") if strip_tabs else line) == word:
-                open_heredocs.pop(0)
-            continue
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue  # Docker skips these, also inside a continuation
-        if not continued_from and stripped.split()[0].upper() == "FROM":
-            raise ConfigError(f"{name}:{number}: a fragment may not start a stage (FROM)",
-                              tip="a layer's fragment runs inside the stage torchstack renders;"
-                                  " make another layer instead")
-        open_heredocs += [(m.group(3), m.group(1) == "-", number)
-                          for m in HEREDOC.finditer(line)]
-        continued_from = (continued_from or number) if stripped.endswith("\\") else 0
-    if continued_from:
-        raise ConfigError(f"{name}:{continued_from}: the fragment ends in a line continuation"
-                          " (a trailing \\), which would join the next rendered instruction",
-                          tip="remove the trailing backslash")
-    if open_heredocs:
-        word, _, number = open_heredocs[0]
-        raise ConfigError(f"{name}:{number}: the heredoc <<{word} is never closed",
-                          tip=f"end it with a line holding only {word}")
 
 
 def _pin(item: Located) -> str:

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from torchstack.config.kinds import describe_char, odd_chars
 from torchstack.errors import ConfigError
 
 # A document that expands past this many nodes (through aliases) is refused, not built.
@@ -61,6 +62,9 @@ class Located:
             if key not in allowed:
                 close = difflib.get_close_matches(key, sorted(allowed), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
+                odd = odd_chars(key)
+                if odd:  # 'im\u200bage' prints as 'image': say what is in it
+                    hint = f" (it contains {', '.join(odd)}){hint}"
                 # Point at the key itself: a nested value starts on a later line.
                 at = self.key_lines.get(key, child.line)
                 raise ConfigError(f"{self.file}:{at} ({child.path}): unknown key '{key}'{hint}",
@@ -196,8 +200,9 @@ def parse_yaml(text: str, name: str) -> Located:
         loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:  # a control character, checked before parsing
         line = text.count("\n", 0, max(exc.position, 0)) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
         raise ConfigError(f"{name}:{line}: not YAML text: {exc.reason}"
-                          f" (character #x{exc.character:04x})") from None
+                          f" ({describe_char(char)})") from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:

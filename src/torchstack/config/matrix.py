@@ -110,8 +110,9 @@ def _shm_size(node: Located) -> str:
 
 def _name(node: Located, name: str, what: str) -> None:
     """A user-chosen key (OS base, flavor) that ends up in ids, tags and labels."""
-    if not kinds.NAME.fullmatch(name):
-        node.fail(f"{what} name {name!r} is not a name", tip=NAME_TIP)
+    problem = kinds.name_problem(name)
+    if problem:
+        node.fail(f"{what} name {name!r} {problem}", tip=NAME_TIP)
 
 
 def _check_thresholds(node: Located) -> None:
@@ -165,8 +166,10 @@ def _os_bases(node: Located) -> dict[str, OsBase]:
 
 def _suite(node: Located) -> str:
     suite = node.str()
-    if not kinds.NAME.fullmatch(suite):
-        node.fail(f"{suite!r} is not a debootstrap suite name", tip="e.g. bookworm or noble")
+    problem = kinds.name_problem(suite)
+    if problem:
+        node.fail(f"{suite!r} {problem.replace('a name', 'a debootstrap suite name')}",
+                  tip="e.g. bookworm or noble")
     return suite
 
 
