@@ -33,7 +33,7 @@ def tree(root: Path) -> dict[str, bytes | str]:
             path = Path(current, name)
             key = str(path.relative_to(root))
             if path.is_symlink():
-                found[key] = f"-> {os.readlink(path)}"
+                found[key] = f"-> {path.readlink()}"
             elif path.is_dir():
                 found[key] = "<dir>"
             else:

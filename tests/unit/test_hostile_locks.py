@@ -19,7 +19,9 @@ from torchstack.config.matrix import load_matrix
 from torchstack.errors import ConfigError
 from torchstack.lock.pylock import lock_path, read_lock, write_lock
 
+OLD_WHEEL = "sentencepiece-0.1.0-cp311-cp311-manylinux_2_28_x86_64.whl"
 MIB = 1 << 20  # docs/locks.md: a lock is at most 1 MiB
+SP_VERSION = 'name = "sentencepiece"\nversion = "0.2.1"\n'
 SP_WHEEL = "sentencepiece-0.2.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"
 
 
@@ -87,15 +89,12 @@ CASES: dict[str, tuple[Callable[[str], str], str]] = {
     "wheel of another version": (replace(f'name = "{SP_WHEEL}", url = "https://files'
                                          f'.pythonhosted.org/packages/ef/66/fb191403ade791ad2c3c1e'
                                          f'72fe8413e63781b08cfa3aa4c9dfc536d6e795/{SP_WHEEL}"',
-                                         f'name = "{SP_WHEEL.replace("0.2.1", "0.1.0")}", url ='
-                                         f' "https://x.example/{SP_WHEEL.replace("0.2.1", "0.1.0")}"'),
+                                         f'name = "{OLD_WHEEL}", url = "https://x.example/{OLD_WHEEL}"'),
                                  "is not sentencepiece 0.2.1"),
-    "marker with a newline": (replace('version = "0.2.1"\n',
-                                      'version = "0.2.1"\nmarker = "python_version >= \'3\'\\nRUN x"\n'),
-                              "marker"),
-    "bidi override in a marker": (replace('version = "0.2.1"\n',
-                                          'version = "0.2.1"\nmarker = "os_name == \'\u202eposix\'"\n'),
-                                  "marker"),
+    "marker with a newline": (replace(SP_VERSION, SP_VERSION + "marker = \"python_version >="
+                                      " '3'\\nRUN x\"\n"), "marker"),
+    "bidi override in a marker": (replace(SP_VERSION, SP_VERSION + "marker = \"os_name =="
+                                          " '\u202eposix'\"\n"), "marker"),
     "index with a newline": (replace('index = "https://pypi.org/simple"',
                                      'index = "https://pypi.org/simple\\nRUN x"'), "line break"),
     "pin that is not exact": (replace('"sentencepiece==0.2.1"', '"sentencepiece>=0.2"'),
