@@ -22,6 +22,8 @@ def copy_project(root: Path) -> Path:
     shutil.copy(REPO / "matrix.yaml", root)
     shutil.copytree(REPO / "layers", root / "layers")
     shutil.copytree(REPO / "images", root / "images")
+    shutil.copytree(REPO / "checks", root / "checks",  # k8s mounts the suite from here
+                    ignore=shutil.ignore_patterns("__pycache__"))
     return root
 
 

@@ -30,7 +30,7 @@ from torchstack.commands.common import flag_type, matrix_of, push_repository
 from torchstack.errors import CheckError, ConfigError
 from torchstack.resolve.outcome import ImageCheck, suite_version
 from torchstack.resolve.records import RecordStore
-from torchstack.workspace.runs import create_run
+from torchstack.workspace.runs import check_workspace, create_run
 
 REPORT_LIMIT_BYTES = 64 << 20  # a report is kilobytes; refuse to read a disk image by mistake
 MARKER = "TORCHSTACK-REPORT BEGIN"
@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--namespace and --context go with --from-job",
                           tip="leave them out when importing a file")
     matrix = matrix_of(args)
+    check_workspace(matrix.root)
     text, source = (_from_job(args.from_job, args.namespace, args.context)
                     if args.from_job else _from_file(args.report))
     imported = read_report(text, source.label)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from torchstack.errors import ConfigError
-from torchstack.workspace.files import make_folder, open_log, write_text
+from torchstack.workspace.files import ensure_inside, make_folder, open_log, write_text
 
 RUNS = Path(".torchstack") / "runs"
 LATEST = "latest"
@@ -46,6 +46,14 @@ class RunDir:
 
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
+
+
+def check_workspace(root: Path) -> None:
+    """Refuse a symlink at `.torchstack` or below it (runs, records, the promote journal)
+    before a command starts work, so that it fails before anything is built or written."""
+    state = root / RUNS.parent
+    for path in (state, state / RUNS.name, state / "records", state / "promote-journal.json"):
+        ensure_inside(root, path)
 
 
 def runs_dir(root: Path) -> Path:

@@ -1,0 +1,178 @@
+"""Every file torchstack writes goes through one writer: no symlink followed, atomic, unique
+temporary names, and each OS refusal an exit 2 naming the path (never a traceback)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import torchstack
+from tests.unit.hostileutil import ROOT_IMAGE, copy_project, run_cli, tree
+from torchstack.errors import ConfigError
+from torchstack.workspace.files import write_text
+from torchstack.workspace.runs import create_run
+
+PINNED = "reg.example/ts@sha256:" + "a" * 64
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DOCKER_HOST at a closed port: a refusal that came after asking the Engine is exit 3."""
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{closed_port()}")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return copy_project(tmp_path / "project")
+
+
+@pytest.mark.parametrize("verb", ["build", "check", "promote"])
+def test_a_symlinked_state_folder_is_refused_before_anything_is_written(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], verb: str) -> None:
+    """Finding 4: runs, reports and records went through a symlinked `.torchstack`."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project / ".torchstack").symlink_to(elsewhere)
+    before = tree(project)
+    code, err = run_cli(capsys, "--matrix", str(project / "matrix.yaml"), verb, ROOT_IMAGE)
+    assert code == 2, err  # refused before the Engine is asked (that would be 3)
+    assert ".torchstack: refusing to write through a symlink that leads out of the project" in err
+    assert tree(project) == before
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_symlink_inside_the_project_is_refused_too(project: Path) -> None:
+    (project / "inside").mkdir()
+    (project / ".torchstack").symlink_to(project / "inside")
+    with pytest.raises(ConfigError, match=r"^\.torchstack: refusing to write through a symlink"):
+        create_run(project)
+    assert list((project / "inside").iterdir()) == []
+
+
+def test_a_symlinked_file_is_not_replaced_or_followed(project: Path, tmp_path: Path) -> None:
+    target = tmp_path / "victim"
+    target.write_text("keep me")
+    link = project / "images" / ROOT_IMAGE / "Dockerfile"
+    link.unlink()
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match=f"images/{ROOT_IMAGE}/Dockerfile: refusing"):
+        write_text(project, link, "FROM evil\n")
+    assert target.read_text() == "keep me" and link.is_symlink()
+
+
+@pytest.mark.parametrize(("setup", "words"), [
+    pytest.param(lambda p: _replace_with_file(p / "images"), "images", id="images-is-a-file"),
+    pytest.param(lambda p: _replace_with_file(p / "images" / ROOT_IMAGE),
+                 f"images/{ROOT_IMAGE}", id="image-folder-is-a-file"),
+    pytest.param(lambda p: _replace_with_folder(p / "images" / ROOT_IMAGE / "Dockerfile"),
+                 f"images/{ROOT_IMAGE}/Dockerfile: is a folder", id="dockerfile-is-a-folder"),
+])
+def test_what_stands_in_the_way_is_exit_2_naming_the_path(
+        project: Path, capsys: pytest.CaptureFixture[str], setup: object, words: str) -> None:
+    assert callable(setup)
+    setup(project)
+    before = tree(project)
+    code, err = run_cli(capsys, "--matrix", str(project / "matrix.yaml"), "render")
+    assert code == 2, err
+    assert f"error: {words}" in err, err
+    assert tree(project) == before
+
+
+def _replace_with_file(path: Path) -> None:
+    import shutil
+    shutil.rmtree(path)
+    path.write_text("a file where a folder belongs")
+
+
+def _replace_with_folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any folder: no EACCES to see")
+def test_an_unwritable_folder_is_exit_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = project / "images" / ROOT_IMAGE
+    (folder / "Dockerfile").unlink()
+    folder.chmod(0o555)
+    try:
+        code, err = run_cli(capsys, "--matrix", str(project / "matrix.yaml"), "render")
+    finally:
+        folder.chmod(0o755)
+    assert code == 2 and f"images/{ROOT_IMAGE}/Dockerfile: cannot write" in err
+
+
+def test_concurrent_renders_do_not_collide(project: Path) -> None:
+    """Six renders at once, each rewriting every Dockerfile: one shared `.partial` name made
+    them replace each other's temporary files (FileNotFoundError)."""
+    dockerfiles = sorted(project.glob("images/*/Dockerfile"))
+    expected = {path: path.read_bytes() for path in dockerfiles}
+    for _ in range(1):
+        for path in dockerfiles:
+            path.write_text("stale\n")
+        command = [sys.executable, "-m", "torchstack", "--matrix", str(project / "matrix.yaml"),
+                   "render"]
+        env = {**os.environ, "PYTHONPATH": str(Path(torchstack.__file__).parents[1])}
+        runs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 env=env) for _ in range(6)]
+        errors = [run.communicate()[1].decode() for run in runs]
+        assert [run.returncode for run in runs] == [0] * 6, errors
+        assert {path: path.read_bytes() for path in dockerfiles} == expected
+    assert not [p for p in project.rglob("*") if p.name.endswith(".partial")]
+
+
+def test_concurrent_writes_of_one_file_never_share_a_temporary_name(tmp_path: Path) -> None:
+    """Writers in parallel (threads stand in for processes: the name must differ per call,
+    not only per process): each write lands whole, none fails on another's temporary file."""
+    target = tmp_path / "images" / "x" / "Dockerfile"
+    texts = [f"{n}\n" * 2000 for n in range(8)]
+    failures: list[BaseException] = []
+
+    def writer(text: str) -> None:
+        try:
+            for _ in range(150):
+                write_text(tmp_path, target, text)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(text,)) for text in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert target.read_text() in texts
+    assert sorted(p.name for p in target.parent.iterdir()) == ["Dockerfile"]
+
+
+def test_k8s_out_through_a_symlinked_file_is_refused(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (out / f"{ROOT_IMAGE}.yaml").symlink_to(victim)
+    code, err = run_cli(capsys, "--matrix", str(project / "matrix.yaml"), "k8s", ROOT_IMAGE,
+                        "--image-ref", PINNED, "--out", str(out))
+    assert code == 2 and "symlink" in err, err
+    assert victim.read_text() == "keep me"
+
+
+def test_k8s_out_below_a_file_is_exit_2(project: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    code, err = run_cli(capsys, "--matrix", str(project / "matrix.yaml"), "k8s", ROOT_IMAGE,
+                        "--image-ref", PINNED, "--out", str(tmp_path / "file" / "sub"))
+    assert code == 2, err
+    assert (tmp_path / "file").read_text() == "x"
