@@ -43,7 +43,8 @@ MAX_TEXT = 4096
 
 def describe_char(char: str) -> str:
     """`U+200B ZERO WIDTH SPACE`: how every message names a character (they may look alike)."""
-    fallback = "<control>" if unicodedata.category(char) == "Cc" else "<unnamed>"
+    fallback = {"Cc": "<control>", "Cs": "<surrogate>"}.get(unicodedata.category(char),
+                                                           "<unnamed>")
     return f"U+{ord(char):04X} {unicodedata.name(char, fallback)}"
 
 
@@ -71,6 +72,8 @@ def text_problem(value: str) -> str | None:
             return f"contains the control character {describe_char(char)}"
         if category == "Cf":
             return f"contains the invisible format character {describe_char(char)}"
+        if category == "Cs":  # YAML's "\udf00" escape: no UTF-8 file can hold it
+            return f"contains the lone surrogate {describe_char(char)}"
     if len(value) > MAX_TEXT:
         return f"is {len(value)} characters long; at most {MAX_TEXT} are allowed"
     return None
