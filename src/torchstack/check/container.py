@@ -16,6 +16,7 @@ from typing import Any
 
 from torchstack import checks
 from torchstack.backend.docker import ContainerRun, DockerBackend
+from torchstack.checks.frame import loads
 from torchstack.checks.result import Report, ReportError, parse_report
 from torchstack.config.expected import expect_for
 from torchstack.config.model import CheckLevel, ImageSpec, Matrix
@@ -79,7 +80,7 @@ def interpret(spec: ImageSpec, docker_id: str, input_hash: str, run: ContainerRu
         return result("error", f"the check suite ran past {elapsed:.0f}s and was stopped;"
                                f" last output:\n{tail}", None)
     try:
-        report = json.loads(run.stdout)
+        report = loads(run.stdout)  # bounded: a huge number or deep nesting is a ValueError
         suite = parse_report(report)
     except (ValueError, ReportError) as exc:  # ReportError is a ValueError; named for readers
         return result("error", f"the suite printed no JSON report (exit {run.exit_code}: {exc});"

@@ -29,6 +29,11 @@ MAX_DEPTH = 50
 # matrix.yaml, a layer.yaml or a Dockerfile.fragment larger than this is refused before it is
 # parsed (the repository's matrix.yaml is about 3 KiB); at most this many bytes are ever read.
 MAX_BYTES = 1 << 20
+# Numbers are settings (seconds, bytes, fractions): 64-bit integers, at most 40 characters.
+MAX_INT = 2**63 - 1
+MAX_NUMBER_CHARS = 40
+INT_TAG = "tag:yaml.org,2002:int"
+FLOAT_TAG = "tag:yaml.org,2002:float"
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,36 @@ def parse_yaml(text: str, name: str) -> Located:
     return _Builder(name, loader).build(node, "")
 
 
+def _number_problem(node: yaml.Node) -> str | None:
+    """Why an unquoted number is refused: YAML 1.1 reads `1:30` as 90 and `0700` as 448
+    (where a reader expects 1:30 or 700), and a 5000-digit integer is not a setting."""
+    tag, text = node.tag, str(node.value)
+    if tag not in (INT_TAG, FLOAT_TAG):
+        return None
+    if ":" in text:
+        return (f"{text} is a YAML 1.1 base-60 number (it would read as"
+                f" {_sexagesimal(text)}); write the value in plain decimal")
+    digits = text.lstrip("+-").replace("_", "")
+    if tag == INT_TAG and len(digits) > 1 and digits[0] == "0" and digits[1:2] not in ("x", "b"):
+        return f"{text} has a leading zero, which YAML 1.1 reads as octal; write it without"
+    if len(digits) > MAX_NUMBER_CHARS:
+        return (f"a number of {len(digits)} characters is out of range (at most"
+                f" {MAX_NUMBER_CHARS})")
+    if tag == INT_TAG and digits.isdigit() and int(digits) > MAX_INT:
+        return f"{text[:40]} is out of range (at most 2**63-1)"
+    return None
+
+
+def _sexagesimal(text: str) -> str:
+    try:
+        total = 0.0
+        for part in text.lstrip("+-").split(":"):
+            total = total * 60 + float(part.replace("_", ""))
+        return f"{total:g}"
+    except ValueError:
+        return "something else"
+
+
 class _Builder:
     def __init__(self, name: str, loader: yaml.SafeLoader) -> None:
         self.name = name
@@ -257,9 +292,13 @@ class _Builder:
                 return Located(items, self.name, line, path)
             finally:
                 self.open.discard(id(node))
+        problem = _number_problem(node)
+        if problem:
+            raise ConfigError(f"{self.name}:{line} ({path or 'document'}): {problem}",
+                              tip="quote it if it is text; write numbers in plain decimal")
         try:
             value = self.loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
             raise ConfigError(f"{self.name}:{line} ({path}): bad value: {exc}") from None
         return Located(value, self.name, line, path, text=node.value)
 
