@@ -46,12 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     # SIGTERM (a cancelled CI job) stops any verb the way Ctrl-C does, so containers and
     # half-done builds are cleaned up on the way out.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        # Inside the try: Ctrl-C while the verbs' modules load is exit 130 too.
+        args = build_parser().parse_args(argv)
         result: int = args.run(args)
         return result
     except TorchstackError as exc:

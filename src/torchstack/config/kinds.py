@@ -61,6 +61,11 @@ def name_problem(name: str) -> str | None:
     return "is not a name" + (f" (it contains {', '.join(odd)})" if odd else "")
 
 
+def normalize(name: str) -> str:
+    """PEP 503: the name a package index and a lock file agree on."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def text_problem(value: str) -> str | None:
     """Free text (a label, a description, an env value): one line, no control characters, no
     invisible format characters (bidi overrides, zero-width spaces), bounded length."""

@@ -47,7 +47,7 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
     doc = load_yaml(spec, _display(spec, display_root))
     fields = LAYER.of(doc)
     parent = fields["parent"]
-    packages = [_pin(item) for item in fields["packages"].list()] if "packages" in fields else []
+    packages = _pins(fields["packages"]) if "packages" in fields else []
     torch_packages = _torch_packages(fields.get("torch_packages"))
     env: list[tuple[str, str]] = []
     if "env" in fields:
@@ -86,6 +86,22 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
     )
     schemas.validate(doc, schemas.LAYER)  # last: the loader's own messages come first
     return layer, parent.where
+
+
+def _pins(node: Located) -> list[str]:
+    """The layer's exact pins; one package pinned twice (numpy==2.2.6, NumPy==2.3.0) is refused
+    here rather than left for the resolver to pick one."""
+    pins: list[str] = []
+    seen: dict[str, Located] = {}
+    for item in node.list():
+        pin = _pin(item)
+        name = kinds.normalize(pin.split("==")[0].split("[")[0])
+        if name in seen:
+            item.fail(f"{name} is pinned twice in this layer ('{seen[name].value}' at line"
+                      f" {seen[name].line}, and '{pin}')", tip="keep one pin per package")
+        seen[name] = item
+        pins.append(pin)
+    return pins
 
 
 def _pin(item: Located) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from torchstack.checks.expect import ExpectError, parse_expect
 from torchstack.config import kinds, schemas
 from torchstack.config.expand import (
+    distinct_ids,
     entries,
     expand,
     glob_match,
@@ -73,7 +74,8 @@ def load_matrix(path: Path) -> Matrix:
             glob_node.fail(f"default_group pattern '{glob_node.value}' matches no image",
                            tip=f"ids look like {expanded[0].id}; see `torchstack plan --all`")
     images = tuple(mark_default(expanded, default_group, tags))
-    unique_tags(images, top["tags"])
+    distinct_ids(images, top["id_template"] if "id_template" in top else top["flavors"])
+    unique_tags(images, top["tags"], tags.candidate)
     registry = _registry(top["registry"])
     checks = CHECKS.of(top["checks"]) if "checks" in top else {}
     if "thresholds" in checks:

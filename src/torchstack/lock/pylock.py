@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from torchstack.config.compat import CompatError, load_compat
 from torchstack.config.inputs import redact_url
-from torchstack.config.kinds import EXACT_PIN, text_problem, url_problem
+from torchstack.config.kinds import EXACT_PIN, normalize, text_problem, url_problem
 from torchstack.config.located import read_config_text
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
@@ -50,11 +50,6 @@ HEADER = ("# Written by `torchstack lock` from matrix.yaml and layers/*/layer.ya
           "# Every distribution this image installs, its parent's included, one wheel each.\n")
 
 LockStatus = Literal["fresh", "stale", "unlocked"]
-
-
-def normalize(name: str) -> str:
-    """PEP 503: the name a package index and a lock file agree on."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass(frozen=True)

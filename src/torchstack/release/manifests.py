@@ -23,8 +23,9 @@ from packageurl import PackageURL
 from packaging.version import InvalidVersion, Version
 
 from torchstack.backend.docker import DockerBackend
+from torchstack.config.kinds import normalize
 from torchstack.errors import PromoteError
-from torchstack.lock.pylock import ImageLock, normalize
+from torchstack.lock.pylock import ImageLock
 from torchstack.workspace.files import write_text
 
 # One container run prints both lists; a marker line separates them. The Python list comes
