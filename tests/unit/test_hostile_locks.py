@@ -9,15 +9,24 @@ value into the Dockerfile or a `groups/*.txt` that uv reads.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
+import dockerfile
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from packaging.version import Version
 
-from tests.unit.hostileutil import LEAF, copy_project, run_cli, tree
+from tests.unit.hostileutil import LEAF, REPO, copy_project, run_cli, tree
+from torchstack.config.kinds import normalize
 from torchstack.config.matrix import load_matrix
+from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
-from torchstack.lock.pylock import lock_path, read_lock, write_lock
+from torchstack.lock.pylock import ImageLock, lock_path, parse_lock, read_lock, write_lock
+from torchstack.render.dockerfile import render_context
 
 OLD_WHEEL = "sentencepiece-0.1.0-cp311-cp311-manylinux_2_28_x86_64.whl"
 MIB = 1 << 20  # docs/locks.md: a lock is at most 1 MiB
@@ -169,7 +178,109 @@ def test_write_lock_refuses_what_the_strict_model_refuses(project: Path) -> None
 
 def test_the_committed_locks_pass_the_strict_model() -> None:
     """The model is strict, not wrong: every lock in the repository reads."""
-    from tests.unit.hostileutil import REPO
     matrix = load_matrix(REPO / "matrix.yaml")
     read = [read_lock(matrix, spec) for spec in matrix.images]
     assert sum(lock is not None for lock in read) == 3
+
+
+# --- the property: a generated lock is refused, or renders only lines that passed -------------
+
+FIELDS = ("name", "version", "url", "sha256", "size", "marker")
+HOSTILE = st.lists(st.one_of(st.sampled_from([*"\n\r\t \"'\\#$=<>;,.-_+!/:@", "--hash", "RUN ",
+                                              "\u200b", "\u202e", "\x00", "==", "%0a", "%2B",
+                                              "https://", "http://evil.example/", ".whl",
+                                              "sentencepiece", "0.2.1"]),
+                             st.characters(codec="utf-8")), max_size=12).map("".join)
+
+
+# Values the model must accept (so the rendering side is exercised too), per field.
+BENIGN = {
+    "sha256": st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    "size": st.integers(1, 2**40).map(str),
+    "marker": st.sampled_from(["sys_platform == 'linux'", "python_version >= '3.9'",
+                               "platform_machine == 'x86_64' and extra != 'x'"]),
+}
+
+
+def _mutations() -> st.SearchStrategy[tuple[int, str, str]]:
+    hostile = st.tuples(st.integers(0, 60), st.sampled_from(FIELDS),
+                        st.one_of(HOSTILE, st.sampled_from(["0.2.1", "0.2.1+cu128", "1!2.0",
+                                                            "sentencepiece", "a" * 64,
+                                                            "1" * 30])))
+    benign = st.sampled_from(sorted(BENIGN)).flatmap(
+        lambda field: st.tuples(st.integers(0, 60), st.just(field), BENIGN[field]))
+    return st.one_of(hostile, benign)
+
+
+def _mutate(text: str, index: int, field: str, value: str) -> str:
+    """`text` with one field of the index-th [[packages]] entry set to `value`."""
+    blocks = text.split("\n[[packages]]\n")
+    i = 1 + index % (len(blocks) - 1)
+    quoted = json.dumps(value)
+    block = blocks[i]
+    if field in ("name", "version"):
+        block = re.sub(rf'^{field} = ".*"$', lambda _m: f"{field} = {quoted}", block, count=1,
+                       flags=re.M)
+    elif field == "marker":
+        block = block.replace("\nwheels = ", f"\nmarker = {quoted}\nwheels = ", 1)
+    elif field == "url":
+        block = re.sub(r'url = "[^"]*"', lambda _m: f"url = {quoted}", block, count=1)
+    elif field == "sha256":
+        block = re.sub(r'sha256 = "[^"]*"', lambda _m: f"sha256 = {quoted}", block, count=1)
+    elif field == "size":
+        size = value if re.fullmatch(r"[0-9]{1,30}", value) else quoted
+        block = re.sub(r"size = [0-9]+", lambda _m: f"size = {size}", block, count=1)
+    blocks[i] = block
+    return "\n[[packages]]\n".join(blocks)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_mutations(), min_size=1, max_size=3))
+def test_a_generated_lock_is_refused_or_renders_only_checked_lines(
+        mutations: list[tuple[int, str, str]]) -> None:
+    """Never a traceback. When the strict model accepts the lock, every requirement line is
+    `name==version --hash=sha256:<64 hex>` of a checked name and version, and BuildKit reads the
+    rendered Dockerfile as the same instructions as the committed one."""
+    matrix, spec, parent, original, baseline = _lock_fixture()
+    text = original
+    for index, field, value in mutations:
+        text = _mutate(text, index, field, value)
+    try:
+        lock = parse_lock(text, "pylock.toml", LEAF)
+    except ConfigError as exc:
+        assert exc.exit_code == 2 and exc.message.startswith("pylock.toml")
+        event("refused")
+        return
+    event("rendered" if text != original else "rendered (unchanged)")
+    files = render_context(spec, matrix, lock, parent)
+    for name, body in files.items():
+        if name.startswith("groups/"):
+            for line in body.splitlines():
+                match = REQUIREMENT.fullmatch(line)
+                assert match, line
+                assert normalize(match["name"]) == match["name"]
+                assert str(Version(match["version"])) == match["version"]
+    commands = [c.cmd for c in dockerfile.parse_string(files["Dockerfile"])]
+    assert commands == baseline
+
+
+REQUIREMENT = re.compile(r"(?P<name>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)==(?P<version>[A-Za-z0-9.+!]+)"
+                         r" --hash=sha256:[0-9a-f]{64}")
+_FIXTURE: list[object] = []
+
+
+def _lock_fixture() -> tuple[Matrix, ImageSpec, ImageLock, str, list[str]]:
+    if not _FIXTURE:
+        matrix = load_matrix(REPO / "matrix.yaml")
+        spec = matrix.by_id()[LEAF]
+        parent = read_lock(matrix, matrix.by_id()[spec.parent_id or ""])
+        assert parent is not None
+        original = lock_path(matrix, spec).read_text(encoding="utf-8")
+        rendered = render_context(spec, matrix, parse_lock(original, "x", LEAF), parent)
+        baseline = [c.cmd for c in dockerfile.parse_string(rendered["Dockerfile"])]
+        _FIXTURE.extend([matrix, spec, parent, original, baseline])
+    matrix, spec, parent, original, baseline = _FIXTURE
+    assert isinstance(matrix, Matrix) and isinstance(spec, ImageSpec)
+    assert isinstance(parent, ImageLock) and isinstance(original, str)
+    assert isinstance(baseline, list)
+    return matrix, spec, parent, original, baseline

@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 import torchstack
 from tests.unit.hostileutil import ROOT_IMAGE, copy_project, run_cli, tree
@@ -176,3 +178,39 @@ def test_k8s_out_below_a_file_is_exit_2(project: Path, tmp_path: Path,
                         "--image-ref", PINNED, "--out", str(tmp_path / "file" / "sub"))
     assert code == 2, err
     assert (tmp_path / "file").read_text() == "x"
+
+
+# --- the property: any --out path is written whole, or refused; never through a symlink -------
+
+SEGMENTS = st.sampled_from(["a", "b", "..", ".", "file", "link-out", "link-in", "link-victim",
+                            "dir", "x" * 300, "", "nul\x00", "new", "sp ace", "\u200b"])
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(SEGMENTS, min_size=1, max_size=4))
+def test_any_out_path_is_written_or_refused_never_through_a_symlink(
+        tmp_path_factory: pytest.TempPathFactory, segments: list[str]) -> None:
+    """`--out` values reach the writer as given: a ConfigError (exit 2) or the text at exactly
+    that path; the file a symlink points at is never changed, no temporary file is left."""
+    base = tmp_path_factory.mktemp("out")
+    root, outside = base / "root", base / "outside"
+    for folder in (root / "dir", outside):
+        folder.mkdir(parents=True)
+    (root / "file").write_text("a file")
+    (outside / "victim").write_text("keep me")
+    (root / "link-out").symlink_to(outside)
+    (root / "link-in").symlink_to(root / "dir")
+    (root / "link-victim").symlink_to(outside / "victim")
+    target = root.joinpath(*segments)
+    try:
+        write_text(root, target, "written\n")
+    except ConfigError as exc:
+        assert exc.exit_code == 2 and "Traceback" not in exc.message
+        event("refused")
+    else:
+        event("written")
+        assert target.read_text() == "written\n" and not target.is_symlink()
+        assert all(not p.is_symlink() for p in target.parents if root in p.parents)
+    assert (outside / "victim").read_text() == "keep me"
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert not [p for p in root.rglob("*.partial")]

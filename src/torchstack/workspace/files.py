@@ -154,6 +154,8 @@ def _parts(root: Path, path: Path) -> tuple[str, ...]:
         parts = path.relative_to(root).parts
     except ValueError:
         raise ConfigError(f"{path}: is outside {root}; torchstack writes only below it") from None
+    if "\x00" in str(path):
+        raise ConfigError(f"{path!r}: a path cannot hold a NUL character")
     if any(part in ("..", ".") for part in parts):
         raise ConfigError(f"{path}: names '..' or '.'; torchstack writes only below {root}")
     return parts
