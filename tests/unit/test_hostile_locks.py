@@ -9,6 +9,7 @@ value into the Dockerfile or a `groups/*.txt` that uv reads.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -261,26 +262,21 @@ def test_a_generated_lock_is_refused_or_renders_only_checked_lines(
                 assert normalize(match["name"]) == match["name"]
                 assert str(Version(match["version"])) == match["version"]
     commands = [c.cmd for c in dockerfile.parse_string(files["Dockerfile"])]
-    assert commands == baseline
+    assert tuple(commands) == baseline
 
 
 REQUIREMENT = re.compile(r"(?P<name>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)==(?P<version>[A-Za-z0-9.+!]+)"
                          r" --hash=sha256:[0-9a-f]{64}")
-_FIXTURE: list[object] = []
 
 
-def _lock_fixture() -> tuple[Matrix, ImageSpec, ImageLock, str, list[str]]:
-    if not _FIXTURE:
-        matrix = load_matrix(REPO / "matrix.yaml")
-        spec = matrix.by_id()[LEAF]
-        parent = read_lock(matrix, matrix.by_id()[spec.parent_id or ""])
-        assert parent is not None
-        original = lock_path(matrix, spec).read_text(encoding="utf-8")
-        rendered = render_context(spec, matrix, parse_lock(original, "x", LEAF), parent)
-        baseline = [c.cmd for c in dockerfile.parse_string(rendered["Dockerfile"])]
-        _FIXTURE.extend([matrix, spec, parent, original, baseline])
-    matrix, spec, parent, original, baseline = _FIXTURE
-    assert isinstance(matrix, Matrix) and isinstance(spec, ImageSpec)
-    assert isinstance(parent, ImageLock) and isinstance(original, str)
-    assert isinstance(baseline, list)
+@functools.cache
+def _lock_fixture() -> tuple[Matrix, ImageSpec, ImageLock, str, tuple[str, ...]]:
+    """The leaf image, its parent's lock, its lock's text, and its Dockerfile's instructions."""
+    matrix = load_matrix(REPO / "matrix.yaml")
+    spec = matrix.by_id()[LEAF]
+    parent = read_lock(matrix, matrix.by_id()[spec.parent_id or ""])
+    assert parent is not None
+    original = lock_path(matrix, spec).read_text(encoding="utf-8")
+    rendered = render_context(spec, matrix, parse_lock(original, "x", LEAF), parent)
+    baseline = tuple(c.cmd for c in dockerfile.parse_string(rendered["Dockerfile"]))
     return matrix, spec, parent, original, baseline

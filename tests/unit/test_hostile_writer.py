@@ -213,4 +213,4 @@ def test_any_out_path_is_written_or_refused_never_through_a_symlink(
         assert all(not p.is_symlink() for p in target.parents if root in p.parents)
     assert (outside / "victim").read_text() == "keep me"
     assert sorted(p.name for p in outside.iterdir()) == ["victim"]
-    assert not [p for p in root.rglob("*.partial")]
+    assert not list(root.rglob("*.partial"))
