@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import torchstack
 from tests.unit.hostileutil import ROOT_IMAGE, copy_project, run_cli, tree
+from torchstack.cli import main
 from torchstack.errors import ConfigError
 from torchstack.workspace.files import write_text
 from torchstack.workspace.runs import create_run
@@ -214,3 +215,28 @@ def test_any_out_path_is_written_or_refused_never_through_a_symlink(
     assert (outside / "victim").read_text() == "keep me"
     assert sorted(p.name for p in outside.iterdir()) == ["victim"]
     assert not list(root.rglob("*.partial"))
+
+
+def test_render_never_deletes_a_lock_and_reverting_an_id_change_finds_it(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A renamed flavor orphaned every vision folder; render deleted their locks, and reverting
+    left the images unlocked until the network gave them back (maybe at newer versions)."""
+    matrix = project / "matrix.yaml"
+    original = matrix.read_text()
+    vision = project / "images" / "torch2.9.1-cu128-py3.11-vision"
+    lock = (vision / "pylock.toml").read_bytes()
+    matrix.write_text(original.replace("  vision: vision\n", "  vis: vision\n")
+                      .replace("flavor: [base, vision, nlp]", "flavor: [base, vis, nlp]"))
+    capsys.readouterr()
+    assert main(["--matrix", str(matrix), "render"]) == 0
+    out = capsys.readouterr().out
+    assert "kept    images/torch2.9.1-cu128-py3.11-vision/: no image has this id, but it holds" \
+           " a lock" in out
+    assert (vision / "pylock.toml").read_bytes() == lock
+    assert "removed images/torch2.9.1-cu126-py3.11-vision" in out  # no lock: removed
+    matrix.write_text(original)
+    assert main(["--matrix", str(matrix), "render"]) == 0
+    capsys.readouterr()
+    assert not list(project.glob("images/*-vis"))  # rendered, lock-less: removed again
+    assert main(["--matrix", str(matrix), "render", "--check"]) == 0
+    assert "images/ is up to date" in capsys.readouterr().out
