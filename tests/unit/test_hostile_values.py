@@ -171,3 +171,19 @@ def _yaml_string(value: str) -> str:
     """A YAML double-quoted scalar holding exactly `value` (JSON's escapes are YAML's)."""
     import json
     return json.dumps(value)
+
+
+@pytest.mark.parametrize(("old", "new", "named"), [
+    pytest.param("checks: [nlp, audio]", f"checks: [nl{ZWSP}p, audio]",
+                 f"unknown check 'nl{ZWSP}p' (it contains U+200B ZERO WIDTH SPACE); did you mean"
+                 " 'nlp'?", id="check-id"),
+    pytest.param('HF_HUB_OFFLINE: "1"', f'HF_{ZWSP}HUB: "1"',
+                 "is not a valid environment variable name (it contains U+200B ZERO WIDTH SPACE)",
+                 id="env-name"),
+])
+def test_a_layer_name_with_an_invisible_character_names_it(
+        project: Path, capsys: pytest.CaptureFixture[str], old: str, new: str,
+        named: str) -> None:
+    edit(project / "layers" / "nlp" / "layer.yaml", old, new)
+    code, err = run_cli(capsys, "--matrix", str(project / "matrix.yaml"), "plan")
+    assert code == 2 and named in err, err

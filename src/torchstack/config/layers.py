@@ -53,7 +53,9 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
     if "env" in fields:
         for name, value in fields["env"].items():
             if not ENV_NAME.fullmatch(name):
-                value.fail(f"{name!r} is not a valid environment variable name",
+                odd = kinds.odd_chars(name)
+                value.fail(f"{name!r} is not a valid environment variable name"
+                           + (f" (it contains {', '.join(odd)})" if odd else ""),
                            tip="letters, digits and '_', not starting with a digit")
             env.append((name, value.checked(kinds.text_problem, f"the value of {name}",
                                             tip="an env value is one line of text",
@@ -63,6 +65,9 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
         if item.str() not in CHECK_IDS:
             close = difflib.get_close_matches(item.value, CHECK_IDS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
+            odd = kinds.odd_chars(item.value)
+            if odd:  # 'nc\u200bcl' prints as 'nccl': say what is in it
+                hint = f" (it contains {', '.join(odd)}){hint}"
             item.fail(f"unknown check '{item.value}'{hint}",
                       tip=f"checks the suite has: {', '.join(CHECK_IDS)}")
         checks.append(item.value)
