@@ -45,4 +45,8 @@ def _write_out(out: Path, text: str) -> None:
     if out.is_dir():
         raise ConfigError(f"--out {out}: is a directory", tip=f"name a file, e.g. {out}/"
                                                               "docker-bake.json")
-    write_text(out.parent, out, text)
+    try:
+        write_text(out.parent, out, text)
+    except ConfigError as exc:
+        raise ConfigError(f"--out {out}: cannot write it ({exc.message})",
+                          tip=exc.tip or "name a file in a folder you can write to") from None

@@ -98,6 +98,8 @@ def _folder(root: Path, parts: tuple[str, ...]) -> Iterator[int]:
     try:
         root.mkdir(parents=True, exist_ok=True)
         fd = os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)  # the root may be the user's symlink
+    except FileExistsError:  # mkdir met a file on the way
+        raise _refusal(root, root, OSError(errno.ENOTDIR, "Not a directory")) from None
     except OSError as exc:
         raise _refusal(root, root, exc) from None
     current = root
@@ -190,6 +192,8 @@ def _refusal(root: Path, path: Path, exc: OSError) -> ConfigError:
 
 
 def _shown(root: Path, path: Path) -> str:
+    if path == root:
+        return str(path)
     try:
         return str(path.relative_to(root))
     except ValueError:
