@@ -4,9 +4,11 @@ temporary names, and each OS refusal an exit 2 naming the path (never a tracebac
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -94,7 +96,6 @@ def test_what_stands_in_the_way_is_exit_2_naming_the_path(
 
 
 def _replace_with_file(path: Path) -> None:
-    import shutil
     shutil.rmtree(path)
     path.write_text("a file where a folder belongs")
 
@@ -104,16 +105,34 @@ def _replace_with_folder(path: Path) -> None:
     path.mkdir()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any folder: no EACCES to see")
-def test_an_unwritable_folder_is_exit_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unwritable_folder_is_exit_2() -> None:
+    """As root (which writes anywhere) the render runs as `nobody` through setpriv; otherwise
+    the folder is made read-only for this user."""
+    base = Path(tempfile.mkdtemp(prefix="torchstack-unwritable-"))  # pytest's tmp is 0700
+    project = copy_project(base / "project")
     folder = project / "images" / ROOT_IMAGE
     (folder / "Dockerfile").unlink()
-    folder.chmod(0o555)
+    command = [sys.executable, "-m", "torchstack", "--matrix", str(project / "matrix.yaml"),
+               "render"]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: no user to see EACCES as")
+        base.chmod(0o755)  # nobody may read the project, but write nothing in it
+        command = [setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups", *command]
+    else:
+        folder.chmod(0o555)
+    env = {**os.environ, "PYTHONPATH": str(Path(torchstack.__file__).parents[1])}
     try:
-        code, err = run_cli(capsys, "--matrix", str(project / "matrix.yaml"), "render")
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300,
+                              check=False)
     finally:
         folder.chmod(0o755)
-    assert code == 2 and f"images/{ROOT_IMAGE}/Dockerfile: cannot write" in err
+        shutil.rmtree(base)
+    assert done.returncode == 2, done.stderr
+    assert f"error: images/{ROOT_IMAGE}/Dockerfile: cannot write: Permission denied" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (folder / "Dockerfile").exists()
 
 
 def test_concurrent_renders_do_not_collide(project: Path) -> None:
