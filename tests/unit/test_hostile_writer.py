@@ -66,8 +66,12 @@ def test_a_symlink_inside_the_project_is_refused_too(project: Path) -> None:
     assert list((project / "inside").iterdir()) == []
 
 
-def test_a_symlinked_file_is_not_replaced_or_followed(project: Path, tmp_path: Path) -> None:
-    target = tmp_path / "victim"
+@pytest.mark.parametrize("inside", [False, True], ids=["leading-out", "leading-inside"])
+def test_a_symlinked_file_is_not_replaced_or_followed(project: Path, tmp_path: Path,
+                                                      inside: bool) -> None:
+    """Not even a symlink that stays inside the project is written through or replaced: the
+    writer cannot know what else points at the file, nor that the link will not change."""
+    target = (project if inside else tmp_path) / "victim"
     target.write_text("keep me")
     link = project / "images" / ROOT_IMAGE / "Dockerfile"
     link.unlink()
