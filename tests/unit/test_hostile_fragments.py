@@ -75,6 +75,9 @@ def test_a_heredoc_named_like_the_final_user_is_refused_and_nothing_is_written(
     pytest.param("RUN echo \\\n  <<EOF cat\nx\n", "never closed", id="heredoc-after-continuation"),
     pytest.param("RUN cat <<$X\nx\n$X\n", "holds a $", id="dollar-in-delimiter"),
     pytest.param("RUN echo " + "x" * 70_000 + "\n", "65535", id="line-over-65535-bytes"),
+    pytest.param("\x0b\n", "U+000B <control>", id="vertical-tab-line"),
+    pytest.param("# harmless \u202e;tuo tixe\nRUN true\n", "U+202E RIGHT-TO-LEFT OVERRIDE",
+                 id="bidi-override-in-a-comment"),
 ])
 def test_a_fragment_that_runs_on_into_the_rendered_tail_is_refused(
         project: Path, capsys: pytest.CaptureFixture[str], fragment: str, words: str) -> None:
@@ -84,7 +87,7 @@ def test_a_fragment_that_runs_on_into_the_rendered_tail_is_refused(
     assert code == 2, err
     assert "layers/vision/Dockerfile.fragment:" in err and words in err, err
     assert tree(project) == before
-    assert not safe_for_buildkit(fragment) or "$" in fragment
+    assert not safe_for_buildkit(fragment) or any(c in fragment for c in "$\x0b\u202e")
 
 
 @pytest.mark.parametrize("fragment", [

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from torchstack.config.kinds import describe_char
 from torchstack.errors import ConfigError
 
 MAX_LINE_BYTES = 65535  # BuildKit's scanner refuses a longer line ("token too long")
@@ -63,12 +65,17 @@ def check_fragment(text: str, name: str) -> None:
 
 
 def line_problem(text: str) -> tuple[int, str] | None:
-    """(line, why) for the first line BuildKit would not read, else None."""
+    """(line, why) for the first line BuildKit would not read, or a reviewer could not see
+    (control and invisible format characters: a bidi override can hide a command), else None."""
     for number, line in enumerate(text.split("\n"), 1):
         size = len(line.encode("utf-8", "surrogatepass"))
         if size > MAX_LINE_BYTES:
             return number, (f"is {size} bytes long; BuildKit reads at most {MAX_LINE_BYTES}"
                             " bytes per line")
+        odd = next((c for c in line if c != "\t" and unicodedata.category(c) in
+                    ("Cc", "Cf", "Cs", "Zl", "Zp")), None)
+        if odd is not None:
+            return number, f"holds the character {describe_char(odd)}"
     return None
 
 
@@ -76,7 +83,8 @@ def instructions(text: str) -> Iterator[Instruction]:
     """The instructions of Dockerfile text, as BuildKit splits them; raises FragmentProblem."""
     found = line_problem(text)
     if found:
-        raise FragmentProblem(found[0], f"the line {found[1]}", "split it into shorter lines")
+        raise FragmentProblem(found[0], f"the line {found[1]}",
+                              "split long lines; write only visible characters, tabs and spaces")
     lines = text.split("\n")
     index = 0
     while index < len(lines):
