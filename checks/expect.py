@@ -21,6 +21,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .frame import MAX_INT, loads
 from .peaks import PEAKS
 
 GIB = 1 << 30
@@ -124,11 +125,13 @@ def load_expect(path: str, check_ids: Collection[str]) -> Expect:
     except UnicodeDecodeError as exc:
         raise ExpectError(f"cannot read expect file {path}: not UTF-8 ({exc.reason})") from None
     try:
-        data = json.loads(text)
+        data = loads(text)
     except json.JSONDecodeError as exc:
         raise ExpectError(
             f"{path}:{exc.lineno}:{exc.colno}: invalid JSON in expect file: {exc.msg}"
         ) from None
+    except ValueError as exc:  # a huge number, NaN, deep nesting
+        raise ExpectError(f"{path}: invalid JSON in expect file: {exc}") from None
     return parse_expect(data, source=path, check_ids=check_ids)
 
 
@@ -283,7 +286,9 @@ def _opt_cudnn(value: object, source: str) -> int | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_INT:
+        raise ExpectError(f"{source}: expected.cudnn is out of range", ("expected", "cudnn"))
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value):  # ASCII digits only
         return int(value)
     raise ExpectError(
         f"{source}: expected.cudnn must be an integer like 91002, got {value!r}",
@@ -291,13 +296,22 @@ def _opt_cudnn(value: object, source: str) -> int | None:
     )
 
 
+def _shown(value: object) -> str:
+    """A value for a message, cut short: a 5000-digit integer is not printed whole."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        return "an integer of more than 19 digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _pos_int(value: object, source: str, key: str, default: int) -> int:
     if value is None:
         return default
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_INT:
         return value
     raise ExpectError(
-        f"{source}: thresholds.{key} must be a positive integer, got {value!r}",
+        f"{source}: thresholds.{key} must be a positive integer up to 2**63-1, got"
+        f" {_shown(value)}",
         ("thresholds", key),
     )
 
@@ -314,6 +328,8 @@ def _number(
     where = _dotted(path)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ExpectError(f"{source}: {where} must be a number, got {_type_name(value)}", path)
+    if isinstance(value, int) and abs(value) > MAX_INT:  # float() of it would overflow
+        raise ExpectError(f"{source}: {where} is out of range, got {_shown(value)}", path)
     if not math.isfinite(value):
         raise ExpectError(f"{source}: {where} must be a finite number, got {value!r}", path)
     if positive and value <= 0:

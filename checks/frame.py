@@ -22,12 +22,48 @@ import json
 import re
 from typing import Any
 
+# ASCII digits, bounded: `\d` also takes other scripts' digits, and int() of 5000 of them fails.
 BEGIN_RE = re.compile(
-    r"^==== TORCHSTACK-REPORT BEGIN v(?P<version>\d+) sha256=(?P<sha>[0-9a-f]{64}) "
-    r"bytes=(?P<bytes>\d+) ====$"
+    r"==== TORCHSTACK-REPORT BEGIN v(?P<version>[0-9]{1,6}) sha256=(?P<sha>[0-9a-f]{64}) "
+    r"bytes=(?P<bytes>[0-9]{1,12}) ===="
 )
 END = "==== TORCHSTACK-REPORT END ===="
 VERSION = 1
+
+
+# Numbers in a document from elsewhere (a report, the expect file): 64-bit integers, and
+# numbers written with at most 40 characters; anything else is refused, not computed with.
+MAX_INT = 2**63 - 1
+MAX_NUMBER_CHARS = 40
+
+
+def loads(text: str | bytes) -> Any:
+    """json.loads for a document from elsewhere: a ValueError (never a RecursionError,
+    OverflowError or an unbounded int) for deep nesting, huge numbers, NaN or Infinity."""
+    try:
+        return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+
+
+def _int(text: str) -> int:
+    value = int(text) if len(text) <= MAX_NUMBER_CHARS else MAX_INT + 1
+    if abs(value) > MAX_INT:
+        raise ValueError(f"the integer {text[:20]}{'...' if len(text) > 20 else ''} is out of"
+                         " range (at most 2**63-1)")
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text) if len(text) <= MAX_NUMBER_CHARS else float("inf")
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:20]}{'...' if len(text) > 20 else ''} is out of"
+                         " range")
+    return value
+
+
+def _constant(text: str) -> float:
+    raise ValueError(f"{text} is not a number JSON allows")
 
 
 class FrameError(ValueError):
@@ -58,7 +94,7 @@ def unframe(text: str) -> dict[str, Any]:
     if not begins:
         raise FrameError("no TORCHSTACK-REPORT BEGIN line found (was the suite run with --frame?)")
     at = begins[-1]
-    match = BEGIN_RE.match(lines[at])
+    match = BEGIN_RE.fullmatch(lines[at])
     if match is None:
         raise FrameError(f"malformed BEGIN line: {lines[at][:120]!r}")
     if int(match["version"]) != VERSION:
@@ -80,7 +116,7 @@ def unframe(text: str) -> dict[str, Any]:
     if digest != match["sha"]:
         raise FrameError(f"report checksum mismatch: sha256 {digest}, header says {match['sha']}")
     try:
-        doc = json.loads(data)
+        doc = loads(data)
     except ValueError as exc:
         raise FrameError(f"framed report is not JSON: {exc}") from None
     if not isinstance(doc, dict):

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .frame import MAX_INT
+
 Status = Literal["pass", "fail", "skip", "error"]
 STATUSES: tuple[Status, ...] = ("pass", "fail", "skip", "error")
 
@@ -180,6 +182,10 @@ def _field(obj: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str
         raise ReportError(
             f"{where}.{key}: expected {kinds[0].__name__}, got {type(value).__name__}"
         )
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise ReportError(f"{where}.{key}: the integer is out of range (at most 2**63-1)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ReportError(f"{where}.{key}: expected a finite number, got {value!r}")
     return value
 
 

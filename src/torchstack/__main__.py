@@ -1,3 +1,3 @@
-from torchstack.cli import main
+from torchstack.entry import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -39,7 +39,7 @@ from torchstack.resolve.state import (
     push_repository,
 )
 from torchstack.resolve.state import resolve as resolve_states
-from torchstack.workspace.runs import create_run
+from torchstack.workspace.runs import check_workspace, create_run
 
 __all__ = ["BuildRun", "CheckRun", "ImageCheck", "ImagePromotion", "ImageState", "PromoteRun",
            "Resolved", "build", "check", "load", "plan", "promote", "resolve"]
@@ -104,6 +104,7 @@ def build(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False
           reporter: Reporter | None = None, backend: DockerBackend | None = None,
           environ: Mapping[str, str] = os.environ) -> BuildRun:
     """Build the selected images and their missing ancestors, parents first (BuildKit)."""
+    check_workspace(matrix.root)
     resolution = Resolution(matrix)
     resolved = resolve_states(matrix, globs, everything=everything, resolution=resolution)
     inputs = resolve_inputs(ca_bundle, list(indexes), environ)
@@ -123,6 +124,7 @@ def check(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False
           on_start: Callable[[ImageState], None] = lambda state: None,
           on_result: Callable[[ImageCheck], None] = lambda result: None) -> CheckRun:
     """Run the check suite inside each selected, built image; records what passed."""
+    check_workspace(matrix.root)
     resolution = _selected(matrix, globs, everything)
     with _engine(backend) as engine:
         resolved = resolve_states(matrix, globs, everything=everything, backend=engine,
@@ -137,6 +139,7 @@ def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = Fal
             say: Callable[[str], None] = lambda line: None,
             on_image: Callable[[ImagePromotion], None] = lambda image: None) -> PromoteRun:
     """Tag (and with `push`, push) what passed, per the matrix's promotion policy."""
+    check_workspace(matrix.root)
     resolution = _selected(matrix, globs, everything)
     repository = repository or push_repository(matrix)
     journal_of(matrix).pending()  # a corrupt journal stops promotion before Docker is asked

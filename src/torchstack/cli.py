@@ -55,16 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # `k8s train ... -- COMMAND`: a subcommand beside k8s's GLOB positional, routed by hand.
     routed, command = split_train(argv)
-    parser = build_parser(invoked_verb(routed))
-    args = parser.parse_args(routed)
-    if command is not None:
-        args.command = command
-    args.settings = Settings.from_environ(os.environ)  # the one read of the environment
-    args.matrix = args.matrix or args.settings.matrix
     # SIGTERM (a cancelled CI job) stops any verb the way Ctrl-C does, so containers and
     # half-done builds are cleaned up on the way out.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        # Inside the try: Ctrl-C while the verbs' modules load is exit 130 too.
+        args = build_parser(invoked_verb(routed)).parse_args(routed)
+        if command is not None:
+            args.command = command
+        args.settings = Settings.from_environ(os.environ)  # the one read of the environment
+        args.matrix = args.matrix or args.settings.matrix
         result: int = args.run(args)
         return result
     except TorchstackError as exc:

@@ -14,6 +14,11 @@ CHAIN_LABEL = f"{LABEL_PREFIX}.chain-hash"  # what bake stages an image under (r
 ROLE_LABEL = f"{LABEL_PREFIX}.role"  # on check containers: `check`
 K8S_IMAGE_LABEL = f"{LABEL_PREFIX}/image-id"  # Kubernetes label keys take a `prefix/` form
 
+# Tags torchstack writes besides the matrix's own templates ---------------------------------
+STAGING_TAG = "{id}-stage-{chain12}"  # bake's staging tag: the image id, then its chain hash
+HASH_CHARS = 12  # of an input or chain hash, in a candidate ({hash12}) or staging tag
+MAX_TAG = 128  # a Docker tag's length limit (distribution/reference)
+
 # The images' runtime user ------------------------------------------------------------------
 RUNTIME_USER = "ml"
 RUNTIME_UID = 1000  # numeric, so Kubernetes runAsNonRoot can verify it

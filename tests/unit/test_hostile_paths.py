@@ -75,7 +75,7 @@ def orphan(project: Path, name: str) -> Path:
 
 def test_an_orphan_torchstack_rendered_is_removed(project: Path) -> None:
     folder = orphan(project, "torch0.0-gone")
-    assert remove_orphans(load_matrix(project / "matrix.yaml")) == [folder]
+    assert remove_orphans(load_matrix(project / "matrix.yaml")).removed == (folder,)
     assert not folder.exists()
 
 
@@ -84,7 +84,7 @@ def test_a_symlinked_orphan_folder_is_not_followed(project: Path, tmp_path: Path
     shutil.copytree(project / "images" / first_id(project), elsewhere)
     before = sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*"))
     (project / "images" / "torch0.0-gone").symlink_to(elsewhere)
-    assert remove_orphans(load_matrix(project / "matrix.yaml")) == []
+    assert remove_orphans(load_matrix(project / "matrix.yaml")).removed == ()
     assert sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*")) == before
     assert (project / "images" / "torch0.0-gone").is_symlink()
 
@@ -96,7 +96,7 @@ def test_an_orphan_keeps_what_torchstack_did_not_write(project: Path, tmp_path: 
     outside.mkdir()
     (outside / "data.bin").write_text("x")
     (folder / "linked").symlink_to(outside)
-    assert remove_orphans(load_matrix(project / "matrix.yaml")) == []
+    assert remove_orphans(load_matrix(project / "matrix.yaml")).removed == ()
     assert sorted(p.name for p in folder.iterdir()) == ["linked", "notes.md"]
     assert (outside / "data.bin").read_text() == "x"
 
@@ -105,5 +105,5 @@ def test_a_folder_torchstack_did_not_render_is_left_alone(project: Path) -> None
     folder = project / "images" / "hand-made"
     folder.mkdir()
     (folder / "Dockerfile").write_text("FROM scratch\n")
-    assert remove_orphans(load_matrix(project / "matrix.yaml")) == []
+    assert remove_orphans(load_matrix(project / "matrix.yaml")).removed == ()
     assert (folder / "Dockerfile").exists()

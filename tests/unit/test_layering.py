@@ -74,7 +74,7 @@ RANKS: dict[str, int] = {
     "errors": 0, "names": 0, "json_types": 0, "signals": 1, "workspace": 1,
     "config": 2, "backend": 3, "lock": 4, "render": 5, "resolve": 6,
     "build": 7, "check": 7, "release": 7, "cluster": 8,
-    "progress": 9, "settings": 9, "api": 10, "commands": 11, "cli": 12, "__main__": 13,
+    "progress": 9, "settings": 9, "api": 10, "commands": 11, "cli": 12, "entry": 13, "__main__": 14,
 }
 TOP_LEVEL_MODULES_MAX = 10
 

@@ -54,6 +54,8 @@ class DockerBackend:
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise unavailable(exc) from None
+        except ValueError as exc:  # a malformed DOCKER_HOST (tcp://:::) fails in urllib
+            raise unavailable(ValueError(f"DOCKER_HOST does not parse: {exc}")) from None
         return cls(client.api)
 
     def close(self) -> None:

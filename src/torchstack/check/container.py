@@ -16,12 +16,14 @@ from typing import Any
 
 from torchstack import checks
 from torchstack.backend.docker import ContainerRun, DockerBackend
+from torchstack.checks.frame import loads
 from torchstack.checks.result import Report, ReportError, parse_report
 from torchstack.config.expected import expect_for
 from torchstack.config.model import CheckLevel, ImageSpec, Matrix
 from torchstack.errors import CheckError, EngineError
 from torchstack.names import CHECKS_ROOT, EXPECT_DIR, EXPECT_FILE
 from torchstack.resolve.outcome import GpuMode, ImageCheck, level_of, suite_version
+from torchstack.workspace.files import write_text
 
 STDERR_TAIL = 25
 
@@ -43,15 +45,14 @@ def command_for(gpu_mode: GpuMode) -> list[str]:
 def run_suite(backend: DockerBackend, matrix: Matrix, spec: ImageSpec, docker_id: str,
               input_hash: str, gpu_mode: GpuMode, workdir: Path) -> ImageCheck:
     expect_dir = workdir / spec.id
-    expect_dir.mkdir(parents=True, exist_ok=True)
-    (expect_dir / EXPECT_FILE).write_text(json.dumps(expect_for(spec, matrix), indent=2))
+    write_text(workdir, expect_dir / EXPECT_FILE, json.dumps(expect_for(spec, matrix), indent=2))
     started = time.monotonic()
     try:
         run = _run(backend, matrix, docker_id, gpu_mode, expect_dir)
     except EngineError as exc:  # the stage's failure: exit 5, as any check that cannot run
         raise CheckError(exc.message, tip=exc.tip) from None
     elapsed = time.monotonic() - started
-    (expect_dir / "stderr.log").write_text(run.stderr)
+    write_text(workdir, expect_dir / "stderr.log", run.stderr)
     return interpret(spec, docker_id, input_hash, run, elapsed, level_of(gpu_mode))
 
 
@@ -79,7 +80,7 @@ def interpret(spec: ImageSpec, docker_id: str, input_hash: str, run: ContainerRu
         return result("error", f"the check suite ran past {elapsed:.0f}s and was stopped;"
                                f" last output:\n{tail}", None)
     try:
-        report = json.loads(run.stdout)
+        report = loads(run.stdout)  # bounded: a huge number or deep nesting is a ValueError
         suite = parse_report(report)
     except (ValueError, ReportError) as exc:  # ReportError is a ValueError; named for readers
         return result("error", f"the suite printed no JSON report (exit {run.exit_code}: {exc});"

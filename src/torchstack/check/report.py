@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from torchstack.resolve.outcome import ImageCheck
+from torchstack.workspace.files import write_text
 
 # Metrics worth a column in summary.md: (check id, metric name, column title).
 HEADLINE_METRICS = (
@@ -98,7 +99,8 @@ def _format(value: float | None) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
-def write_reports(run_path: Path, results: list[ImageCheck]) -> list[Path]:
+def write_reports(run_path: Path, results: list[ImageCheck],
+                  root: Path | None = None) -> list[Path]:
     """Write the three files (the CLI adds summary.md to a CI job summary)."""
     files = {
         "report.json": json.dumps(report_json(results), indent=2, sort_keys=True) + "\n",
@@ -108,6 +110,6 @@ def write_reports(run_path: Path, results: list[ImageCheck]) -> list[Path]:
     written = []
     for name, text in files.items():
         path = run_path / name
-        path.write_text(text, encoding="utf-8")
+        write_text(root or run_path, path, text)
         written.append(path)
     return written

@@ -80,7 +80,7 @@ def check_images(resolved: Resolved, backend: DockerBackend, gpu_mode: GpuMode, 
             ))
         results.append(result)
         on_result(result)
-    return CheckRun(run, tuple(results), tuple(write_reports(run.path, results)))
+    return CheckRun(run, tuple(results), tuple(write_reports(run.path, results, run.root)))
 
 
 def _previous_suite(report_path: Path, image_id: str) -> JSONObject | None:

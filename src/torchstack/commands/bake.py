@@ -9,6 +9,7 @@ from torchstack.build.bake import bake_file, to_json
 from torchstack.commands.common import Subparsers, add_selection, matrix_of, push_repository
 from torchstack.errors import ConfigError
 from torchstack.resolve.state import resolve
+from torchstack.workspace.files import write_text
 
 
 def register(sub: Subparsers) -> None:
@@ -44,8 +45,7 @@ def _write_out(out: Path, text: str) -> None:
         raise ConfigError(f"--out {out}: is a directory", tip=f"name a file, e.g. {out}/"
                                                               "docker-bake.json")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot write it ({exc.strerror or exc})",
-                          tip="name a file in a folder you can write to") from None
+        write_text(out.parent, out, text)
+    except ConfigError as exc:
+        raise ConfigError(f"--out {out}: cannot write it ({exc.message})",
+                          tip=exc.tip or "name a file in a folder you can write to") from None

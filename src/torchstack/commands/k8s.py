@@ -46,6 +46,7 @@ from torchstack.commands.common import (
 )
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
+from torchstack.workspace.files import write_text
 
 
 def register(sub: Subparsers) -> None:
@@ -151,10 +152,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         print("".join(rendered.values()), end="")
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
     for image_id, text in rendered.items():
         path = args.out / f"{image_id}.yaml"
-        path.write_text(text, encoding="utf-8")
+        write_text(args.out, path, text)  # a symlinked <id>.yaml is refused, not followed
         print(f"wrote {path}")
     return 0
 

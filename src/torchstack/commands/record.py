@@ -36,7 +36,7 @@ from torchstack.config.contract import contract_for
 from torchstack.errors import CheckError, ConfigError
 from torchstack.resolve.outcome import ImageCheck, suite_version
 from torchstack.resolve.records import RecordStore
-from torchstack.workspace.runs import create_run
+from torchstack.workspace.runs import check_workspace, create_run
 
 REPORT_LIMIT_BYTES = 64 << 20  # a report is kilobytes; refuse to read a disk image by mistake
 MARKER = "TORCHSTACK-REPORT BEGIN"
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--namespace and --context go with --from-job",
                           tip="leave them out when importing a file")
     matrix = matrix_of(args)
+    check_workspace(matrix.root)
     text, source = (_from_job(args.from_job, args.namespace, args.context,
                               args.settings.kubeconfig)
                     if args.from_job else _from_file(args.report))
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                         "pass" if record.passed else "fail",
                         "; ".join(imported.failures) or _counts(imported), imported.document,
                         sum(r.duration_s for r in report.results), "gpu")
-    write_reports(run_dir.path, [result])
+    write_reports(run_dir.path, [result], run_dir.root)
     add_step_summary(args.settings, "torchstack record import", run_dir.path / "summary.md")
     RecordStore.for_matrix(matrix).add(record)
     node = report.node

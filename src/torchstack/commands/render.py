@@ -24,13 +24,17 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         return _check(matrix)
     changed = write_images(matrix, list(matrix.images))
-    removed = remove_orphans(matrix)
+    orphans = remove_orphans(matrix)
     for path in changed:
         print(f"wrote   {path.relative_to(matrix.root)}")
-    for path in removed:
+    for path in orphans.removed:
         print(f"removed {path.relative_to(matrix.root)}")
+    for path in orphans.kept:
+        print(f"kept    {path.relative_to(matrix.root)}/: no image has this id, but it holds a"
+              f" lock, which render never deletes; delete the folder once it is not needed")
+    kept = f", {len(orphans.kept)} kept (they hold locks)" if orphans.kept else ""
     print(f"{len(matrix.images)} images rendered, {len(changed)} files changed,"
-          f" {len(removed)} removed")
+          f" {len(orphans.removed)} removed{kept}")
     return 0
 
 

@@ -15,6 +15,7 @@ from torchstack.config.compat import CompatError, cuda_tag, load_compat
 from torchstack.config.layers import layer_chain
 from torchstack.config.located import Located
 from torchstack.config.model import ImageSpec, Layer, OsBase, TagPolicy, template_fields
+from torchstack.names import HASH_CHARS, MAX_TAG, STAGING_TAG
 
 AXES = schemas.keys(schemas.MATRIX, "axes")
 INCLUDE = schemas.keys(schemas.MATRIX, "include_entry")
@@ -209,10 +210,35 @@ def mark_default(images: list[ImageSpec], default_group: tuple[str, ...],
     return marked
 
 
-def unique_tags(images: tuple[ImageSpec, ...], node: Located) -> None:
+def distinct_ids(images: tuple[ImageSpec, ...], node: Located) -> None:
+    """Ids differing only in case are refused: Kubernetes Job names (lower case), folders on
+    case-insensitive file systems and the local tags' users would merge them."""
+    lowered: dict[str, str] = {}
+    for image in images:
+        other = lowered.setdefault(image.id.lower(), image.id)
+        if other != image.id:
+            node.fail(f"the image ids '{other}' and '{image.id}' differ only in case",
+                      tip="rename a flavor or OS base (or change id_template) so that they"
+                          " differ in more than case")
+
+
+def unique_tags(images: tuple[ImageSpec, ...], node: Located, candidate: str) -> None:
+    """Every tag torchstack can write is a valid Docker tag (128 characters at most), and no
+    two images share one."""
     owner: dict[str, str] = {}
     fields = node.value
     for image in images:
+        longest = "f" * HASH_CHARS
+        written = {
+            "candidate": candidate.format(**template_fields(image, hash12=longest)),
+            "staging": STAGING_TAG.format(id=image.id, chain12=longest),
+        }
+        for kind, tag in written.items():
+            if len(tag) > MAX_TAG or not DOCKER_TAG.fullmatch(tag):
+                fields.get(kind, node).fail(
+                    f"the {kind} tag of {image.id}, '{tag}', is {len(tag)} characters; a Docker"
+                    f" tag has at most {MAX_TAG}",
+                    tip="shorten id_template, or the OS base and flavor names")
         for tag in (image.release_tag, *image.aliases):
             # Point at the template that made it: the release tag, else the aliases.
             source = fields["release"] if tag == image.release_tag else fields["aliases"]

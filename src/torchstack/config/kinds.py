@@ -36,13 +36,51 @@ URL_SCHEMES = ("http", "https")
 _URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!&()*+,;=%]*")
 
 
+# Free text longer than this is refused: a label or env value is one readable line, and
+# BuildKit refuses a Dockerfile line over 64 KiB.
+MAX_TEXT = 4096
+
+
+def describe_char(char: str) -> str:
+    """`U+200B ZERO WIDTH SPACE`: how every message names a character (they may look alike)."""
+    fallback = {"Cc": "<control>", "Cs": "<surrogate>"}.get(unicodedata.category(char),
+                                                           "<unnamed>")
+    return f"U+{ord(char):04X} {unicodedata.name(char, fallback)}"
+
+
+def odd_chars(text: str) -> list[str]:
+    """The characters of `text` that are not printable ASCII, each described once."""
+    return [describe_char(c) for c in dict.fromkeys(text) if not " " <= c <= "~"]
+
+
+def name_problem(name: str) -> str | None:
+    """A user-chosen name (OS base, flavor, layer folder): ASCII letters, digits, _ . -"""
+    if NAME.fullmatch(name):
+        return None
+    odd = odd_chars(name)
+    return "is not a name" + (f" (it contains {', '.join(odd)})" if odd else "")
+
+
+def normalize(name: str) -> str:
+    """PEP 503: the name a package index and a lock file agree on."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def text_problem(value: str) -> str | None:
-    """Free text (a label, a description, an env value): one line, no control characters."""
+    """Free text (a label, a description, an env value): one line, no control characters, no
+    invisible format characters (bidi overrides, zero-width spaces), bounded length."""
     for char in value:
         if char in "\n\r":
-            return "contains a line break"
-        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
-            return f"contains the control character U+{ord(char):04X}"
+            return f"contains a line break ({describe_char(char)})"
+        category = unicodedata.category(char)
+        if category in ("Cc", "Zl", "Zp"):
+            return f"contains the control character {describe_char(char)}"
+        if category == "Cf":
+            return f"contains the invisible format character {describe_char(char)}"
+        if category == "Cs":  # YAML's "\udf00" escape: no UTF-8 file can hold it
+            return f"contains the lone surrogate {describe_char(char)}"
+    if len(value) > MAX_TEXT:
+        return f"is {len(value)} characters long; at most {MAX_TEXT} are allowed"
     return None
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 
 from torchstack.checks.registry import ALL_CHECKS
 from torchstack.config import kinds, schemas
 from torchstack.config.compat import COMPANIONS
+from torchstack.config.fragment import check_fragment
 from torchstack.config.located import Located, load_yaml, read_config_text
 from torchstack.config.model import Layer
 from torchstack.errors import ConfigError
@@ -21,8 +21,6 @@ EXACT_PIN = kinds.EXACT_PIN
 CHECK_IDS = [spec.id for spec in ALL_CHECKS]
 ENV_NAME = kinds.ENV_NAME
 FRAGMENT = "Dockerfile.fragment"
-# `RUN <<EOF`, `COPY <<-"EOF" /x`: the body runs to a line holding only the word.
-HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 
 
 def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
@@ -33,9 +31,11 @@ def load_layers(layers_dir: Path, display_root: Path) -> dict[str, Layer]:
     parent_at: dict[str, str] = {}  # layer -> "file:line" of its `parent:` key, for errors
     # Hidden folders (.git, editor state) are not layers.
     for folder in sorted(p for p in layers_dir.iterdir() if p.is_dir() and p.name[0] != "."):
-        if not kinds.NAME.fullmatch(folder.name):
-            raise ConfigError(f"{shown(display_root, folder)}: {folder.name!r} is not a layer"
-                              " name", tip="rename the folder: letters, digits, '_', '.', '-'")
+        problem = kinds.name_problem(folder.name)
+        if problem:
+            raise ConfigError(f"{shown(display_root, folder)}: the layer name {folder.name!r}"
+                              f" {problem}", tip="rename the folder: letters, digits, '_', '.',"
+                                                 " '-'")
         spec = folder / "layer.yaml"
         if not spec.is_file():
             raise ConfigError(f"{shown(display_root, folder)}: no layer.yaml in this folder",
@@ -49,13 +49,15 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
     doc = load_yaml(spec, shown(display_root, spec))
     fields = LAYER.of(doc)
     parent = fields["parent"]
-    packages = [_pin(item) for item in fields["packages"].list()] if "packages" in fields else []
+    packages = _pins(fields["packages"]) if "packages" in fields else []
     torch_packages = _torch_packages(fields.get("torch_packages"))
     env: list[tuple[str, str]] = []
     if "env" in fields:
         for name, value in fields["env"].items():
             if not ENV_NAME.fullmatch(name):
-                value.fail(f"{name!r} is not a valid environment variable name",
+                odd = kinds.odd_chars(name)
+                value.fail(f"{name!r} is not a valid environment variable name"
+                           + (f" (it contains {', '.join(odd)})" if odd else ""),
                            tip="letters, digits and '_', not starting with a digit")
             env.append((name, value.checked(kinds.text_problem, f"the value of {name}",
                                             tip="an env value is one line of text",
@@ -65,6 +67,9 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
         if item.str() not in CHECK_IDS:
             close = difflib.get_close_matches(item.value, CHECK_IDS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
+            odd = kinds.odd_chars(item.value)
+            if odd:  # 'nc\u200bcl' prints as 'nccl': say what is in it
+                hint = f" (it contains {', '.join(odd)}){hint}"
             item.fail(f"unknown check '{item.value}'{hint}",
                       tip=f"checks the suite has: {', '.join(CHECK_IDS)}")
         checks.append(item.value)
@@ -72,7 +77,7 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
     fragment_name = shown(display_root, fragment_path)
     fragment = (read_config_text(fragment_path, fragment_name)
                 if fragment_path.exists() or fragment_path.is_symlink() else "")
-    _check_fragment(fragment, fragment_name)
+    check_fragment(fragment, fragment_name)
     description = (fields["description"].checked(kinds.text_problem, "description",
                                                  tip="a description is one line of text")
                    if "description" in fields else "")
@@ -90,39 +95,20 @@ def _load_layer(folder: Path, spec: Path, display_root: Path) -> tuple[Layer, st
     return layer, parent.where
 
 
-def _check_fragment(text: str, name: str) -> None:
-    """Instructions spliced into a rendered Dockerfile must end where the fragment ends.
-
-    A trailing `\\` would continue into the next rendered instruction, an unclosed heredoc
-    would swallow the rest of the file, and a FROM would start a stage of its own.
-    """
-    lines = text.split("\n")
-    open_heredocs: list[tuple[str, bool, int]] = []  # word, strip tabs (<<-), line
-    continued_from = 0
-    for number, line in enumerate(lines, 1):
-        if open_heredocs:
-            word, strip_tabs, _ = open_heredocs[0]
-            if (line.lstrip("\t") if strip_tabs else line) == word:
-                open_heredocs.pop(0)
-            continue
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue  # Docker skips these, also inside a continuation
-        if not continued_from and stripped.split()[0].upper() == "FROM":
-            raise ConfigError(f"{name}:{number}: a fragment may not start a stage (FROM)",
-                              tip="a layer's fragment runs inside the stage torchstack renders;"
-                                  " make another layer instead")
-        open_heredocs += [(m.group(3), m.group(1) == "-", number)
-                          for m in HEREDOC.finditer(line)]
-        continued_from = (continued_from or number) if stripped.endswith("\\") else 0
-    if continued_from:
-        raise ConfigError(f"{name}:{continued_from}: the fragment ends in a line continuation"
-                          " (a trailing \\), which would join the next rendered instruction",
-                          tip="remove the trailing backslash")
-    if open_heredocs:
-        word, _, number = open_heredocs[0]
-        raise ConfigError(f"{name}:{number}: the heredoc <<{word} is never closed",
-                          tip=f"end it with a line holding only {word}")
+def _pins(node: Located) -> list[str]:
+    """The layer's exact pins; one package pinned twice (numpy==2.2.6, NumPy==2.3.0) is refused
+    here rather than left for the resolver to pick one."""
+    pins: list[str] = []
+    seen: dict[str, Located] = {}
+    for item in node.list():
+        pin = _pin(item)
+        name = kinds.normalize(pin.split("==")[0].split("[")[0])
+        if name in seen:
+            item.fail(f"{name} is pinned twice in this layer ('{seen[name].value}' at line"
+                      f" {seen[name].line}, and '{pin}')", tip="keep one pin per package")
+        seen[name] = item
+        pins.append(pin)
+    return pins
 
 
 def _pin(item: Located) -> str:

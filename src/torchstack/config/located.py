@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from torchstack.config.kinds import describe_char, odd_chars
 from torchstack.errors import ConfigError
 
 # A document that expands past this many nodes (through aliases) is refused, not built.
@@ -28,6 +29,11 @@ MAX_DEPTH = 50
 # matrix.yaml, a layer.yaml or a Dockerfile.fragment larger than this is refused before it is
 # parsed (the repository's matrix.yaml is about 3 KiB); at most this many bytes are ever read.
 MAX_BYTES = 1 << 20
+# Numbers are settings (seconds, bytes, fractions): 64-bit integers, at most 40 characters.
+MAX_INT = 2**63 - 1
+MAX_NUMBER_CHARS = 40
+INT_TAG = "tag:yaml.org,2002:int"
+FLOAT_TAG = "tag:yaml.org,2002:float"
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,9 @@ class Located:
             if key not in allowed:
                 close = difflib.get_close_matches(key, sorted(allowed), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
+                odd = odd_chars(key)
+                if odd:  # 'im\u200bage' prints as 'image': say what is in it
+                    hint = f" (it contains {', '.join(odd)}){hint}"
                 # Point at the key itself: a nested value starts on a later line.
                 at = self.key_lines.get(key, child.line)
                 raise ConfigError(f"{self.file}:{at} ({child.path}): unknown key '{key}'{hint}",
@@ -196,8 +205,9 @@ def parse_yaml(text: str, name: str) -> Located:
         loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:  # a control character, checked before parsing
         line = text.count("\n", 0, max(exc.position, 0)) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
         raise ConfigError(f"{name}:{line}: not YAML text: {exc.reason}"
-                          f" (character #x{exc.character:04x})") from None
+                          f" ({describe_char(char)})") from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -220,6 +230,36 @@ def parse_yaml(text: str, name: str) -> Located:
     if node is None:
         raise ConfigError(f"{name}:1: the document is empty", tip="see matrix.yaml in the repo")
     return _Builder(name, loader).build(node, "")
+
+
+def _number_problem(node: yaml.Node) -> str | None:
+    """Why an unquoted number is refused: YAML 1.1 reads `1:30` as 90 and `0700` as 448
+    (where a reader expects 1:30 or 700), and a 5000-digit integer is not a setting."""
+    tag, text = node.tag, str(node.value)
+    if tag not in (INT_TAG, FLOAT_TAG):
+        return None
+    if ":" in text:
+        return (f"{text} is a YAML 1.1 base-60 number (it would read as"
+                f" {_sexagesimal(text)}); write the value in plain decimal")
+    digits = text.lstrip("+-").replace("_", "")
+    if tag == INT_TAG and len(digits) > 1 and digits[0] == "0" and digits[1:2] not in ("x", "b"):
+        return f"{text} has a leading zero, which YAML 1.1 reads as octal; write it without"
+    if len(digits) > MAX_NUMBER_CHARS:
+        return (f"a number of {len(digits)} characters is out of range (at most"
+                f" {MAX_NUMBER_CHARS})")
+    if tag == INT_TAG and digits.isdigit() and int(digits) > MAX_INT:
+        return f"{text[:40]} is out of range (at most 2**63-1)"
+    return None
+
+
+def _sexagesimal(text: str) -> str:
+    try:
+        total = 0.0
+        for part in text.lstrip("+-").split(":"):
+            total = total * 60 + float(part.replace("_", ""))
+        return f"{total:g}"
+    except ValueError:
+        return "something else"
 
 
 class _Builder:
@@ -252,9 +292,13 @@ class _Builder:
                 return Located(items, self.name, line, path)
             finally:
                 self.open.discard(id(node))
+        problem = _number_problem(node)
+        if problem:
+            raise ConfigError(f"{self.name}:{line} ({path or 'document'}): {problem}",
+                              tip="quote it if it is text; write numbers in plain decimal")
         try:
             value = self.loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
             raise ConfigError(f"{self.name}:{line} ({path}): bad value: {exc}") from None
         return Located(value, self.name, line, path, text=node.value)
 

@@ -10,6 +10,7 @@ from torchstack.checks.expect import ExpectError, Thresholds, parse_expect
 from torchstack.checks.registry import CHECK_IDS
 from torchstack.config import kinds, schemas
 from torchstack.config.expand import (
+    distinct_ids,
     entries,
     expand,
     glob_match,
@@ -74,7 +75,8 @@ def load_matrix(path: Path) -> Matrix:
             glob_node.fail(f"default_group pattern '{glob_node.value}' matches no image",
                            tip=f"ids look like {expanded[0].id}; see `torchstack plan --all`")
     images = tuple(mark_default(expanded, default_group, tags))
-    unique_tags(images, top["tags"])
+    distinct_ids(images, top["id_template"] if "id_template" in top else top["flavors"])
+    unique_tags(images, top["tags"], tags.candidate)
     registry = _registry(top["registry"])
     checks = CHECKS.of(top["checks"]) if "checks" in top else {}
     thresholds = _thresholds(checks["thresholds"]) if "thresholds" in checks else Thresholds()
@@ -110,8 +112,9 @@ def _shm_size(node: Located) -> str:
 
 def _name(node: Located, name: str, what: str) -> None:
     """A user-chosen key (OS base, flavor) that ends up in ids, tags and labels."""
-    if not kinds.NAME.fullmatch(name):
-        node.fail(f"{what} name {name!r} is not a name", tip=NAME_TIP)
+    problem = kinds.name_problem(name)
+    if problem:
+        node.fail(f"{what} name {name!r} {problem}", tip=NAME_TIP)
 
 
 def _thresholds(node: Located) -> Thresholds:
@@ -166,8 +169,10 @@ def _os_bases(node: Located) -> dict[str, OsBase]:
 
 def _suite(node: Located) -> str:
     suite = node.str()
-    if not kinds.NAME.fullmatch(suite):
-        node.fail(f"{suite!r} is not a debootstrap suite name", tip="e.g. bookworm or noble")
+    problem = kinds.name_problem(suite)
+    if problem:
+        node.fail(f"{suite!r} {problem.replace('a name', 'a debootstrap suite name')}",
+                  tip="e.g. bookworm or noble")
     return suite
 
 

@@ -13,15 +13,23 @@ import hashlib
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from packaging.markers import InvalidMarker, Marker
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
 from torchstack.config.compat import COMPANIONS, CompatError, load_compat
 from torchstack.config.inputs import redact_url
+from torchstack.config.kinds import EXACT_PIN, normalize, text_problem, url_problem
+from torchstack.config.located import read_config_text
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
+from torchstack.workspace.files import ensure_inside, write_text
 from torchstack.workspace.paths import shown
 
 LOCK_NAME = "pylock.toml"
@@ -29,16 +37,19 @@ LOCK_NAME = "pylock.toml"
 PLATFORM = "x86_64-manylinux_2_28"
 TOOL_KEYS = ("image", "python", "platform", "index", "extra_index", "mirror", "pins",
              "parent_sha256", "uv_version", "resolved_from")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = re.compile(r"[0-9a-f]{64}")  # always fullmatch
+# PEP 508 names; a lock holds them PEP 503-normalised (lower case, runs of -_. as one -).
+NAME = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
+PYTHON = re.compile(r"[0-9]{1,2}\.[0-9]{1,3}")
+PLATFORM_WORD = re.compile(r"[a-z0-9_]{1,40}-[a-z0-9_]{1,40}")
+# A lock is data, not code: bounded, so that a hostile one cannot exhaust the machine.
+MAX_LOCK_BYTES = 1 << 20  # the repository's largest lock is about 21 KiB
+MAX_PACKAGES = 2000
+MAX_WHEEL_BYTES = 1 << 40
 HEADER = ("# Written by `torchstack lock` from matrix.yaml and layers/*/layer.yaml; do not edit.\n"
           "# Every distribution this image installs, its parent's included, one wheel each.\n")
 
 LockStatus = Literal["fresh", "stale", "unlocked"]
-
-
-def normalize(name: str) -> str:
-    """PEP 503: the name a package index and a lock file agree on."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass(frozen=True)
@@ -154,16 +165,26 @@ def check_locks(matrix: Matrix) -> tuple[list[str], list[str]]:
 def read_lock(matrix: Matrix, spec: ImageSpec) -> ImageLock | None:
     """The image's lock; None when it has none. A malformed file is a ConfigError."""
     path = lock_path(matrix, spec)
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         return None
-    return parse_lock(path.read_text(encoding="utf-8"), display(matrix, path), spec.id)
+    where = display(matrix, path)
+    ensure_inside(matrix.root, path)  # a symlinked lock is refused, not read through
+    text = read_config_text(path, where, MAX_LOCK_BYTES, "a pylock.toml file")
+    return parse_lock(text, where, spec.id)
 
 
 def parse_lock(text: str, where: str, image_id: str) -> ImageLock:
+    """The strict model: every value that can reach a rendered file is checked here first."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_LOCK_BYTES:
+        raise ConfigError(f"{where}: larger than the {MAX_LOCK_BYTES >> 20} MiB a lock may be",
+                          tip=_relock(image_id))
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}", tip=_relock(image_id)) from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply for a lock file",
+                          tip=_relock(image_id)) from None
     lines = text.splitlines()
 
     def fail(message: str, key: str, index: int | None = None) -> ConfigError:
@@ -171,26 +192,59 @@ def parse_lock(text: str, where: str, image_id: str) -> ImageLock:
         return ConfigError(f"{where}:{line}: {key}: {message}", tip=_relock(image_id))
 
     if doc.get("lock-version") != "1.0":
-        raise fail(f"expected \"1.0\", found {doc.get('lock-version')!r}", "lock-version")
-    tool = doc.get("tool", {}).get("torchstack")
+        raise fail(f"expected \"1.0\", found {_shown_value(doc.get('lock-version'))}",
+                   "lock-version")
+    tool_table = doc.get("tool", {})
+    tool = tool_table.get("torchstack") if isinstance(tool_table, dict) else None
     if not isinstance(tool, dict):
         raise fail("missing; this lock was not written by `torchstack lock`", "tool.torchstack")
     if tool.get("image") != image_id:
-        raise fail(f"names image {tool.get('image')!r}, not {image_id!r}", "tool.torchstack.image")
+        raise fail(f"names image {_shown_value(tool.get('image'))}, not {image_id!r}",
+                   "tool.torchstack.image")
     for key in ("python", "platform", "index", "uv_version", "resolved_from"):
         if not isinstance(tool.get(key), str):
             raise fail("missing or not a string", f"tool.torchstack.{key}")
+    for key, kind in (("python", PYTHON), ("platform", PLATFORM_WORD),
+                      ("resolved_from", SHA256)):
+        if not kind.fullmatch(tool[key]):
+            raise fail(f"{_shown_value(tool[key])} is not a valid value here",
+                       f"tool.torchstack.{key}")
+    if _version_problem(tool["uv_version"]):
+        raise fail(f"{_shown_value(tool['uv_version'])} is not a version",
+                   "tool.torchstack.uv_version")
+    indexes = []
+    for key in ("index", "extra_index", "mirror"):
+        value = tool.get(key)
+        if value is None and key != "index":
+            continue
+        urls = value.split(" ") if isinstance(value, str) and key == "mirror" else [value]
+        for url in urls:
+            if not isinstance(url, str):
+                raise fail("missing or not a string", f"tool.torchstack.{key}")
+            problem = url_problem(url)
+            if problem:
+                raise fail(f"{_shown_value(url)} {problem}", f"tool.torchstack.{key}")
+            indexes.append(url)
     pins = tool.get("pins")
     if not isinstance(pins, list) or not all(isinstance(p, str) for p in pins):
         raise fail("missing or not a list of strings", "tool.torchstack.pins")
+    if len(pins) > MAX_PACKAGES:
+        raise fail(f"more than {MAX_PACKAGES} pins", "tool.torchstack.pins")
+    for pin in pins:
+        if not EXACT_PIN.fullmatch(pin) or text_problem(pin):
+            raise fail(f"{_shown_value(pin)} is not an exact pin (name==version)",
+                       "tool.torchstack.pins")
     parent_sha256 = tool.get("parent_sha256")
     if parent_sha256 is not None and not (isinstance(parent_sha256, str)
-                                          and SHA256.match(parent_sha256)):
-        raise fail("not a sha256 (64 hex digits)", "tool.torchstack.parent_sha256")
+                                          and SHA256.fullmatch(parent_sha256)):
+        raise fail("not a sha256 (64 lower-case hex digits)", "tool.torchstack.parent_sha256")
     packages = doc.get("packages")
     if not isinstance(packages, list):
         raise fail("missing; a lock lists its distributions as [[packages]]", "packages")
-    dists = [_dist(raw, i, fail) for i, raw in enumerate(packages)]
+    if len(packages) > MAX_PACKAGES:
+        raise fail(f"{len(packages)} packages; a lock holds at most {MAX_PACKAGES}", "packages")
+    origins = {_origin(url) for url in indexes}
+    dists = [_dist(raw, i, fail, origins) for i, raw in enumerate(packages)]
     names = [d.name for d in dists]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -210,12 +264,20 @@ def parse_lock(text: str, where: str, image_id: str) -> ImageLock:
     )
 
 
-def _dist(raw: Any, i: int, fail: Any) -> LockedDist:
+def _dist(raw: object, i: int, fail: Callable[..., ConfigError],
+          origins: set[str]) -> LockedDist:
     key = f"packages[{i}]"
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) \
             or not isinstance(raw.get("version"), str):
         raise fail("needs a name and a version", key, i)
-    key = f"{key} ({raw['name']})"
+    name, version = raw["name"], raw["version"]
+    if not NAME.fullmatch(name) or normalize(name) != name:
+        raise fail(f"the name {_shown_value(name)} is not a PEP 503-normalised distribution"
+                   " name (lower case, digits, single '-')", key, i)
+    key = f"{key} ({name})"
+    problem = _version_problem(version)
+    if problem:
+        raise fail(f"the version {_shown_value(version)} {problem}", key, i)
     if "sdist" in raw or "archive" in raw or "vcs" in raw or "directory" in raw:
         raise fail("only wheels are locked; images never build from source", key, i)
     wheels = raw.get("wheels")
@@ -223,18 +285,63 @@ def _dist(raw: Any, i: int, fail: Any) -> LockedDist:
         raise fail("needs exactly one wheel (the one for the lock's platform)", key, i)
     wheel = wheels[0]
     url, size = wheel.get("url"), wheel.get("size")
-    sha256 = (wheel.get("hashes") or {}).get("sha256")
-    if not isinstance(sha256, str) or not SHA256.match(sha256):
-        raise fail("the wheel has no sha256 (64 hex digits)", key, i)
+    hashes = wheel.get("hashes")
+    sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+    if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+        raise fail("the wheel has no sha256 (64 lower-case hex digits)", key, i)
     if not isinstance(url, str) or not url.endswith(".whl"):
         raise fail("the wheel has no .whl url", key, i)
-    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+    problem = url_problem(url)
+    if problem is None and not url.startswith("https://") and _origin(url) not in origins:
+        problem = "is neither https nor on the lock's index"
+    if problem:
+        raise fail(f"the wheel url {_shown_value(url)} {problem}", key, i)
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_WHEEL_BYTES:
         raise fail("the wheel has no size in bytes", key, i)
-    filename = wheel.get("name") or unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    from_url = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    filename = wheel.get("name", from_url)
+    if filename != from_url:
+        raise fail(f"the wheel name {_shown_value(filename)} is not the url's file"
+                   f" {_shown_value(from_url)}", key, i)
+    try:
+        wheel_name, wheel_version, _, _ = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion):
+        raise fail(f"{_shown_value(filename)} is not a wheel file name", key, i) from None
+    if wheel_name != name or wheel_version != Version(version):
+        raise fail(f"the wheel {_shown_value(filename)} is not {name} {version}", key, i)
     marker = raw.get("marker")
-    return LockedDist(name=normalize(raw["name"]), version=raw["version"], filename=filename,
-                      sha256=sha256, size=size, url=url,
-                      marker=marker if isinstance(marker, str) else None)
+    if marker is not None:
+        if not isinstance(marker, str) or text_problem(marker) or len(marker) > 1000:
+            raise fail("the marker is not one line of text", key, i)
+        try:
+            Marker(marker)
+        except InvalidMarker as exc:
+            raise fail(f"the marker {_shown_value(marker)} is not a PEP 508 marker ({exc})",
+                       key, i) from None
+    return LockedDist(name=name, version=version, filename=filename, sha256=sha256, size=size,
+                      url=url, marker=marker)
+
+
+def _version_problem(version: str) -> str | None:
+    """None for a PEP 440 version written the way `packaging` writes it back."""
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return "is not a PEP 440 version"
+    if str(parsed) != version:  # Version() strips whitespace, newlines included
+        return f"is not written in its normal form ({parsed})"
+    return None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _shown_value(value: object) -> str:
+    """A value from the file for a message: repr (so a newline shows as \\n), cut short."""
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _optional_str(value: Any) -> str | None:
@@ -297,10 +404,12 @@ def write_lock(matrix: Matrix, spec: ImageSpec, lock: ImageLock) -> bool:
     """Write the lock; False when the file already held exactly these bytes."""
     path = lock_path(matrix, spec)
     text = lock_text(lock)
+    # What is written must read back through the strict model: the writer is checked too.
+    parse_lock(text, display(matrix, path), spec.id)
+    ensure_inside(matrix.root, path)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_text(matrix.root, path, text)
     return True
 
 

@@ -35,6 +35,7 @@ from torchstack.config.inputs import (
     probe_index,
     redact_url,
 )
+from torchstack.config.kinds import normalize
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError, IndexUnreachableError, TorchstackError
 from torchstack.lock.pylock import (
@@ -46,7 +47,6 @@ from torchstack.lock.pylock import (
     lock_inputs,
     lock_path,
     lock_status,
-    normalize,
     read_lock,
     validate_lock,
     write_lock,

@@ -23,8 +23,10 @@ from packageurl import PackageURL
 from packaging.version import InvalidVersion, Version
 
 from torchstack.backend.docker import DockerBackend
+from torchstack.config.kinds import normalize
 from torchstack.errors import PromoteError
-from torchstack.lock.pylock import ImageLock, normalize
+from torchstack.lock.pylock import ImageLock
+from torchstack.workspace.files import write_text
 
 # One container run prints both lists; a marker line separates them. The Python list comes
 # from the interpreter's own metadata, so an image without pip is listed all the same.
@@ -118,10 +120,10 @@ def cyclonedx_sbom(image_name: str, version: str, packages: dict[str, Any], os_n
 
 def write_manifest(folder: Path, image_id: str, record: dict[str, Any], packages: dict[str, Any],
                    os_name: str, base_image: str) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
     manifest = {**record, "packages": packages}
     paths = [folder / f"{image_id}.manifest.json", folder / f"{image_id}.cdx.json"]
-    paths[0].write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    paths[1].write_text(cyclonedx_sbom(image_id, str(record.get("release_tag") or image_id),
-                                       packages, os_name, base_image) + "\n")
+    write_text(folder.parent, paths[0], json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_text(folder.parent, paths[1],
+               cyclonedx_sbom(image_id, str(record.get("release_tag") or image_id), packages,
+                              os_name, base_image) + "\n")
     return paths

@@ -1,14 +1,15 @@
 """images/<id>/ on disk: write rendered contexts, list stale files, remove orphaned folders.
 
-Only files inside the project are written (a symlink that leads out is refused, exit 2), and
-only what torchstack writes is ever deleted: an orphaned folder loses its rendered files and
-lock, and is removed only when nothing else is left in it. Symlinks are never followed.
+Files are written through the one safe writer (no symlink followed, exit 2), and only what
+torchstack renders is ever deleted: an orphaned folder loses its rendered files and is removed
+only when nothing else is left in it; one that holds a lock is kept whole, and reported.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from torchstack.config.model import ImageSpec, Matrix
@@ -26,13 +27,16 @@ FORMER_NAMES = frozenset({"install.sh", "requirements.txt", "torch-requirements.
 
 def write_images(matrix: Matrix, images: list[ImageSpec]) -> list[Path]:
     """Write each image's context; returns the files whose content changed."""
+    # Everything is rendered (and so every lock read and checked) before the first write: a
+    # bad lock or fragment of any image leaves images/ as it was.
+    rendered = [(matrix.images_dir / image.id / relative, text)
+                for image in images for relative, text in render_image(image, matrix).items()]
     changed = []
-    for image in images:
-        for relative, text in render_image(image, matrix).items():
-            path = ensure_inside(matrix.root, matrix.images_dir / image.id / relative)
-            if not path.is_file() or path.read_text(encoding="utf-8") != text:
-                write_text(matrix.root, path, text)
-                changed.append(path)
+    for path, text in rendered:
+        ensure_inside(matrix.root, path)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            write_text(matrix.root, path, text)
+            changed.append(path)
     return changed
 
 
@@ -69,21 +73,29 @@ def _owned(matrix: Matrix) -> frozenset[str]:
     return frozenset(names | FORMER_NAMES | {LOCK_NAME})
 
 
-def remove_orphans(matrix: Matrix) -> list[Path]:
+@dataclass(frozen=True)
+class Orphans:
+    removed: tuple[Path, ...]  # folders of images the matrix no longer has, deleted
+    kept: tuple[Path, ...]  # such folders that hold a lock: never deleted (docs/locks.md)
+
+
+def remove_orphans(matrix: Matrix) -> Orphans:
     """Delete rendered folders of images the matrix no longer has (only torchstack's own).
 
     A folder counts as torchstack's when its Dockerfile (a regular file, not a symlink) says
-    it was rendered. Of it, only regular files with names torchstack writes are deleted;
-    anything else (a symlink, a file someone added) keeps the folder, which is then not
-    reported as removed.
+    it was rendered. A folder that holds a lock is kept whole and reported: a lock comes back
+    only from the network, possibly at other versions, so a renamed or reverted image id must
+    find it where it was. Of any other, only regular files with names torchstack writes are
+    deleted; anything else (a symlink, a file someone added) keeps the folder, which is then
+    not reported as removed.
     """
     images_dir = matrix.images_dir
     if not images_dir.is_dir() or images_dir.is_symlink():
-        return []
+        return Orphans((), ())
     ensure_inside(matrix.root, images_dir)
     ids = {image.id for image in matrix.images}
-    owned = _owned(matrix)
-    removed = []
+    owned = _owned(matrix) - {LOCK_NAME}
+    removed, kept = [], []
     for folder in sorted(images_dir.iterdir()):
         if folder.name in ids or folder.is_symlink() or not folder.is_dir():
             continue
@@ -91,6 +103,9 @@ def remove_orphans(matrix: Matrix) -> list[Path]:
         if dockerfile_path.is_symlink() or not dockerfile_path.is_file():
             continue
         if RENDER_MARK not in dockerfile_path.read_text(encoding="utf-8", errors="replace"):
+            continue
+        if (folder / LOCK_NAME).exists() or (folder / LOCK_NAME).is_symlink():
+            kept.append(folder)
             continue
         for path in _files(folder):
             relative = path.relative_to(folder).as_posix()
@@ -104,4 +119,4 @@ def remove_orphans(matrix: Matrix) -> list[Path]:
         if not any(folder.iterdir()):
             folder.rmdir()
             removed.append(folder)
-    return removed
+    return Orphans(tuple(removed), tuple(kept))

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from importlib import resources
 
+from torchstack.config.fragment import FragmentProblem, instructions
 from torchstack.config.model import ImageSpec, Matrix
+from torchstack.errors import ConfigError
 from torchstack.lock.pylock import ImageLock, read_lock
 from torchstack.names import HASH_LABEL, LABEL_PREFIX, RUNTIME_USER, RUNTIME_USER_SPEC
 from torchstack.render.groups import LayerGroup, own_dists, plan_groups
@@ -129,7 +131,30 @@ def dockerfile(image: ImageSpec, matrix: Matrix,
     parts.append(f"USER {RUNTIME_USER_SPEC}")
     if root:
         parts += [f"WORKDIR /home/{RUNTIME_USER}", 'CMD ["python"]']
-    return "\n".join(parts).rstrip() + "\n"
+    text = "\n".join(parts).rstrip() + "\n"
+    _check_tail(image, text, root=root, env=root or bool(layer.env))
+    return text
+
+
+def _check_tail(image: ImageSpec, text: str, *, root: bool, env: bool) -> None:
+    """Read the rendered file as BuildKit does: every line readable, the tail where rendered.
+
+    The loaders already refuse what could break this; a value that got past them stops here
+    rather than in someone's build (or, worse, in an image that runs as root).
+    """
+    where = f"images/{image.id}/Dockerfile"
+    try:
+        found = [i.keyword for i in instructions(text)]
+    except FragmentProblem as problem:
+        raise ConfigError(f"{where}:{problem.line}: {problem.message}",
+                          tip="fix the layer file or fragment this line comes from") from None
+    tail = [*(["ENV"] if env else []), "LABEL", "ARG", "LABEL", "USER",
+            *(["WORKDIR", "CMD"] if root else [])]
+    if found[-len(tail):] != tail or found.count("FROM") != 3:
+        raise ConfigError(f"{where}: the rendered file does not end with torchstack's ENV,"
+                          " LABEL and USER as BuildKit reads it",
+                          tip="check the layer's Dockerfile.fragment for a heredoc or a"
+                              " continuation that runs on")
 
 
 def _header(image: ImageSpec, matrix: Matrix) -> str:
@@ -213,22 +238,24 @@ def _install_steps(image: ImageSpec, groups: tuple[LayerGroup, ...] | None) -> l
 
 
 def _environment(image: ImageSpec, env: tuple[tuple[str, str], ...], *, root: bool) -> list[str]:
-    pairs = list(env)
+    # The layer's values are literal: a `$` in layer.yaml is a `$` in the image.
+    pairs = [(key, _quote(value)) for key, value in env]
     if root:
         pairs = [
-            ("PATH", f"{VENV}/bin:$PATH"),
-            ("VIRTUAL_ENV", VENV),
-            ("PYTHONUNBUFFERED", "1"),
-            ("PIP_NO_CACHE_DIR", "1"),
-            ("NVIDIA_VISIBLE_DEVICES", "all"),
-            ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+            # torchstack's own substitution ($PATH) stays a substitution.
+            ("PATH", _quote(f"{VENV}/bin:$PATH", substitute=True)),
+            ("VIRTUAL_ENV", _quote(VENV)),
+            ("PYTHONUNBUFFERED", _quote("1")),
+            ("PIP_NO_CACHE_DIR", _quote("1")),
+            ("NVIDIA_VISIBLE_DEVICES", _quote("all")),
+            ("NVIDIA_DRIVER_CAPABILITIES", _quote("compute,utility")),
             # The container runtime refuses to start on a driver too old for this CUDA.
-            ("NVIDIA_REQUIRE_CUDA", f"cuda>={image.cuda}"),
+            ("NVIDIA_REQUIRE_CUDA", _quote(f"cuda>={image.cuda}")),
             *pairs,
         ]
     if not pairs:
         return []
-    body = " \\\n    ".join(f"{key}={_quote(value)}" for key, value in pairs)
+    body = " \\\n    ".join(f"{key}={value}" for key, value in pairs)
     return [f"ENV {body}"]
 
 
@@ -261,8 +288,10 @@ def _labels(image: ImageSpec, matrix: Matrix) -> list[str]:
     ]
 
 
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _quote(value: str, *, substitute: bool = False) -> str:
+    """A double-quoted ENV or LABEL value; `$` is escaped (literal) unless `substitute`."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + (escaped if substitute else escaped.replace("$", "\\$")) + '"'
 
 
 def _lines(items: tuple[str, ...]) -> str:

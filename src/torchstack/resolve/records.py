@@ -14,8 +14,6 @@ atomically (temp file + rename) so an interrupted run never leaves half a record
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from torchstack.config.model import CheckLevel, Matrix
+from torchstack.workspace.files import write_text
 from torchstack.workspace.paths import records_dir
 
 LEVEL_RANK = {"cpu": 1, "gpu": 2}
@@ -55,12 +54,13 @@ class CheckRecord:
 
 
 class RecordStore:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, root: Path | None = None) -> None:
         self.folder = folder
+        self.root = root or folder  # writes go through no symlink below it
 
     @classmethod
     def for_matrix(cls, matrix: Matrix) -> RecordStore:
-        return cls(records_dir(matrix.root))
+        return cls(records_dir(matrix.root), matrix.root)
 
     def _path(self, docker_id: str) -> Path:
         return self.folder / (docker_id.replace("sha256:", "") + ".json")
@@ -91,12 +91,8 @@ class RecordStore:
     def add(self, record: CheckRecord) -> None:
         rows = [asdict(r) for r in self.all_for(record.docker_id)]
         rows.append(asdict(record))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = self._path(record.docker_id)
-        fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".record-")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(rows, handle, indent=2, sort_keys=True)
-        Path(temp).replace(target)
+        write_text(self.root, self._path(record.docker_id),
+                   json.dumps(rows, indent=2, sort_keys=True))
 
 
 def new_record(**fields: Any) -> CheckRecord:

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Callable
 
 from torchstack.config.model import ImageSpec, Matrix
-from torchstack.names import CHAIN_LABEL
+from torchstack.names import CHAIN_LABEL, HASH_CHARS, STAGING_TAG
 from torchstack.render.dockerfile import render_image
 from torchstack.resolve.order import context_hash
 
@@ -32,4 +32,4 @@ def chain_hash(matrix: Matrix, spec: ImageSpec,
 
 def staging_tag(spec: ImageSpec, chain: str) -> str:
     """The tag (without repository) bake gives an image: `<id>-stage-<chain12>`."""
-    return f"{spec.id}-stage-{chain[:12]}"
+    return STAGING_TAG.format(id=spec.id, chain12=chain[:HASH_CHARS])

@@ -164,7 +164,7 @@ CASES = [
     case("two-documents", M, "registry:", "---\nregistry:", M, "---", None,
          ("YAML syntax error", "single document")),
     case("control-character", M, "local: torchstack", "local: torch\x07stack", M,
-         "local: torch", None, ("not YAML text", "#x0007")),
+         "local: torch", None, ("not YAML text", "U+0007 <control>")),
     # YAML syntax.
     case("syntax-unclosed-flow", M, 'cuda: ["12.6", "12.8"]', 'cuda: ["12.6", "12.8"', M,
          "  os: [bookworm]", None, ("YAML syntax error", "expected ',' or ']'")),

@@ -206,6 +206,8 @@ def test_a_torchaudio_not_paired_with_torch_is_refused(tree: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     nlp = tree / "images" / NLP / "pylock.toml"
     edit(nlp, 'name = "torchaudio"\nversion = "2.9.1"', 'name = "torchaudio"\nversion = "2.9.0"')
+    for _ in range(2):  # the wheel's name and url name the version too (the strict model)
+        edit(nlp, "torchaudio-2.9.1-", "torchaudio-2.9.0-")
     matrix = load(tree)
     lock = read_lock(matrix, matrix.by_id()[NLP])
     assert lock is not None
@@ -223,6 +225,8 @@ def test_a_torchaudio_not_paired_with_torch_is_refused(tree: Path,
 def test_a_torchcodec_not_paired_with_torch_is_refused(tree: Path) -> None:
     nlp = tree / "images" / NLP / "pylock.toml"
     edit(nlp, 'name = "torchcodec"\nversion = "0.9.1"', 'name = "torchcodec"\nversion = "0.17.0"')
+    for _ in range(2):
+        edit(nlp, "torchcodec-0.9.1-", "torchcodec-0.17.0-")
     with pytest.raises(ConfigError, match=r"torchcodec 0\.17\.0 .* torchcodec 0\.9\.1"):
         check_locks(load(tree))
 
@@ -231,6 +235,8 @@ def test_a_torchvision_not_paired_with_torch_is_refused(tree: Path) -> None:
     vision = tree / "images" / VISION / "pylock.toml"
     edit(vision, 'name = "torchvision"\nversion = "0.24.1"',
          'name = "torchvision"\nversion = "0.23.0"')
+    for _ in range(2):  # the wheel's name and url name the version too (the strict model)
+        edit(vision, "torchvision-0.24.1-", "torchvision-0.23.0-")
     with pytest.raises(ConfigError, match=r"pylock.toml: torchvision 0\.23\.0 .* 0\.24\.1"):
         check_locks(load(tree))
 
@@ -238,6 +244,8 @@ def test_a_torchvision_not_paired_with_torch_is_refused(tree: Path) -> None:
 def test_a_child_that_changes_a_parent_package_is_refused(tree: Path) -> None:
     vision = tree / "images" / VISION / "pylock.toml"
     edit(vision, 'name = "numpy"\nversion = "2.2.6"', 'name = "numpy"\nversion = "2.2.5"')
+    for _ in range(2):  # the wheel's name and url name the version too (the strict model)
+        edit(vision, "numpy-2.2.6-", "numpy-2.2.5-")
     with pytest.raises(ConfigError, match=r"keep its parent's packages.*numpy 2\.2\.6 \(parent\)"
                                           r" vs 2\.2\.5"):
         check_locks(load(tree))

@@ -314,7 +314,9 @@ def test_render_removes_orphans_it_rendered(
 ) -> None:
     assert run(copy) == 0
     orphan = copy / "images/torch2.8.0-cu128-py3.11-base"
-    shutil.copytree(copy / "images/torch2.9.1-cu128-py3.11-base", orphan)
+    # An unlocked image's folder: one holding a lock is kept (test_hostile_writer.py).
+    shutil.copytree(copy / "images/torch2.9.1-cu126-py3.11-base", orphan)
+    assert not (orphan / "pylock.toml").exists()
     foreign = copy / "images/handmade"
     foreign.mkdir()
     (foreign / "Dockerfile").write_text("FROM scratch\n")
