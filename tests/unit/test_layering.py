@@ -71,7 +71,7 @@ def test_the_import_reader_sees_relative_and_absolute_imports(tmp_path: Path) ->
 # The flow, lowest first (DESIGN.md). A module may import its own room and any room of a lower
 # rank; rooms of equal rank are siblings and never import each other.
 RANKS: dict[str, int] = {
-    "errors": 0, "names": 0, "json_types": 0, "signals": 1, "workspace": 1,
+    "errors": 0, "names": 0, "signals": 1, "workspace": 1,
     "config": 2, "backend": 3, "lock": 4, "render": 5, "resolve": 6,
     "build": 7, "check": 7, "release": 7, "cluster": 8,
     "progress": 9, "settings": 9, "api": 10, "commands": 11, "cli": 12, "entry": 13, "__main__": 14,

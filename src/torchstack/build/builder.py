@@ -21,10 +21,10 @@ from torchstack.build.provenance import oci_labels
 from torchstack.config.inputs import BuildInputs, mirror_tip, probe_index, redact_url
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError, Interrupted
-from torchstack.json_types import JSONObject
 from torchstack.lock.pylock import checked_status, lock_path, read_lock, stale_message
 from torchstack.resolve.order import BuildPlan, PlannedImage, input_hash
 from torchstack.resolve.state import Images, Resolution, find_local
+from torchstack.workspace.json_types import JSONObject
 from torchstack.workspace.runs import BUILD_JSON, RunDir
 
 # BuildKit's plain progress: "#7 [os 3/5] RUN apt-get ..." (the stage name is optional).

@@ -18,10 +18,10 @@ from torchstack.check.container import run_suite
 from torchstack.check.report import write_reports
 from torchstack.config.contract import contract_for
 from torchstack.errors import CheckError
-from torchstack.json_types import JSONObject
 from torchstack.resolve.outcome import GpuMode, ImageCheck, level_of, suite_version
 from torchstack.resolve.records import RecordStore, new_record
 from torchstack.resolve.state import ImageState, Resolved
+from torchstack.workspace.json_types import JSONObject
 from torchstack.workspace.runs import RunDir
 
 NOT_BUILT = "no image matches the current matrix; run `torchstack build` first"

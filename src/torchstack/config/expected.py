@@ -12,7 +12,7 @@ import dataclasses
 from torchstack.config.compat import COMPANIONS, CompatError, cudnn_as_int, load_compat
 from torchstack.config.contract import contract_for
 from torchstack.config.model import ImageSpec, Matrix
-from torchstack.json_types import JSON, JSONObject
+from torchstack.workspace.json_types import JSON, JSONObject
 
 
 def expected_versions(spec: ImageSpec) -> JSONObject:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TextIO
 
 from torchstack.errors import ConfigError
-from torchstack.json_types import JSON
 from torchstack.workspace.files import ensure_inside, make_folder, open_log, write_text
+from torchstack.workspace.json_types import JSON
 from torchstack.workspace.paths import journal_path, records_dir, runs_dir, state_dir
 
 LATEST = "latest"
