@@ -146,7 +146,10 @@ def image_torch(version: str) -> SimpleNamespace:
     return SimpleNamespace(
         __version__=version, version=SimpleNamespace(cuda="12.8"),
         backends=SimpleNamespace(cudnn=SimpleNamespace(version=lambda: 91002)),
-        cuda=SimpleNamespace(nccl=SimpleNamespace(version=lambda: (2, 27, 5))))
+        cuda=SimpleNamespace(nccl=SimpleNamespace(version=lambda: (2, 27, 5))),
+        # The cu128 wheel's compiled archs (read inside the built base): the contract holds.
+        _C=SimpleNamespace(_cuda_getArchFlags=lambda: "sm_70 sm_75 sm_80 sm_86 sm_90 sm_100"
+                                                      " sm_120"))
 
 
 @pytest.mark.parametrize(("torch_version", "status"), [
