@@ -14,6 +14,7 @@ no network; `locks="none"` leaves every image unlocked.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -157,7 +158,8 @@ def write_pypi_locks(matrix: Matrix) -> None:
                 copy = shutil.copytree if (matrix.root / name).is_dir() else shutil.copy2
                 copy(matrix.root / name, template / name)
             fresh = load_matrix(template / "matrix.yaml")
-            outcomes = lock_images(fresh, list(fresh.images), LockRequest(), find_uv())
+            outcomes = lock_images(fresh, list(fresh.images), LockRequest(environ=os.environ),
+                                   find_uv())
             failed = sorted(o.image_id for o in outcomes if o.error is not None)
             assert failed == sorted(UNLOCKABLE), [(o.image_id, o.error) for o in outcomes]
             for spec in fresh.images:

@@ -105,27 +105,30 @@ def test_a_child_keeps_its_parents_packages_and_relocks_are_stable(
 
 
 def test_locked_versions_are_kept_until_an_upgrade(tmp_path: Path) -> None:
-    matrix = write_matrix(tmp_path, ["requests==2.32.3"], [])
-    assert lock(matrix) == 0
+    """A lock written when idna 3.7 was wanted keeps 3.7 after the pin goes (uv reads the old
+    lock as its preference), until --upgrade-package idna or --upgrade asks for the newest."""
     newest_idna = newest("idna")
-    assert locked(matrix, BASE)["idna"].version == newest_idna
-    # As if the lock had been written when idna 3.7 was the newest (its hash left as it was:
-    # a preference is a version only, the hash must come from the index again).
-    path = tmp_path / "images" / BASE / "pylock.toml"
-    text = path.read_text()
-    old = f'name = "idna"\nversion = "{newest_idna}"'
-    assert old in text
-    path.write_text(text.replace(old, 'name = "idna"\nversion = "3.7"'))
-    assert lock(matrix, BASE) == 0
-    kept = locked(matrix, BASE)["idna"]
+    assert newest_idna != "3.7"
+    root_layer = tmp_path / "layers" / "root" / "layer.yaml"
+    pinned = write_matrix(tmp_path, ["requests==2.32.3", "idna==3.7"], [])
+    unpinned = root_layer.read_text().replace("\n  - idna==3.7", "")
+
+    def lock_pinned_then_unpin() -> None:
+        root_layer.write_text(unpinned.replace("packages:", "packages:\n  - idna==3.7"))
+        assert lock(pinned, BASE) == 0
+        assert locked(pinned, BASE)["idna"].version == "3.7"
+        root_layer.write_text(unpinned)
+
+    lock_pinned_then_unpin()
+    assert lock(pinned, BASE) == 0
+    kept = locked(pinned, BASE)["idna"]
     assert (kept.version, kept.sha256) == ("3.7", wheel_sha256("idna", "3.7"))
     assert kept.filename == "idna-3.7-py3-none-any.whl"
-    assert lock(matrix, BASE, "--upgrade-package", "idna") == 0
-    assert locked(matrix, BASE)["idna"].version == newest_idna
-    path.write_text(path.read_text().replace(f'name = "idna"\nversion = "{newest_idna}"',
-                                             'name = "idna"\nversion = "3.7"'))
-    assert lock(matrix, BASE, "--upgrade") == 0
-    assert locked(matrix, BASE)["idna"].version == newest_idna
+    assert lock(pinned, BASE, "--upgrade-package", "idna") == 0
+    assert locked(pinned, BASE)["idna"].version == newest_idna
+    lock_pinned_then_unpin()
+    assert lock(pinned, BASE, "--upgrade") == 0
+    assert locked(pinned, BASE)["idna"].version == newest_idna
 
 
 def test_a_child_pin_conflicting_with_the_parents_lock_exits_2(

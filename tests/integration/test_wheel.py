@@ -33,7 +33,8 @@ def test_suite_is_inside_torchstack(wheel: Path) -> None:
     assert expected <= suite
     assert "torchstack/checks/suite/nccl.py" in suite
     # The loader validates with the schemas, so they ship too.
-    assert {"torchstack/schema/matrix.schema.json", "torchstack/schema/layer.schema.json"} <= set(
+    assert {"torchstack/config/schema/matrix.schema.json",
+            "torchstack/config/schema/layer.schema.json"} <= set(
         names)
 
 

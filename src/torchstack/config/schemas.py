@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from torchstack.config.located import Located, type_name
 from torchstack.errors import ConfigError
 
-# src/torchstack/schema links to the repository's schema/ folder, so the wheel carries it.
+# src/torchstack/config/schema links to the repository's schema/ folder, so the wheel carries it.
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 MATRIX = "matrix.schema.json"
 LAYER = "layer.schema.json"

@@ -82,11 +82,12 @@ def find_uv() -> Uv:
 
 @dataclass(frozen=True)
 class LockRequest:
+    # uv's environment, from Settings (PATH to find an interpreter, proxies, HOME); its own UV_*
+    # settings are dropped. No default: an empty one leaves uv without an interpreter.
+    environ: Mapping[str, str] = field(repr=False)
     upgrade: bool = False  # forget every locked version
     upgrade_packages: tuple[str, ...] = ()  # forget these only
     inputs: BuildInputs = field(default_factory=BuildInputs)  # --index overrides, CA bundle
-    # uv's environment, from Settings (proxies, HOME); its own UV_* settings are dropped.
-    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

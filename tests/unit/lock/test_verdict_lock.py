@@ -9,6 +9,7 @@ probes first. Each test's docstring names the one-line bug it catches.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import sys
@@ -127,7 +128,7 @@ def test_the_parents_entries_are_copied_verbatim_under_a_mirror(
     assert base is not None and vision is not None
     assert any(d.marker for d in base.dists)  # markers are part of what must survive
     uv = fake_uv(tmp_path_factory.mktemp("uv"), uv_answer(list(vision.dists)))
-    request = LockRequest(inputs=BuildInputs(pip_index=mirror))
+    request = LockRequest(environ=os.environ, inputs=BuildInputs(pip_index=mirror))
     (outcome,) = lock_images(matrix, [matrix.by_id()[VISION]], request, uv)
     assert outcome.error is None, outcome.error
     child = read_lock(matrix, matrix.by_id()[VISION])
