@@ -7,7 +7,8 @@ import sys
 from typing import Any
 
 from torchstack import api
-from torchstack.commands.common import add_selection, matrix_of
+from torchstack.commands.common import add_selection, add_signing_key, matrix_of, signing_key_of
+from torchstack.commands.promote import say_attached
 from torchstack.resolve.outcome import ImageCheck
 from torchstack.resolve.state import ImageState
 
@@ -20,18 +21,21 @@ def register(sub: Any) -> None:
                              " GPU is there, else skip; off: never touch a GPU (default: auto)")
     parser.add_argument("--force", action="store_true",
                         help="check again even where a passing record exists")
+    add_signing_key(parser, "each verdict")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
+    key = signing_key_of(args)
 
     def starting(state: ImageState) -> None:
         print(f"check {state.id} ({str(state.local_image_id)[:19]}) --gpu {args.gpu} ...",
               flush=True)
 
     outcome = api.check(matrix, args.globs, everything=args.everything, gpu=args.gpu,
-                        force=args.force, on_start=starting, on_result=_say)
+                        force=args.force, on_start=starting, on_result=_say,
+                        signing_key=key, on_attach=say_attached)
     for path in outcome.reports:
         print(f"wrote {path.relative_to(matrix.root)}")
     error = outcome.error(matrix.root)

@@ -6,9 +6,16 @@ import argparse
 from typing import Any
 
 from torchstack import api
-from torchstack.commands.common import add_selection, matrix_of, push_repository
+from torchstack.commands.common import (
+    add_selection,
+    add_signing_key,
+    matrix_of,
+    push_repository,
+    signing_key_of,
+)
 from torchstack.config import kinds
 from torchstack.errors import ConfigError
+from torchstack.release.attaching import AttachOutcome
 from torchstack.release.stage import ImagePromotion, journal_of
 
 
@@ -23,6 +30,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--discard-journal", action="store_true",
                         help="move an unreadable (or unwanted) promote journal aside, to"
                              " .torchstack/promote-journal.discarded-<time>.json, and go on")
+    add_signing_key(parser, "each image's newest verdict at each level (with --push)")
     parser.set_defaults(run=run)
 
 
@@ -34,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
                           f" {kinds.repository_problem(args.registry)}",
                           tip="e.g. --registry 127.0.0.1:5000/torchstack")
     repository = args.registry or push_repository(matrix)
+    key = signing_key_of(args)
+    if key is not None and not args.push:
+        print("--signing-key: nothing is attached without --push")
     if args.discard_journal:
         aside = journal_of(matrix).discard()
         print(f"promote journal moved aside to {aside.relative_to(matrix.root)}" if aside
@@ -41,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"promote into {repository} (policy: release needs {matrix.promotion_level} checks)")
     outcome = api.promote(matrix, args.globs, everything=args.everything, push=args.push,
                           repository=repository, say=lambda line: print(f"  {line}", flush=True),
-                          on_image=_say)
+                          on_image=_say, signing_key=key, on_attach=say_attached)
     print(f"manifests in {outcome.run.path.relative_to(matrix.root)}/manifests/")
     error = outcome.error()
     if error is not None:
@@ -59,3 +70,11 @@ def _say(image: ImagePromotion) -> None:
         state = "pushed" if result.pushed else "tagged"
         print(f"  {state if not result.error else 'FAILED'} {result.ref}"
               + (f": {result.error}" if result.error else ""))
+
+
+def say_attached(outcome: AttachOutcome) -> None:
+    if outcome.note:
+        print(f"{outcome.image_id}: no attestation attached: {outcome.note}")
+    else:
+        print(f"{outcome.image_id}: verdicts attached to {len(outcome.digests)} digest(s)"
+              f" ({outcome.added} envelopes new, {outcome.already} already there)")

@@ -26,7 +26,14 @@ from torchstack.cluster.report_import import (
     spec_of,
     verify,
 )
-from torchstack.commands.common import flag_type, matrix_of, push_repository
+from torchstack.commands.common import (
+    add_signing_key,
+    flag_type,
+    matrix_of,
+    push_repository,
+    signing_key_of,
+)
+from torchstack.commands.promote import say_attached
 from torchstack.errors import CheckError, ConfigError
 from torchstack.resolve.outcome import ImageCheck, suite_version
 from torchstack.resolve.records import RecordStore
@@ -53,6 +60,7 @@ def register(sub: Any) -> None:
                      help="the Job's namespace (default: the context's, else default)")
     imp.add_argument("--context", metavar="CTX",
                      help="the kubeconfig context (default: the current one)")
+    add_signing_key(imp, "the imported verdict")
     imp.set_defaults(run=run)
 
 
@@ -65,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--namespace and --context go with --from-job",
                           tip="leave them out when importing a file")
     matrix = matrix_of(args)
+    key = signing_key_of(args)  # a bad key stops before anything is recorded
     text, source = (_from_job(args.from_job, args.namespace, args.context)
                     if args.from_job else _from_file(args.report))
     imported = read_report(text, source.label)
@@ -89,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
     kind = "multi-node NCCL record" if record.scope == "multinode" else "gpu-level record"
     print(f"recorded a {'passing' if record.passed else 'FAILED'} {kind} for {spec.id}"
           f" ({candidate.docker_id[:19]}, {candidate.digest[:19]}){on}, from {source.label}")
+    if key is not None:
+        api.attest(matrix, [spec.id], signing_key=key, repository=repository,
+                   say=lambda line: print(f"  {line}"), on_attach=say_attached)
     if record.scope == "multinode":
         print("  multi-node figures are kept with the image's records; they do not count for"
               " the gpu level: import the single-node Job's report for that")
