@@ -199,7 +199,7 @@ def _attach(matrix: Matrix, states: list[ImageState], engine: DockerBackend, rep
     outcomes = []
     for state in states:
         sbom = manifests / f"{state.id}.cdx.json" if manifests is not None else None
-        outcome = attach_image(state, repository=registry, backend=engine, key=key,
+        outcome = attach_image(state, matrix, repository=registry, backend=engine, key=key,
                                store=store, runs=runs_dir(matrix.root), lock=lock,
                                sbom=sbom if sbom is not None and sbom.is_file() else None,
                                say=say)

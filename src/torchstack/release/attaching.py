@@ -20,6 +20,7 @@ from pathlib import Path
 from torchstack.backend.artifacts import Repository
 from torchstack.backend.docker import DockerBackend
 from torchstack.backend.identity import Content, content_of_blob, content_of_inspect
+from torchstack.config.model import Matrix
 from torchstack.release.attestations import Attachment, attach
 from torchstack.release.dsse import sign
 from torchstack.release.keys import SigningKey
@@ -37,6 +38,7 @@ from torchstack.release.statements import (
 )
 from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.state import ImageState
+from torchstack.resolve.tags import candidate_ref, decide
 
 ZSTD_SUFFIX = "-zstd"  # the zstd variant of a tag, where one was pushed
 
@@ -60,11 +62,22 @@ def newest_per_level(store: RecordStore, state: ImageState) -> list[CheckRecord]
     return [newest[level] for level in ("cpu", "gpu") if level in newest]
 
 
-def published_digests(repository: Repository, state: ImageState,
+def tags_of(state: ImageState, matrix: Matrix, repository: str,
+            records: list[CheckRecord]) -> list[str]:
+    """The tags this build may be published under: its candidate, and the release tags a pass
+    gave it (still asked after a later failure, which moves no tag but must reach them)."""
+    refs = [candidate_ref(state.spec, matrix, repository, str(state.input_hash)),
+            *state.decision.releases]
+    for record in (r for r in reversed(records) if r.passed):
+        refs += decide(state.spec, matrix, repository, state.input_hash, record,
+                       record.level).releases
+        break
+    return [ref.rpartition(":")[2] for ref in dict.fromkeys(refs)]
+
+
+def published_digests(repository: Repository, state: ImageState, tags: list[str],
                       inspected: dict[str, object] | None) -> list[str]:
     """Manifest digests the registry serves this image under (same content as checked)."""
-    decision = state.decision
-    tags = [ref.rpartition(":")[2] for ref in (decision.candidate, *decision.releases) if ref]
     local: Content | None = content_of_inspect(inspected) if inspected else None
     found: list[str] = []
     for tag in [t for base in tags for t in (base, base + ZSTD_SUFFIX)]:
@@ -114,7 +127,8 @@ def verdict_of(record: CheckRecord, runs: Path, content: Content | None,
     return Verdict(record, content, _checks(record, report), artifacts)
 
 
-def attach_image(state: ImageState, *, repository: Repository, backend: DockerBackend,
+def attach_image(state: ImageState, matrix: Matrix, *, repository: Repository,
+                 backend: DockerBackend,
                  key: SigningKey, store: RecordStore, runs: Path, lock: Path,
                  sbom: Path | None = None,
                  say: Callable[[str], None] = lambda line: None) -> AttachOutcome:
@@ -125,7 +139,8 @@ def attach_image(state: ImageState, *, repository: Repository, backend: DockerBa
     if not records:
         return AttachOutcome(state.id, (), 0, 0, "no check record to attach")
     inspected = backend.inspect(str(state.local_image_id))
-    digests = published_digests(repository, state, inspected)
+    tags = tags_of(state, matrix, repository.name, records)
+    digests = published_digests(repository, state, tags, inspected)
     if not digests:
         return AttachOutcome(state.id, (), 0, 0,
                              f"not in {repository.name} yet (no candidate or release tag"
