@@ -148,6 +148,8 @@ def attach_image(state: ImageState, matrix: Matrix, *, repository: Repository,
     content = content_of_inspect(inspected) if inspected else None
     subjects = tuple(Subject(repository.name, d) for d in digests)
     attachments = []
+    # The same record signed by another key (after a rotation) is a new attachment.
+    signer = key.public().fingerprint
     for record in records:
         verdict = verdict_of(record, runs, content, sbom)
         uri = f"file:.torchstack/runs/{record.report}"
@@ -155,12 +157,12 @@ def attach_image(state: ImageState, matrix: Matrix, *, repository: Repository,
                                 (TEST_RESULT_PREDICATE, test_result_predicate(verdict, uri))):
             envelope = sign(statement(subjects, kind, predicate), key).to_json()
             attachments.append(Attachment(envelope, kind, digest_of(
-                (verdict.key + kind).encode())))
+                (verdict.key + kind + signer).encode())))
     if sbom is not None and sbom.is_file():
         document = json.loads(sbom.read_text(encoding="utf-8"))
         envelope = sign(statement(subjects, SBOM_PREDICATE, document), key).to_json()
         attachments.append(Attachment(envelope, SBOM_PREDICATE,
-                                      digest_of(f"sbom:{state.local_image_id}".encode())))
+                                      digest_of(f"sbom:{state.local_image_id}{signer}".encode())))
     added = already = 0
     for digest in digests:
         done = attach(repository, digest, attachments, lock)
