@@ -1,7 +1,7 @@
 """Statements, DSSE and the verdict decision, with real crypto and no registry.
 
 Each test names the plausible bug it catches. The registry side (storage, verify on real
-pushes, concurrent attaches) is tests/integration/test_attestations.py.
+pushes, concurrent attaches) is tests/integration/test_attestations_registry.py.
 """
 
 from __future__ import annotations
