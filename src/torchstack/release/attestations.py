@@ -83,9 +83,11 @@ def layers_of(manifest: bytes | None) -> list[Layer]:
     layers = []
     for row in rows if isinstance(rows, list) else []:
         if isinstance(row, dict) and row.get("mediaType") == ENVELOPE_MEDIA_TYPE:
-            annotations = row.get("annotations") or {}
-            layers.append(Layer(str(row.get("digest")), int(row.get("size") or 0),
-                                {str(k): str(v) for k, v in annotations.items()}))
+            annotations = row.get("annotations")
+            size = row.get("size")
+            layers.append(Layer(str(row.get("digest")), size if isinstance(size, int) else 0,
+                                {str(k): str(v) for k, v in annotations.items()}
+                                if isinstance(annotations, dict) else {}))
     return layers
 
 
