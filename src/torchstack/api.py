@@ -151,13 +151,13 @@ def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = Fal
             backend: DockerBackend | None = None,
             say: Callable[[str], None] = lambda line: None,
             on_image: Callable[[ImagePromotion], None] = lambda image: None,
-            signing_key: SigningKey | None = None,
+            signing_key: SigningKey | None = None, referrers: bool = False,
             on_attach: Callable[[AttachOutcome], None] = lambda outcome: None) -> PromoteRun:
     """Tag (and with `push`, push) what passed, per the matrix's promotion policy.
 
     With `push` and a `signing_key`, the newest verdict at each level of every requested image
     (failures included, even when no tag moved) is attached to each digest already published
-    for it, with the SBOM this run wrote.
+    for it, with the SBOM this run wrote (with `referrers`, also as OCI 1.1 referrers).
     """
     resolution = _selected(matrix, globs, everything)
     repository = repository or push_repository(matrix)
@@ -169,7 +169,7 @@ def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = Fal
         outcome = promote_images(resolved, engine, run, push=push, say=say, on_image=on_image)
         if push and signing_key is not None:
             _attach(matrix, list(resolved.requested), engine, repository, signing_key,
-                    run.path / "manifests", say, on_attach)
+                    run.path / "manifests", say, on_attach, referrers=referrers)
         return outcome
 
 
@@ -192,7 +192,8 @@ def attest(matrix: Matrix, globs: Iterable[str] = (), *, signing_key: SigningKey
 
 def _attach(matrix: Matrix, states: list[ImageState], engine: DockerBackend, repository: str,
             key: SigningKey, manifests: Path | None, say: Callable[[str], None],
-            on_attach: Callable[[AttachOutcome], None]) -> list[AttachOutcome]:
+            on_attach: Callable[[AttachOutcome], None], *,
+            referrers: bool = False) -> list[AttachOutcome]:
     registry = Repository(repository)
     store = RecordStore.for_matrix(matrix)
     lock = matrix.root / ".torchstack" / "attach.lock"
@@ -202,7 +203,7 @@ def _attach(matrix: Matrix, states: list[ImageState], engine: DockerBackend, rep
         outcome = attach_image(state, matrix, repository=registry, backend=engine, key=key,
                                store=store, runs=runs_dir(matrix.root), lock=lock,
                                sbom=sbom if sbom is not None and sbom.is_file() else None,
-                               say=say)
+                               referrers=referrers, say=say)
         on_attach(outcome)
         outcomes.append(outcome)
     return outcomes

@@ -320,3 +320,58 @@ def test_check_without_a_pushed_candidate_says_so(fixture_copy: Path, it_reposit
                            "--signing-key", str(private))
     assert "no attestation attached: not in" in output and "`promote --push`" in output, output
     assert os.environ.get("TORCHSTACK_SIGNING_KEY") is None
+
+
+def registry_json(repository: str, tail: str, accept: str) -> tuple[int, dict[str, Any] | None]:
+    import urllib.error
+    import urllib.request
+    host, _, path = repository.partition("/")
+    request = urllib.request.Request(f"http://{host}/v2/{path}/{tail}",
+                                     headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def test_the_referrers_flag_writes_oci_11_referrers_and_the_fallback_tag(
+        fixture_copy: Path, it_repository: str, docker_api: Any, capsys: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    private, public = new_keys(tmp_path / "keys", None, monkeypatch, capsys)
+    docker_id, input_hash = built(docker_api, fixture_copy, BASE)
+    candidate = f"{it_repository}:{BASE}-{input_hash[:12]}"
+    write_record(fixture_copy, BASE, docker_id, input_hash, "cpu")
+    code, output = run_cli(capsys, fixture_copy, "promote", BASE, "--push", "--signing-key",
+                           str(private), "--referrers")
+    assert code == 0, output
+    assert "OCI 1.1 referrers of" in output and ": 3 new" in output, output
+    _, manifest, digest = http_manifest(candidate)
+    assert manifest is not None
+    index_type = "application/vnd.oci.image.index.v1+json"
+    # distribution 2.8 has no referrers API, so the fallback tag lists them.
+    assert registry_json(it_repository, f"referrers/{digest}", index_type)[0] == 404
+    status, index = registry_json(it_repository, f"manifests/{digest.replace(':', '-')}",
+                                  index_type)
+    assert status == 200 and index is not None and len(index["manifests"]) == 3
+    for entry in index["manifests"]:
+        assert entry["artifactType"] == ENVELOPE_TYPE
+        _, referrer = registry_json(it_repository, f"manifests/{entry['digest']}",
+                                    "application/vnd.oci.image.manifest.v1+json")
+        assert referrer is not None
+        assert referrer["subject"]["digest"] == digest  # stored byte for byte
+        assert referrer["artifactType"] == ENVELOPE_TYPE
+        assert referrer["config"]["mediaType"] == "application/vnd.oci.empty.v1+json"
+        (layer,) = referrer["layers"]
+        assert independently_verified(json.loads(blob(it_repository, layer["digest"])), public)
+    # With the .att emptied, verify still finds the verdict through the referrers.
+    store_only(it_repository, digest, [])
+    code, output = verify(capsys, fixture_copy, candidate, public)
+    assert code == 0, output
+    # Promoting the same record again adds no referrer.
+    code, output = run_cli(capsys, fixture_copy, "promote", BASE, "--push", "--signing-key",
+                           str(private), "--referrers")
+    assert code == 0 and "referrers of" in output and ": 0 new" in output, output
+    _, index = registry_json(it_repository, f"manifests/{digest.replace(':', '-')}",
+                             index_type)
+    assert index is not None and len(index["manifests"]) == 3

@@ -29,6 +29,8 @@ MAX_BLOB = 64 << 20  # an envelope or an SBOM is kilobytes to a few MiB
 class Published:
     digest: str  # Docker-Content-Digest: the manifest digest the tag serves
     config_digest: str | None  # the manifest's config.digest (None for an index)
+    media_type: str = OCI_MANIFEST  # what a descriptor of it (an OCI 1.1 subject) names
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,15 +100,17 @@ class Repository:
             raise RegistryError(f"{self.name}:{tag}: the manifest hashes to {digest}, the"
                                 f" registry says {claimed}")
         try:
-            config = json.loads(answer.body).get("config", {}).get("digest")
+            document = json.loads(answer.body)
+            config = document.get("config", {}).get("digest")
         except (ValueError, AttributeError):
-            config = None
-        return Published(digest, config if isinstance(config, str) else None)
+            document, config = {}, None
+        media_type = answer.headers.get("Content-Type") or document.get("mediaType")
+        return Published(digest, config if isinstance(config, str) else None,
+                         str(media_type or OCI_MANIFEST), len(answer.body))
 
-    def manifest(self, tag: str) -> bytes | None:
-        """An OCI manifest's bytes by tag or digest; None when there is none."""
-        answer = self._send("GET", self._url(f"manifests/{tag}"),
-                            headers={"Accept": OCI_MANIFEST})
+    def manifest(self, tag: str, accept: str = OCI_MANIFEST) -> bytes | None:
+        """A manifest's (or with `accept`, an index's) bytes by tag or digest; None: none."""
+        answer = self._send("GET", self._url(f"manifests/{tag}"), headers={"Accept": accept})
         if answer.status == 404:
             return None
         if answer.status != 200:

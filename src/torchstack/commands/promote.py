@@ -31,6 +31,10 @@ def register(sub: Any) -> None:
                         help="move an unreadable (or unwanted) promote journal aside, to"
                              " .torchstack/promote-journal.discarded-<time>.json, and go on")
     add_signing_key(parser, "each image's newest verdict at each level (with --push)")
+    parser.add_argument("--referrers", action="store_true",
+                        help="with --signing-key, also write each attestation as an OCI 1.1"
+                             " referrer (and the sha256-<hex> fallback index tag where the"
+                             " registry has no referrers API)")
     parser.set_defaults(run=run)
 
 
@@ -52,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"promote into {repository} (policy: release needs {matrix.promotion_level} checks)")
     outcome = api.promote(matrix, args.globs, everything=args.everything, push=args.push,
                           repository=repository, say=lambda line: print(f"  {line}", flush=True),
-                          on_image=_say, signing_key=key, on_attach=say_attached)
+                          on_image=_say, signing_key=key, on_attach=say_attached,
+                          referrers=args.referrers)
     print(f"manifests in {outcome.run.path.relative_to(matrix.root)}/manifests/")
     error = outcome.error()
     if error is not None:

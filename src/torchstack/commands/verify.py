@@ -1,6 +1,7 @@
 """`torchstack verify REF --key PUB`: does the image carry a signed verdict that satisfies?
 
-Resolves REF to its manifest digest, reads the digest's `.att` attestations, keeps the DSSE
+Resolves REF to its manifest digest, reads the digest's `.att` attestations (and its OCI 1.1
+referrers: the API, else the `sha256-<hex>` fallback tag), keeps the DSSE
 envelopes the key signed whose statement names that digest, and lets the newest verdict (by
 the check time signed inside it) at the level asked or above decide. Exit 0 when satisfied,
 else 8 (errors.VerifyError) with the reason.
@@ -16,7 +17,12 @@ from typing import Any
 from torchstack.backend.artifacts import Repository
 from torchstack.backend.registry import RegistryError, split_reference
 from torchstack.errors import ConfigError, VerifyError
-from torchstack.release.attestations import Requirements, decide, read_envelopes
+from torchstack.release.attestations import (
+    Requirements,
+    decide,
+    read_envelopes,
+    read_referrer_envelopes,
+)
 from torchstack.release.keys import load_verify_key
 
 
@@ -50,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         if published is None:
             raise VerifyError(f"{args.ref}: no such tag or digest in the registry")
         envelopes = read_envelopes(repository, published.digest)
+        envelopes += [e for e in read_referrer_envelopes(repository, published.digest)
+                      if e not in envelopes]
     except RegistryError as exc:
         raise VerifyError(f"{args.ref}: cannot read its attestations: {exc.message}",
                           tip="is the registry reachable?") from None

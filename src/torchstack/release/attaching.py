@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchstack.backend.artifacts import Repository
+from torchstack.backend.artifacts import Published, Repository
 from torchstack.backend.docker import DockerBackend
 from torchstack.backend.identity import Content, content_of_blob, content_of_inspect
 from torchstack.config.model import Matrix
-from torchstack.release.attestations import Attachment, attach
+from torchstack.release.attestations import Attachment, attach, attach_referrers
 from torchstack.release.dsse import sign
 from torchstack.release.keys import SigningKey
 from torchstack.release.statements import (
@@ -76,13 +76,13 @@ def tags_of(state: ImageState, matrix: Matrix, repository: str,
 
 
 def published_digests(repository: Repository, state: ImageState, tags: list[str],
-                      inspected: dict[str, object] | None) -> list[str]:
+                      inspected: dict[str, object] | None) -> list[Published]:
     """Manifest digests the registry serves this image under (same content as checked)."""
     local: Content | None = content_of_inspect(inspected) if inspected else None
-    found: list[str] = []
+    found: list[Published] = []
     for tag in [t for base in tags for t in (base, base + ZSTD_SUFFIX)]:
         published = repository.published(tag)
-        if published is None or published.digest in found:
+        if published is None or published.digest in {p.digest for p in found}:
             continue
         same = published.config_digest == state.local_image_id
         if not same and local is not None and published.config_digest:
@@ -90,7 +90,7 @@ def published_digests(repository: Repository, state: ImageState, tags: list[str]
             blob = json.loads(repository.blob(published.config_digest))
             same = isinstance(blob, dict) and content_of_blob(blob).id == local.id
         if same:
-            found.append(published.digest)
+            found.append(published)
     return found
 
 
@@ -130,9 +130,10 @@ def verdict_of(record: CheckRecord, runs: Path, content: Content | None,
 def attach_image(state: ImageState, matrix: Matrix, *, repository: Repository,
                  backend: DockerBackend,
                  key: SigningKey, store: RecordStore, runs: Path, lock: Path,
-                 sbom: Path | None = None,
+                 sbom: Path | None = None, referrers: bool = False,
                  say: Callable[[str], None] = lambda line: None) -> AttachOutcome:
-    """Sign and attach the newest verdict at each level to every published digest."""
+    """Sign and attach the newest verdict at each level to every published digest (with
+    `referrers`, also as OCI 1.1 referrers)."""
     if not state.built:
         return AttachOutcome(state.id, (), 0, 0, "not built")
     records = newest_per_level(store, state)
@@ -140,7 +141,8 @@ def attach_image(state: ImageState, matrix: Matrix, *, repository: Repository,
         return AttachOutcome(state.id, (), 0, 0, "no check record to attach")
     inspected = backend.inspect(str(state.local_image_id))
     tags = tags_of(state, matrix, repository.name, records)
-    digests = published_digests(repository, state, tags, inspected)
+    published = published_digests(repository, state, tags, inspected)
+    digests = [p.digest for p in published]
     if not digests:
         return AttachOutcome(state.id, (), 0, 0,
                              f"not in {repository.name} yet (no candidate or release tag"
@@ -164,9 +166,12 @@ def attach_image(state: ImageState, matrix: Matrix, *, repository: Repository,
         attachments.append(Attachment(envelope, SBOM_PREDICATE,
                                       digest_of(f"sbom:{state.local_image_id}{signer}".encode())))
     added = already = 0
-    for digest in digests:
-        done = attach(repository, digest, attachments, lock)
+    for image in published:
+        done = attach(repository, image.digest, attachments, lock)
         added, already = added + done.added, already + done.already
-        say(f"attested {repository.name}@{digest[:19]}: {done.added} new,"
+        say(f"attested {repository.name}@{image.digest[:19]}: {done.added} new,"
             f" {done.already} already there")
+        if referrers:
+            count = attach_referrers(repository, image, attachments, lock)
+            say(f"  OCI 1.1 referrers of {image.digest[:19]}: {count} new")
     return AttachOutcome(state.id, tuple(digests), added, already)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from torchstack.backend.artifacts import OCI_MANIFEST, Repository
+from torchstack.backend.artifacts import OCI_INDEX, OCI_MANIFEST, Published, Repository
 from torchstack.backend.registry import RegistryError
 from torchstack.release.dsse import (
     ENVELOPE_MEDIA_TYPE,
@@ -33,7 +33,12 @@ from torchstack.release.dsse import (
     parse_envelope,
 )
 from torchstack.release.keys import VerifyKey
-from torchstack.release.statements import VERDICT_PREDICATE, parse_time, read_statement
+from torchstack.release.statements import (
+    VERDICT_PREDICATE,
+    digest_of,
+    parse_time,
+    read_statement,
+)
 from torchstack.resolve.records import LEVEL_RANK
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -160,6 +165,88 @@ def attach(repository: Repository, digest: str, attachments: list[Attachment],
     raise RegistryError(f"{repository.name}@{digest}: attestations kept disappearing from"
                         f" {tag} after {ATTEMPTS} writes (another writer?)",
                         tip="run it again; attaches from several hosts at once are best effort")
+
+
+EMPTY_CONFIG, EMPTY_MEDIA_TYPE = b"{}", "application/vnd.oci.empty.v1+json"
+
+
+def fallback_tag(digest: str) -> str:
+    """`sha256-<hex>`: the OCI 1.1 referrers tag schema, for registries without the API."""
+    return digest.replace(":", "-")
+
+
+def referrer_manifest(item: Attachment, blob: str, subject: Published) -> bytes:
+    """An OCI 1.1 artifact manifest whose `subject` is the image: one envelope layer."""
+    return json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ENVELOPE_MEDIA_TYPE,
+        "config": {"mediaType": EMPTY_MEDIA_TYPE, "digest": digest_of(EMPTY_CONFIG),
+                   "size": len(EMPTY_CONFIG)},
+        "layers": [{"mediaType": ENVELOPE_MEDIA_TYPE, "digest": blob,
+                    "size": len(item.envelope)}],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest,
+                    "size": subject.size},
+        "annotations": {PREDICATE_ANNOTATION: item.predicate_type, KEY_ANNOTATION: item.key},
+    }, separators=(",", ":")).encode()
+
+
+def _index_entries(index: bytes | None) -> list[dict[str, object]]:
+    try:
+        rows = json.loads(index).get("manifests", []) if index else []
+    except (ValueError, AttributeError):
+        raise RegistryError("the referrers fallback tag does not hold an OCI index") from None
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+
+
+def _entry_key(entry: dict[str, object]) -> str:
+    annotations = entry.get("annotations")
+    return str(annotations.get(KEY_ANNOTATION, "")) if isinstance(annotations, dict) else ""
+
+
+def attach_referrers(repository: Repository, subject: Published,
+                     attachments: list[Attachment], lock: Path | None) -> int:
+    """Also write each attachment as an OCI 1.1 referrer of `subject`; where the registry has
+    no referrers API, list them in the fallback index tag. Returns how many were new."""
+    tag = fallback_tag(subject.digest)
+    with host_lock(lock):
+        for _ in range(ATTEMPTS):
+            listed = repository.referrers(subject.digest)
+            api = listed is not None
+            entries = listed if listed is not None else _index_entries(
+                repository.manifest(tag, OCI_INDEX))
+            have = {_entry_key(e) for e in entries}
+            new = []
+            for item in (a for a in attachments if a.key not in have):
+                repository.put_blob(EMPTY_CONFIG)
+                body = referrer_manifest(item, repository.put_blob(item.envelope), subject)
+                digest = repository.put_manifest(digest_of(body), body)
+                new.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
+                            "artifactType": ENVELOPE_MEDIA_TYPE,
+                            "annotations": {PREDICATE_ANNOTATION: item.predicate_type,
+                                            KEY_ANNOTATION: item.key}})
+            if api or not new:
+                return len(new)  # the registry indexes referrers itself
+            index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                "manifests": entries + new}, separators=(",", ":")).encode()
+            repository.put_manifest(tag, index, OCI_INDEX)
+            after = {_entry_key(e) for e in _index_entries(repository.manifest(tag, OCI_INDEX))}
+            if all(_entry_key(e) in after for e in new) and have <= after:
+                return len(new)
+    raise RegistryError(f"{repository.name}: referrers kept disappearing from {tag}",
+                        tip="run it again; attaches from several hosts at once are best effort")
+
+
+def read_referrer_envelopes(repository: Repository, digest: str) -> list[bytes]:
+    """The envelopes of `digest`'s OCI 1.1 referrers (API, else the fallback tag)."""
+    listed = repository.referrers(digest)
+    entries = listed if listed is not None else _index_entries(
+        repository.manifest(fallback_tag(digest), OCI_INDEX))
+    envelopes = []
+    for entry in entries:
+        if entry.get("artifactType") == ENVELOPE_MEDIA_TYPE and isinstance(
+                entry.get("digest"), str):
+            manifest = repository.manifest(str(entry["digest"]))
+            envelopes += [repository.blob(layer.digest) for layer in layers_of(manifest)]
+    return envelopes
 
 
 @dataclass(frozen=True)
