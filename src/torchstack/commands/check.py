@@ -7,8 +7,13 @@ import sys
 from typing import Any
 
 from torchstack import api
-from torchstack.commands.common import add_selection, add_signing_key, matrix_of, signing_key_of
-from torchstack.commands.promote import say_attached
+from torchstack.commands.common import (
+    add_selection,
+    add_signing_key,
+    matrix_of,
+    say_attached,
+    signing_key_of,
+)
 from torchstack.resolve.outcome import ImageCheck
 from torchstack.resolve.state import ImageState
 

@@ -13,11 +13,12 @@ from typing import TypeVar
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
+from torchstack.release.attaching import AttachOutcome
 from torchstack.release.keys import KEY_TIP, SigningKey, is_encrypted, load_signing_key
 from torchstack.resolve.state import push_repository
 
 __all__ = ["add_selection", "add_signing_key", "flag_type", "matrix_of", "push_repository",
-           "signing_key_of"]
+           "say_attached", "signing_key_of"]
 T = TypeVar("T")
 
 
@@ -78,3 +79,12 @@ def signing_key_of(args: argparse.Namespace,
         elif sys.stdin.isatty():
             passphrase = getpass.getpass(f"passphrase for {source}: ").encode()
     return load_signing_key(pem, passphrase, source)
+
+
+def say_attached(outcome: AttachOutcome) -> None:
+    """One line per image: where its verdicts went, or why nowhere."""
+    if outcome.note:
+        print(f"{outcome.image_id}: no attestation attached: {outcome.note}")
+    else:
+        print(f"{outcome.image_id}: verdicts attached to {len(outcome.digests)} digest(s)"
+              f" ({outcome.added} envelopes new, {outcome.already} already there)")

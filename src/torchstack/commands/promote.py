@@ -11,11 +11,11 @@ from torchstack.commands.common import (
     add_signing_key,
     matrix_of,
     push_repository,
+    say_attached,
     signing_key_of,
 )
 from torchstack.config import kinds
 from torchstack.errors import ConfigError
-from torchstack.release.attaching import AttachOutcome
 from torchstack.release.stage import ImagePromotion, journal_of
 
 
@@ -75,11 +75,3 @@ def _say(image: ImagePromotion) -> None:
         state = "pushed" if result.pushed else "tagged"
         print(f"  {state if not result.error else 'FAILED'} {result.ref}"
               + (f": {result.error}" if result.error else ""))
-
-
-def say_attached(outcome: AttachOutcome) -> None:
-    if outcome.note:
-        print(f"{outcome.image_id}: no attestation attached: {outcome.note}")
-    else:
-        print(f"{outcome.image_id}: verdicts attached to {len(outcome.digests)} digest(s)"
-              f" ({outcome.added} envelopes new, {outcome.already} already there)")

@@ -31,9 +31,9 @@ from torchstack.commands.common import (
     flag_type,
     matrix_of,
     push_repository,
+    say_attached,
     signing_key_of,
 )
-from torchstack.commands.promote import say_attached
 from torchstack.errors import CheckError, ConfigError
 from torchstack.resolve.outcome import ImageCheck, suite_version
 from torchstack.resolve.records import RecordStore
