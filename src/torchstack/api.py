@@ -9,6 +9,10 @@ CheckError, PromoteError (4, 5, 6) from `BuildRun.error()`, `CheckRun.error()` a
 
 Calls that need the Docker Engine connect as the docker CLI would (DOCKER_HOST, ...) unless
 given a `backend`, and close what they opened.
+
+With a `signing_key` (release.keys.SigningKey), promote (with push), check and `attest` sign
+each image's newest verdict at each level and attach it, in cosign's `.att` layout, to every
+digest the registry already serves the image under (docs/attestations.md).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from torchstack.backend.artifacts import Repository
 from torchstack.backend.buildkit import find_cli
 from torchstack.backend.docker import DockerBackend
 from torchstack.build.builder import Builder, BuildSummary, ImageResult, Reporter
@@ -27,6 +32,8 @@ from torchstack.config.inputs import resolve_inputs
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import BuildError
+from torchstack.release.attaching import AttachOutcome, attach_image
+from torchstack.release.keys import SigningKey
 from torchstack.release.stage import ImagePromotion, PromoteRun, journal_of, promote_images
 from torchstack.resolve.outcome import GpuMode, ImageCheck
 from torchstack.resolve.records import RecordStore
@@ -39,10 +46,12 @@ from torchstack.resolve.state import (
     push_repository,
 )
 from torchstack.resolve.state import resolve as resolve_states
+from torchstack.workspace.paths import runs_dir
 from torchstack.workspace.runs import check_workspace, create_run
 
-__all__ = ["BuildRun", "CheckRun", "ImageCheck", "ImagePromotion", "ImageState", "PromoteRun",
-           "Resolved", "build", "check", "load", "plan", "promote", "resolve"]
+__all__ = ["AttachOutcome", "BuildRun", "CheckRun", "ImageCheck", "ImagePromotion", "ImageState",
+           "PromoteRun", "Resolved", "attest", "build", "check", "load", "plan", "promote",
+           "resolve"]
 
 
 def load(path: Path | str = "matrix.yaml") -> Matrix:
@@ -122,23 +131,43 @@ def build(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False
 def check(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False,
           gpu: GpuMode = "auto", force: bool = False, backend: DockerBackend | None = None,
           on_start: Callable[[ImageState], None] = lambda state: None,
-          on_result: Callable[[ImageCheck], None] = lambda result: None) -> CheckRun:
-    """Run the check suite inside each selected, built image; records what passed."""
+          on_result: Callable[[ImageCheck], None] = lambda result: None,
+          signing_key: SigningKey | None = None, repository: str | None = None,
+          on_attach: Callable[[AttachOutcome], None] = lambda outcome: None) -> CheckRun:
+    """Run the check suite inside each selected, built image; records what passed.
+
+    With a `signing_key`, each checked image's verdicts are attached where the registry
+    already serves it; an image not pushed yet is reported (`note`) and left to promote.
+    """
     check_workspace(matrix.root)
     resolution = _selected(matrix, globs, everything)
+    if signing_key is not None:
+        repository = repository or push_repository(matrix)
     with _engine(backend) as engine:
         resolved = resolve_states(matrix, globs, everything=everything, backend=engine,
-                                  resolution=resolution)
-        return check_images(resolved, engine, gpu, create_run(matrix.root), force=force,
-                            on_start=on_start, on_result=on_result)
+                                  resolution=resolution, repository=repository)
+        outcome = check_images(resolved, engine, gpu, create_run(matrix.root), force=force,
+                               on_start=on_start, on_result=on_result)
+        if signing_key is not None and repository is not None:
+            checked = {r.spec.id for r in outcome.results if r.docker_id}
+            _attach(matrix, [s for s in resolved.requested if s.id in checked], engine,
+                    repository, signing_key, None, lambda line: None, on_attach)
+        return outcome
 
 
 def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False,
             push: bool = False, repository: str | None = None,
             backend: DockerBackend | None = None,
             say: Callable[[str], None] = lambda line: None,
-            on_image: Callable[[ImagePromotion], None] = lambda image: None) -> PromoteRun:
-    """Tag (and with `push`, push) what passed, per the matrix's promotion policy."""
+            on_image: Callable[[ImagePromotion], None] = lambda image: None,
+            signing_key: SigningKey | None = None, referrers: bool = False,
+            on_attach: Callable[[AttachOutcome], None] = lambda outcome: None) -> PromoteRun:
+    """Tag (and with `push`, push) what passed, per the matrix's promotion policy.
+
+    With `push` and a `signing_key`, the newest verdict at each level of every requested image
+    (failures included, even when no tag moved) is attached to each digest already published
+    for it, with the SBOM this run wrote (with `referrers`, also as OCI 1.1 referrers).
+    """
     check_workspace(matrix.root)
     resolution = _selected(matrix, globs, everything)
     repository = repository or push_repository(matrix)
@@ -146,8 +175,48 @@ def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = Fal
     with _engine(backend) as engine:
         resolved = resolve_states(matrix, globs, everything=everything, backend=engine,
                                   repository=repository, resolution=resolution)
-        return promote_images(resolved, engine, create_run(matrix.root), push=push, say=say,
-                              on_image=on_image)
+        run = create_run(matrix.root)
+        outcome = promote_images(resolved, engine, run, push=push, say=say, on_image=on_image)
+        if push and signing_key is not None:
+            _attach(matrix, list(resolved.requested), engine, repository, signing_key,
+                    run.path / "manifests", say, on_attach, referrers=referrers)
+        return outcome
+
+
+def attest(matrix: Matrix, globs: Iterable[str] = (), *, signing_key: SigningKey,
+           everything: bool = False, repository: str | None = None,
+           backend: DockerBackend | None = None,
+           say: Callable[[str], None] = lambda line: None,
+           on_attach: Callable[[AttachOutcome], None] = lambda outcome: None,
+           ) -> list[AttachOutcome]:
+    """Attach the selected images' newest verdicts where the registry serves them (used by
+    `record import`)."""
+    resolution = _selected(matrix, globs, everything)
+    repository = repository or push_repository(matrix)
+    with _engine(backend) as engine:
+        resolved = resolve_states(matrix, globs, everything=everything, backend=engine,
+                                  repository=repository, resolution=resolution)
+        return _attach(matrix, list(resolved.requested), engine, repository, signing_key,
+                       None, say, on_attach)
+
+
+def _attach(matrix: Matrix, states: list[ImageState], engine: DockerBackend, repository: str,
+            key: SigningKey, manifests: Path | None, say: Callable[[str], None],
+            on_attach: Callable[[AttachOutcome], None], *,
+            referrers: bool = False) -> list[AttachOutcome]:
+    registry = Repository(repository)
+    store = RecordStore.for_matrix(matrix)
+    lock = matrix.root / ".torchstack" / "attach.lock"
+    outcomes = []
+    for state in states:
+        sbom = manifests / f"{state.id}.cdx.json" if manifests is not None else None
+        outcome = attach_image(state, matrix, repository=registry, backend=engine, key=key,
+                               store=store, runs=runs_dir(matrix.root), lock=lock,
+                               sbom=sbom if sbom is not None and sbom.is_file() else None,
+                               referrers=referrers, say=say)
+        on_attach(outcome)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _selected(matrix: Matrix, globs: Iterable[str], everything: bool) -> Resolution:

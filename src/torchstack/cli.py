@@ -23,10 +23,11 @@ from torchstack.settings import Settings
 
 # Help lists verbs in flow order; any other module in torchstack.commands follows.
 FLOW = ("plan", "lock", "render", "base", "build", "check", "promote", "k8s", "bake")
+HELPERS = {"common", "signing"}  # modules of commands/ that are not verbs
 
 
 def verbs() -> list[str]:
-    found = {m.name for m in pkgutil.iter_modules(commands.__path__)} - {"common"}
+    found = {m.name for m in pkgutil.iter_modules(commands.__path__)} - HELPERS
     return [v for v in FLOW if v in found] + sorted(found - set(FLOW))
 
 

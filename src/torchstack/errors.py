@@ -58,6 +58,14 @@ class IndexUnreachableError(TorchstackError):
     exit_code = 7
 
 
+class VerifyError(TorchstackError):
+    """`torchstack verify`: the image's attestations do not satisfy what was asked (no
+    attestation, a bad signature, another digest, a failed verdict, a lower level, another GPU
+    model, an old suite); the message names which."""
+
+    exit_code = 8
+
+
 class Interrupted(TorchstackError):
     """Ctrl-C or SIGTERM: work in flight was stopped and cleaned up."""
 

@@ -26,8 +26,8 @@ from tests.paths import REPO
 from torchstack.cli import build_parser, main
 
 # The README's exit codes: ok, config, no engine, build, check, promote, index unreachable
-# while locking, interrupted.
-EXIT_CODES = {0, 2, 3, 4, 5, 6, 7, 130}
+# while locking, verify unsatisfied, interrupted.
+EXIT_CODES = {0, 2, 3, 4, 5, 6, 7, 8, 130}
 VALUES = [
     "", "-", "--", "*", "?", "x" * 300, "\n", "a\nb", "../..", "/dev/zero", "/dev/null", ".",
     "nope", "0", "-1", "1e309", "inf", "nan", "2", "10", "lots", "huge", "Bad NS!", "torch2.9.1-*",

@@ -12,6 +12,7 @@ from torchstack.commands.common import (
     matrix_of,
     stage_reporter,
 )
+from torchstack.commands.signing import add_signing_key, say_attached, signing_key_of
 from torchstack.resolve.outcome import ImageCheck
 from torchstack.resolve.state import ImageState
 
@@ -24,11 +25,13 @@ def register(sub: Subparsers) -> None:
                              " GPU is there, else skip; off: never touch a GPU (default: auto)")
     parser.add_argument("--force", action="store_true",
                         help="check again even where a passing record exists")
+    add_signing_key(parser, "each verdict")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
+    key = signing_key_of(args)
 
     progress = stage_reporter(args, "check")
 
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         progress.finish(result.spec.id, f"{result.status.upper()} {first}", ok=result.ok)
 
     outcome = api.check(matrix, args.globs, everything=args.everything, gpu=args.gpu,
-                        force=args.force, on_start=starting, on_result=finished)
+                        force=args.force, on_start=starting, on_result=finished,
+                        signing_key=key, on_attach=say_attached)
     failed = sum(not r.ok for r in outcome.results)
     progress.end(f"{len(outcome.results)} images checked, {failed} not passing")
     for path in outcome.reports:

@@ -12,6 +12,7 @@ from torchstack.commands.common import (
     push_repository,
     stage_reporter,
 )
+from torchstack.commands.signing import add_signing_key, say_attached, signing_key_of
 from torchstack.config import kinds
 from torchstack.errors import ConfigError
 from torchstack.progress import StageReporter
@@ -29,6 +30,11 @@ def register(sub: Subparsers) -> None:
     parser.add_argument("--discard-journal", action="store_true",
                         help="move an unreadable (or unwanted) promote journal aside, to"
                              " .torchstack/promote-journal.discarded-<time>.json, and go on")
+    add_signing_key(parser, "each image's newest verdict at each level (with --push)")
+    parser.add_argument("--referrers", action="store_true",
+                        help="with --signing-key, also write each attestation as an OCI 1.1"
+                             " referrer (and the sha256-<hex> fallback index tag where the"
+                             " registry has no referrers API)")
     parser.set_defaults(run=run)
 
 
@@ -40,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
                           f" {kinds.repository_problem(args.registry)}",
                           tip="e.g. --registry 127.0.0.1:5000/torchstack")
     repository = args.registry or push_repository(matrix)
+    key = signing_key_of(args)
+    if key is not None and not args.push:
+        print("--signing-key: nothing is attached without --push")
     if args.discard_journal:
         aside = journal_of(matrix).discard()
         print(f"promote journal moved aside to {aside.relative_to(matrix.root)}" if aside
@@ -48,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     progress = stage_reporter(args, "promote")
     outcome = api.promote(matrix, args.globs, everything=args.everything, push=args.push,
                           repository=repository, say=progress.line,
-                          on_image=lambda image: _say(progress, image))
+                          on_image=lambda image: _say(progress, image), signing_key=key,
+                          on_attach=say_attached, referrers=args.referrers)
     progress.end(f"{len(outcome.images)} images")
     print(f"manifests in {outcome.run.path.relative_to(matrix.root)}/manifests/")
     error = outcome.error()

@@ -32,6 +32,7 @@ from torchstack.commands.common import (
     matrix_of,
     push_repository,
 )
+from torchstack.commands.signing import add_signing_key, say_attached, signing_key_of
 from torchstack.config.contract import contract_for
 from torchstack.errors import CheckError, ConfigError
 from torchstack.resolve.outcome import ImageCheck, suite_version
@@ -61,6 +62,7 @@ def register(sub: Subparsers) -> None:
     imp.add_argument("--context", metavar="CTX",
                      type=flag_type(lambda text: refuse_unprintable(text, "--context")),
                      help="the kubeconfig context (default: the current one)")
+    add_signing_key(imp, "the imported verdict")
     imp.set_defaults(run=run)
 
 
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
                           tip="leave them out when importing a file")
     matrix = matrix_of(args)
     check_workspace(matrix.root)
+    key = signing_key_of(args)  # a bad key stops before anything is recorded
     text, source = (_from_job(args.from_job, args.namespace, args.context,
                               args.settings.kubeconfig)
                     if args.from_job else _from_file(args.report))
@@ -101,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     kind = "multi-node NCCL record" if record.scope == "multinode" else "gpu-level record"
     print(f"recorded a {'passing' if record.passed else 'FAILED'} {kind} for {spec.id}"
           f" ({candidate.docker_id[:19]}, {candidate.digest[:19]}){on}, from {source.label}")
+    if key is not None:
+        api.attest(matrix, [spec.id], signing_key=key, repository=repository,
+                   say=lambda line: print(f"  {line}"), on_attach=say_attached)
     if record.scope == "multinode":
         print("  multi-node figures are kept with the image's records; they do not count for"
               " the gpu level: import the single-node Job's report for that")

@@ -1,0 +1,64 @@
+"""The signing key of the verbs that attach verdicts (check, promote, record import), and the
+line each attach prints."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from torchstack.errors import ConfigError
+from torchstack.release.attaching import AttachOutcome
+from torchstack.release.keys import KEY_TIP, SigningKey, is_encrypted, load_signing_key
+
+SIGNING_KEY_ENV = "TORCHSTACK_SIGNING_KEY"  # the PEM text itself, for CI secrets
+PASSPHRASE_ENV = "TORCHSTACK_SIGNING_KEY_PASSPHRASE"
+MAX_KEY_BYTES = 64 << 10  # a PEM key is a few hundred bytes; /dev/zero must not fill memory
+
+
+def add_signing_key(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--signing-key", metavar="PATH", type=Path,
+                        help=f"sign {what} and attach it to the image in the registry (PEM"
+                             f" ECDSA P-256; default: the PEM text in ${SIGNING_KEY_ENV}, if"
+                             " set; docs/attestations.md)")
+
+
+def signing_key_of(args: argparse.Namespace) -> SigningKey | None:
+    """The key from --signing-key or $TORCHSTACK_SIGNING_KEY; None when neither is given.
+
+    An encrypted key's passphrase comes from $TORCHSTACK_SIGNING_KEY_PASSPHRASE, else a
+    prompt when stdin is a terminal. The PEM text is dropped as soon as the key is loaded.
+    """
+    environ = args.settings.environ
+    path: Path | None = getattr(args, "signing_key", None)
+    if path is not None:
+        try:
+            with path.open("rb") as handle:
+                pem, source = handle.read(MAX_KEY_BYTES + 1), str(path)
+        except OSError as exc:
+            raise ConfigError(f"cannot read --signing-key {path}: {exc.strerror or exc}",
+                              tip=KEY_TIP) from None
+        if len(pem) > MAX_KEY_BYTES:
+            raise ConfigError(f"--signing-key {path}: larger than {MAX_KEY_BYTES >> 10} KiB,"
+                              " so not a PEM key", tip=KEY_TIP)
+    elif environ.get(SIGNING_KEY_ENV):
+        pem, source = environ[SIGNING_KEY_ENV].encode(), f"${SIGNING_KEY_ENV}"
+    else:
+        return None
+    passphrase: bytes | None = None
+    if is_encrypted(pem):
+        if environ.get(PASSPHRASE_ENV):
+            passphrase = environ[PASSPHRASE_ENV].encode()
+        elif sys.stdin.isatty():
+            passphrase = getpass.getpass(f"passphrase for {source}: ").encode()
+    return load_signing_key(pem, passphrase, source)
+
+
+def say_attached(outcome: AttachOutcome) -> None:
+    """One line per image: where its verdicts went, or why nowhere."""
+    if outcome.note:
+        print(f"{outcome.image_id}: no attestation attached: {outcome.note}")
+    else:
+        print(f"{outcome.image_id}: verdicts attached to {len(outcome.digests)} digest(s)"
+              f" ({outcome.added} envelopes new, {outcome.already} already there)")
