@@ -22,21 +22,30 @@ from typing import Any
 
 from torchstack.backend.buildkit import find_cli
 from torchstack.backend.docker import DockerBackend
+from torchstack.backend.identity import Content, content_of_inspect
+from torchstack.backend.recompress import find_zstd_publisher
 from torchstack.build.builder import Builder, BuildSummary, ImageResult, Reporter
 from torchstack.check.stage import CheckRun, check_images
 from torchstack.config.inputs import resolve_inputs
 from torchstack.config.matrix import load_matrix
-from torchstack.config.model import Matrix
-from torchstack.errors import BuildError
-from torchstack.release.stage import ImagePromotion, PromoteRun, journal_of, promote_images
+from torchstack.config.model import Compression, Matrix
+from torchstack.errors import BuildError, ConfigError
+from torchstack.release.stage import (
+    ImagePromotion,
+    PromoteRun,
+    Publishing,
+    journal_of,
+    promote_images,
+)
 from torchstack.resolve.outcome import GpuMode, ImageCheck
 from torchstack.resolve.records import RecordStore
 from torchstack.resolve.state import ImageState, Resolution, Resolved, plan_json, push_repository
 from torchstack.resolve.state import resolve as resolve_states
 from torchstack.workspace.runs import create_run
 
-__all__ = ["BuildRun", "CheckRun", "ImageCheck", "ImagePromotion", "ImageState", "PromoteRun",
-           "Resolved", "build", "check", "load", "plan", "promote", "resolve"]
+__all__ = ["BuildRun", "CheckRun", "Content", "ImageCheck", "ImagePromotion", "ImageState",
+           "PromoteRun", "Resolved", "build", "check", "content", "load", "plan", "promote",
+           "resolve"]
 
 
 def load(path: Path | str = "matrix.yaml") -> Matrix:
@@ -127,18 +136,36 @@ def check(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False
 
 def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False,
             push: bool = False, repository: str | None = None,
+            compression: Compression | None = None,
             backend: DockerBackend | None = None,
             say: Callable[[str], None] = lambda line: None,
             on_image: Callable[[ImagePromotion], None] = lambda image: None) -> PromoteRun:
-    """Tag (and with `push`, push) what passed, per the matrix's promotion policy."""
+    """Tag (and with `push`, push) what passed, per the matrix's promotion policy.
+
+    `compression` (default: the matrix's registry.compression) picks the pushed form: gzip,
+    zstd, or both (docs/registry.md); zstd needs buildx or skopeo (DockerUnavailableError)."""
     resolution = _selected(matrix, globs, everything)
     repository = repository or push_repository(matrix)
+    chosen = compression or matrix.compression
+    # A missing zstd tool stops promotion (exit 3) before anything is tagged or pushed.
+    zstd = find_zstd_publisher() if push and chosen != "gzip" else None
     journal_of(matrix).pending()  # a corrupt journal stops promotion before Docker is asked
     with _engine(backend) as engine:
         resolved = resolve_states(matrix, globs, everything=everything, backend=engine,
                                   repository=repository, resolution=resolution)
         return promote_images(resolved, engine, create_run(matrix.root), push=push, say=say,
-                              on_image=on_image)
+                              on_image=on_image,
+                              publishing=Publishing(chosen, matrix.zstd_suffix, zstd))
+
+
+def content(image: str, backend: DockerBackend | None = None) -> Content:
+    """The content identity (diff IDs + OCI config projection) of a local image."""
+    with _engine(backend) as engine:
+        inspected = engine.inspect(image)
+    if inspected is None:
+        raise ConfigError(f"no local image {image[:19]}",
+                          tip="build it with `torchstack build`")
+    return content_of_inspect(inspected)
 
 
 def _selected(matrix: Matrix, globs: Iterable[str], everything: bool) -> Resolution:

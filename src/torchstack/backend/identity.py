@@ -70,6 +70,29 @@ class Content:
         return "sha256:" + hashlib.sha256(_canonical(document).encode()).hexdigest()
 
 
+def content_difference(expected: Content, actual: Content) -> str | None:
+    """How `actual` differs from `expected`, in words (None: the same content)."""
+    if expected.platform != actual.platform:
+        return (f"is for {_platform(actual)}, not {_platform(expected)}")
+    if expected.diff_ids != actual.diff_ids:
+        if len(expected.diff_ids) != len(actual.diff_ids):
+            return (f"has {len(actual.diff_ids)} layers (diff IDs), not"
+                    f" {len(expected.diff_ids)}")
+        index = next(i for i, (a, b) in enumerate(zip(expected.diff_ids, actual.diff_ids,
+                                                        strict=True)) if a != b)
+        return (f"layer {index} is {actual.diff_ids[index][:19]}, not"
+                f" {expected.diff_ids[index][:19]}")
+    wanted, got = dict(expected.config), dict(actual.config)
+    fields = sorted(k for k in wanted.keys() | got.keys() if wanted.get(k) != got.get(k))
+    if fields:
+        return "differs in " + ", ".join(fields)
+    return None
+
+
+def _platform(content: Content) -> str:
+    return "/".join(v for _, v in content.platform) or "no platform"
+
+
 def content_of_blob(blob: Mapping[str, Any]) -> Content:
     """From an image config blob as a registry serves it (Docker or OCI media type)."""
     rootfs = blob.get("rootfs") or {}

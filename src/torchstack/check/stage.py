@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from torchstack.backend.docker import DockerBackend
+from torchstack.backend.identity import content_of_inspect
 from torchstack.check.container import run_suite
 from torchstack.check.report import write_reports
 from torchstack.errors import CheckError
@@ -75,6 +76,7 @@ def check_images(resolved: Resolved, backend: DockerBackend, gpu_mode: GpuMode, 
                 facts=(result.report or {}).get("facts", {}),
                 summary=(result.report or {}).get("summary", {}),
                 report=f"{run.name}/report.json",
+                content_id=content_of_inspect(backend.inspect(state.local_image_id) or {}).id,
             ))
         results.append(result)
         on_result(result)

@@ -8,6 +8,7 @@ from typing import Any
 from torchstack import api
 from torchstack.commands.common import add_selection, matrix_of, push_repository
 from torchstack.config import kinds
+from torchstack.config.model import COMPRESSIONS
 from torchstack.errors import ConfigError
 from torchstack.release.stage import ImagePromotion, journal_of
 
@@ -20,6 +21,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--registry", metavar="REPO",
                         help="repository to tag into (default: TORCHSTACK_REGISTRY or"
                              " matrix.yaml registry.push)")
+    parser.add_argument("--compression", choices=COMPRESSIONS,
+                        help="layer compression of what --push publishes: gzip (every runtime),"
+                             " zstd (containerd >= 1.5, Docker >= 23), or both (zstd under the"
+                             " tags + registry.zstd_suffix); default: matrix.yaml"
+                             " registry.compression (docs/registry.md)")
     parser.add_argument("--discard-journal", action="store_true",
                         help="move an unreadable (or unwanted) promote journal aside, to"
                              " .torchstack/promote-journal.discarded-<time>.json, and go on")
@@ -38,10 +44,13 @@ def run(args: argparse.Namespace) -> int:
         aside = journal_of(matrix).discard()
         print(f"promote journal moved aside to {aside.relative_to(matrix.root)}" if aside
               else "no promote journal to discard")
-    print(f"promote into {repository} (policy: release needs {matrix.promotion_level} checks)")
+    compression = args.compression or matrix.compression
+    pushed = f", pushing {compression}" if args.push else ""
+    print(f"promote into {repository} (policy: release needs {matrix.promotion_level} checks"
+          f"{pushed})")
     outcome = api.promote(matrix, args.globs, everything=args.everything, push=args.push,
-                          repository=repository, say=lambda line: print(f"  {line}", flush=True),
-                          on_image=_say)
+                          repository=repository, compression=compression,
+                          say=lambda line: print(f"  {line}", flush=True), on_image=_say)
     print(f"manifests in {outcome.run.path.relative_to(matrix.root)}/manifests/")
     error = outcome.error()
     if error is not None:
@@ -56,6 +65,6 @@ def _say(image: ImagePromotion) -> None:
     if not image.state.decision.releases:
         print(f"{image.state.id}: no release tag: {image.state.decision.reason}")
     for result in image.results:
-        state = "pushed" if result.pushed else "tagged"
+        state = f"pushed ({result.compression})" if result.pushed else "tagged"
         print(f"  {state if not result.error else 'FAILED'} {result.ref}"
               + (f": {result.error}" if result.error else ""))

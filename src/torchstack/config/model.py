@@ -13,6 +13,23 @@ from typing import Any, Literal
 from torchstack.errors import ConfigError
 
 CheckLevel = Literal["cpu", "gpu"]
+# How pushed layers are compressed (docs/registry.md): gzip every runtime pulls; zstd pulls
+# faster but needs containerd >= 1.5 or Docker >= 23; both publishes zstd beside gzip.
+Compression = Literal["gzip", "zstd", "both"]
+COMPRESSIONS: tuple[Compression, ...] = ("gzip", "zstd", "both")
+DEFAULT_COMPRESSION: Compression = "gzip"
+DEFAULT_ZSTD_SUFFIX = "-zstd"
+Variant = Literal["gzip", "zstd"]  # one published form of an image
+
+
+def variants_of(compression: Compression) -> tuple[Variant, ...]:
+    """The forms a push publishes, gzip first (buildx makes zstd from the gzip one)."""
+    return ("gzip", "zstd") if compression == "both" else (compression,)
+
+
+def variant_ref(ref: str, variant: Variant, compression: Compression, suffix: str) -> str:
+    """Where a variant goes: the tag itself, or, for zstd beside gzip (`both`), tag+suffix."""
+    return ref + suffix if compression == "both" and variant == "zstd" else ref
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,8 @@ class Matrix:
     promotion_level: CheckLevel
     thresholds: dict[str, Any] = field(hash=False)
     run_options: dict[str, Any] = field(hash=False)  # shm size, check timeout
+    compression: Compression = DEFAULT_COMPRESSION  # registry.compression
+    zstd_suffix: str = DEFAULT_ZSTD_SUFFIX  # registry.zstd_suffix: the zstd tags under `both`
 
     @property
     def images_dir(self) -> Path:
