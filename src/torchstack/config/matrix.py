@@ -85,6 +85,7 @@ def load_matrix(path: Path) -> Matrix:
     images = tuple(mark_default(expanded, default_group, tags))
     unique_tags(images, top["tags"])
     registry = _registry(top["registry"])
+    compression, zstd_suffix = _compression(top["registry"]), _zstd_suffix(top["registry"])
     checks = CHECKS.of(top["checks"]) if "checks" in top else {}
     if "thresholds" in checks:
         _check_thresholds(checks["thresholds"])
@@ -106,8 +107,8 @@ def load_matrix(path: Path) -> Matrix:
         default_group=default_group,
         local_repository=registry["local"],
         push_repository=registry["push"],
-        compression=_compression(top["registry"]),
-        zstd_suffix=_zstd_suffix(top["registry"]),
+        compression=compression,
+        zstd_suffix=zstd_suffix,
         tags=tags,
         promotion_level=promotion_level,
         thresholds=checks["thresholds"].plain() if "thresholds" in checks else {},
