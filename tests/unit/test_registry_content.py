@@ -58,8 +58,10 @@ class Blobs:
     def image(self, medias: list[str]) -> tuple[str, dict[str, object], list[bytes]]:
         """Serve an image with one layer per media type; (ref, config, uncompressed tars)."""
         tars = [tar_of(f"file{i}", 300_000 + i) for i in range(len(medias))]
-        config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["bash"]},
-                  "rootfs": {"type": "layers", "diff_ids": [sha(t) for t in tars]}}
+        config: dict[str, object] = {"architecture": "amd64", "os": "linux",
+                                     "config": {"Cmd": ["bash"]},
+                                     "rootfs": {"type": "layers",
+                                                "diff_ids": [sha(t) for t in tars]}}
         config_bytes = json.dumps(config).encode()
         layers = []
         for tar, media in zip(tars, medias, strict=True):
