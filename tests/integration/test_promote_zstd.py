@@ -116,6 +116,8 @@ def test_both_publishes_zstd_beside_gzip_and_lookup_finds_either(
     assert (zstd.ref, zstd.digest) == (candidate + "-zstd", http_manifest(candidate + "-zstd")[2])
     assert (plain.ref, plain.digest) == (candidate, http_manifest(candidate)[2])
     assert set(zstd.digests) == set(plain.digests) == {zstd.digest, plain.digest}
+    # Without a choice, Kubernetes gets the zstd variant where one was published.
+    assert resolve_candidate(state, matrix, it_repository, local).digest == zstd.digest
 
 
 def _swap_layers(ref: str) -> str:

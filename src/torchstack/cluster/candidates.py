@@ -77,7 +77,8 @@ def digest_of_image_id(image_id: str) -> str | None:
 def resolve_candidate(state: ImageState, matrix: Matrix, repository: str,
                       local: Content | None, compression: Variant | None = None) -> Candidate:
     """The pushed candidate of the image the current matrix resolves to on this host: the
-    variant of `compression` (None: the one under the plain tag), with every variant found."""
+    variant of `compression` (None: zstd where published, else the plain tag's), with every
+    variant found."""
     spec = state.spec
     if state.local_image_id is None or state.input_hash is None or local is None:
         raise ConfigError(f"{spec.id}: no local image matches the current matrix, so there is"
@@ -89,7 +90,9 @@ def resolve_candidate(state: ImageState, matrix: Matrix, repository: str,
                                      _variant(ref + matrix.zstd_suffix, local, spec.id))
              if variant is not None]
     if compression is None:
-        chosen = found[0]
+        # Kubernetes nodes run containerd >= 1.5 or CRI-O, which pull zstd: the faster form
+        # where it was published (docs/registry.md).
+        chosen = next((v for v in found if v.compression == "zstd"), found[0])
     else:
         matching = [v for v in found if v.compression == compression]
         if not matching:

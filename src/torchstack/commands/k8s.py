@@ -52,8 +52,9 @@ def register(sub: Any) -> None:
                              " image's candidate tag in the push registry); one image only")
     parser.add_argument("--compression", choices=("gzip", "zstd"),
                         help="pin the candidate's variant with this layer compression (default:"
-                             " the one under the plain candidate tag); zstd needs containerd"
-                             " >= 1.5 or Docker >= 23 on the nodes (docs/registry.md)")
+                             " zstd where promote published it, else gzip); zstd needs"
+                             " containerd >= 1.5, CRI-O or Docker >= 23 on the nodes"
+                             " (docs/registry.md)")
     parser.add_argument("--cpu", metavar="CORES",
                         type=flag_type(lambda text: parse_quantity(text, "--cpu", "8 or 500m")),
                         help="CPU per pod, a Kubernetes quantity (default: 4 per GPU)")
