@@ -12,6 +12,7 @@ compile` per image. Two figures: keeping the locked versions (the everyday re-lo
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -44,8 +45,8 @@ def main() -> None:
         matrix = load_matrix(copy_tree(Path(tmp)))
         images = matrix.select([])
         print(f"uv {uv.version}; default group: {', '.join(i.id for i in images)}")
-        for label, request in (("keep locked versions", LockRequest()),
-                               ("--upgrade", LockRequest(upgrade=True))):
+        for label, request in (("keep locked versions", LockRequest(environ=os.environ)),
+                               ("--upgrade", LockRequest(environ=os.environ, upgrade=True))):
             lock_images(matrix, images, request, uv)  # warm-up: uv's cache, the index probe
             times = []
             for _ in range(args.repeat):

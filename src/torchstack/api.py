@@ -26,15 +26,23 @@ from pathlib import Path
 from torchstack.backend.artifacts import Repository
 from torchstack.backend.buildkit import find_cli
 from torchstack.backend.docker import DockerBackend
+from torchstack.backend.identity import Content, content_of_inspect
+from torchstack.backend.recompress import find_zstd_publisher
 from torchstack.build.builder import Builder, BuildSummary, ImageResult, Reporter
 from torchstack.check.stage import CheckRun, check_images
 from torchstack.config.inputs import resolve_inputs
 from torchstack.config.matrix import load_matrix
-from torchstack.config.model import Matrix
-from torchstack.errors import BuildError
+from torchstack.config.model import Compression, Matrix
+from torchstack.errors import BuildError, ConfigError
 from torchstack.release.attaching import AttachOutcome, attach_image
 from torchstack.release.keys import SigningKey
-from torchstack.release.stage import ImagePromotion, PromoteRun, journal_of, promote_images
+from torchstack.release.stage import (
+    ImagePromotion,
+    PromoteRun,
+    Publishing,
+    journal_of,
+    promote_images,
+)
 from torchstack.resolve.outcome import GpuMode, ImageCheck
 from torchstack.resolve.records import RecordStore
 from torchstack.resolve.state import (
@@ -49,8 +57,9 @@ from torchstack.resolve.state import resolve as resolve_states
 from torchstack.workspace.paths import runs_dir
 from torchstack.workspace.runs import check_workspace, create_run
 
-__all__ = ["AttachOutcome", "BuildRun", "CheckRun", "ImageCheck", "ImagePromotion", "ImageState",
-           "PromoteRun", "Resolved", "attest", "build", "check", "load", "plan", "promote",
+__all__ = ["AttachOutcome", "BuildRun", "CheckRun", "Content", "ImageCheck", "ImagePromotion",
+           "ImageState", "PromoteRun", "Resolved", "attest", "build", "check", "content", "load",
+           "plan", "promote",
            "resolve"]
 
 
@@ -157,6 +166,7 @@ def check(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False
 
 def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False,
             push: bool = False, repository: str | None = None,
+            compression: Compression | None = None,
             backend: DockerBackend | None = None,
             say: Callable[[str], None] = lambda line: None,
             on_image: Callable[[ImagePromotion], None] = lambda image: None,
@@ -164,19 +174,26 @@ def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = Fal
             on_attach: Callable[[AttachOutcome], None] = lambda outcome: None) -> PromoteRun:
     """Tag (and with `push`, push) what passed, per the matrix's promotion policy.
 
+    `compression` (default: the matrix's registry.compression) picks the pushed form: gzip,
+    zstd, or both (docs/registry.md); zstd needs buildx or skopeo (DockerUnavailableError).
     With `push` and a `signing_key`, the newest verdict at each level of every requested image
     (failures included, even when no tag moved) is attached to each digest already published
-    for it, with the SBOM this run wrote (with `referrers`, also as OCI 1.1 referrers).
+    for it, every compression variant included, with the SBOM this run wrote (with
+    `referrers`, also as OCI 1.1 referrers).
     """
     check_workspace(matrix.root)
     resolution = _selected(matrix, globs, everything)
     repository = repository or push_repository(matrix)
+    chosen = compression or matrix.compression
+    # A missing zstd tool stops promotion (exit 3) before anything is tagged or pushed.
+    zstd = find_zstd_publisher() if push and chosen != "gzip" else None
     journal_of(matrix).pending()  # a corrupt journal stops promotion before Docker is asked
     with _engine(backend) as engine:
         resolved = resolve_states(matrix, globs, everything=everything, backend=engine,
                                   repository=repository, resolution=resolution)
         run = create_run(matrix.root)
-        outcome = promote_images(resolved, engine, run, push=push, say=say, on_image=on_image)
+        outcome = promote_images(resolved, engine, run, push=push, say=say, on_image=on_image,
+                                 publishing=Publishing(chosen, matrix.zstd_suffix, zstd))
         if push and signing_key is not None:
             _attach(matrix, list(resolved.requested), engine, repository, signing_key,
                     run.path / "manifests", say, on_attach, referrers=referrers)
@@ -217,6 +234,16 @@ def _attach(matrix: Matrix, states: list[ImageState], engine: DockerBackend, rep
         on_attach(outcome)
         outcomes.append(outcome)
     return outcomes
+
+
+def content(image: str, backend: DockerBackend | None = None) -> Content:
+    """The content identity (diff IDs + OCI config projection) of a local image."""
+    with _engine(backend) as engine:
+        inspected = engine.inspect(image)
+    if inspected is None:
+        raise ConfigError(f"no local image {image[:19]}",
+                          tip="build it with `torchstack build`")
+    return content_of_inspect(inspected)
 
 
 def _selected(matrix: Matrix, globs: Iterable[str], everything: bool) -> Resolution:

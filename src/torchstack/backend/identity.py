@@ -20,9 +20,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from torchstack.backend.registry import RemoteImage
+if TYPE_CHECKING:  # registry proves content with this module: a runtime import is a cycle
+    from torchstack.backend.registry import RemoteImage
 
 Store = Literal["classic", "containerd"]
 
@@ -64,6 +65,29 @@ class Content:
                     "config": {k: json.loads(v) for k, v in self.config},
                     "diff_ids": list(self.diff_ids)}
         return "sha256:" + hashlib.sha256(_canonical(document).encode()).hexdigest()
+
+
+def content_difference(expected: Content, actual: Content) -> str | None:
+    """How `actual` differs from `expected`, in words (None: the same content)."""
+    if expected.platform != actual.platform:
+        return (f"is for {_platform(actual)}, not {_platform(expected)}")
+    if expected.diff_ids != actual.diff_ids:
+        if len(expected.diff_ids) != len(actual.diff_ids):
+            return (f"has {len(actual.diff_ids)} layers (diff IDs), not"
+                    f" {len(expected.diff_ids)}")
+        index = next(i for i, (a, b) in enumerate(zip(expected.diff_ids, actual.diff_ids,
+                                                        strict=True)) if a != b)
+        return (f"layer {index} is {actual.diff_ids[index][:19]}, not"
+                f" {expected.diff_ids[index][:19]}")
+    wanted, got = dict(expected.config), dict(actual.config)
+    fields = sorted(k for k in wanted.keys() | got.keys() if wanted.get(k) != got.get(k))
+    if fields:
+        return "differs in " + ", ".join(fields)
+    return None
+
+
+def _platform(content: Content) -> str:
+    return "/".join(v for _, v in content.platform) or "no platform"
 
 
 def content_of_blob(blob: Mapping[str, Any]) -> Content:

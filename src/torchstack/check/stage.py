@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torchstack.backend.docker import DockerBackend
+from torchstack.backend.identity import content_of_inspect
 from torchstack.check.container import run_suite
 from torchstack.check.report import write_reports
 from torchstack.config.contract import contract_for
@@ -77,6 +78,7 @@ def check_images(resolved: Resolved, backend: DockerBackend, gpu_mode: GpuMode, 
                 summary=(result.report or {}).get("summary", {}),
                 report=f"{run.name}/report.json",
                 contract=contract_for(spec.torch, spec.cuda).to_json(),
+                content_id=content_of_inspect(backend.inspect(state.local_image_id) or {}).id,
             ))
         results.append(result)
         on_result(result)

@@ -109,17 +109,18 @@ def verify(report: Report, current_suite: str, where: str) -> None:
 
 
 def prove(report: Report, candidate: Candidate, source: Source) -> None:
-    """The digest the report echoes is the candidate's, and the pods ran that digest."""
-    if report.image_digest != candidate.digest:
+    """The digest the report echoes is one of the candidate's published variants (gzip or
+    zstd), and the pods ran one of them."""
+    if report.image_digest not in candidate.digests:
         raise ConfigError(f"{source.label}: the report is for image {report.image_digest}, but"
                           f" {candidate.image_id}'s candidate {candidate.ref} is"
-                          f" {candidate.digest}",
+                          f" {' or '.join(candidate.digests)}",
                           tip="import the report of a Job rendered for the current build"
                               " (`torchstack k8s` pins the candidate's digest); nothing was"
                               " recorded")
     for pod, image_id in source.pod_image_ids:
         ran = digest_of_image_id(image_id)
-        if ran not in (candidate.digest, candidate.docker_id):
+        if ran not in (*candidate.digests, candidate.docker_id):
             raise ConfigError(f"{source.label}: pod {pod} ran image {image_id!r}, not"
                               f" {candidate.pinned}",
                               tip="the report and the image the pod ran disagree: render and"
@@ -137,8 +138,8 @@ def record_for(imported: Imported, candidate: Candidate, source: Source,
         passed=not imported.failures, facts=report.facts,
         summary=imported.document.get("summary") or {}, report=report_path,
         checked_at=time.time(), scope=imported.scope, node=report.node.to_dict(),
-        source={**source.details, "image_digest": candidate.digest},
-        figures=imported.figures,
+        source={**source.details, "image_digest": report.image_digest or candidate.digest},
+        figures=imported.figures, content_id=candidate.content_id,
         contract=contract or {},
     )
 

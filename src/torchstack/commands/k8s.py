@@ -4,7 +4,9 @@
 ... -- COMMAND` renders a training workload (cluster/training.py). argparse cannot put a
 subcommand beside the GLOB positional, so the CLI routes `k8s train` here by hand
 (`split_train`). Each workload runs its image pinned by digest: the candidate tag's digest in
-the push registry (which needs this host's build and Docker), or `--image-ref REPO@sha256:…`.
+the push registry (which needs this host's build and Docker), of the form `--compression` asks
+for (gzip, or zstd for containerd >= 1.5 nodes; docs/registry.md), or `--image-ref
+REPO@sha256:…`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import re
 from pathlib import Path
 
 from torchstack import api
+from torchstack.api import ImageState
+from torchstack.backend.identity import Content
 from torchstack.cluster.candidates import parse_pinned, resolve_candidate
 from torchstack.cluster.grammar import (
     parse_argument,
@@ -83,6 +87,11 @@ def _cluster_flags(parser: argparse.ArgumentParser) -> None:
                         type=flag_type(_pinned_ref),
                         help="the image to run, pinned by digest (default: the digest of the"
                              " image's candidate tag in the push registry); one image only")
+    parser.add_argument("--compression", choices=("gzip", "zstd"),
+                        help="pin the candidate's variant with this layer compression (default:"
+                             " zstd where promote published it, else gzip); zstd needs"
+                             " containerd >= 1.5, CRI-O or Docker >= 23 on the nodes"
+                             " (docs/registry.md)")
     parser.add_argument("--cpu", metavar="CORES",
                         type=flag_type(lambda text: parse_quantity(text, "--cpu", "8 or 500m")),
                         help="CPU per pod, a Kubernetes quantity (default: 4 per GPU)")
@@ -138,6 +147,9 @@ def _register_train(sub: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
     images = matrix.select(args.globs, everything=args.everything)
+    if args.image_ref and args.compression:
+        raise ConfigError("--compression picks a variant of the candidate; --image-ref names"
+                          " the image itself", tip="leave one of them out")
     if args.image_ref and len(images) != 1:
         raise ConfigError(f"--image-ref names one image but {len(images)} are selected",
                           tip="name exactly one image id")
@@ -203,7 +215,12 @@ def _pinned_images(matrix: Matrix, args: argparse.Namespace,
     repository = push_repository(matrix)
     resolved = api.resolve(matrix, args.globs, everything=args.everything, docker=True,
                            repository=repository)
-    return {s.id: resolve_candidate(s, matrix, repository).pinned for s in resolved.requested}
+    return {s.id: resolve_candidate(s, matrix, repository, _content(s), args.compression).pinned
+            for s in resolved.requested}
+
+
+def _content(state: ImageState) -> Content | None:
+    return api.content(state.local_image_id) if state.local_image_id else None
 
 
 def _pinned_ref(text: str) -> str:

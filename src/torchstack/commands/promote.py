@@ -14,6 +14,7 @@ from torchstack.commands.common import (
 )
 from torchstack.commands.signing import add_signing_key, say_attached, signing_key_of
 from torchstack.config import kinds
+from torchstack.config.model import COMPRESSIONS
 from torchstack.errors import ConfigError
 from torchstack.progress import StageReporter
 from torchstack.release.stage import ImagePromotion, journal_of
@@ -27,6 +28,11 @@ def register(sub: Subparsers) -> None:
     parser.add_argument("--registry", metavar="REPO",
                         help="repository to tag into (default: TORCHSTACK_REGISTRY or"
                              " matrix.yaml registry.push)")
+    parser.add_argument("--compression", choices=COMPRESSIONS,
+                        help="layer compression of what --push publishes: gzip (every runtime),"
+                             " zstd (containerd >= 1.5, Docker >= 23), or both (zstd under the"
+                             " tags + registry.zstd_suffix); default: matrix.yaml"
+                             " registry.compression (docs/registry.md)")
     parser.add_argument("--discard-journal", action="store_true",
                         help="move an unreadable (or unwanted) promote journal aside, to"
                              " .torchstack/promote-journal.discarded-<time>.json, and go on")
@@ -53,10 +59,13 @@ def run(args: argparse.Namespace) -> int:
         aside = journal_of(matrix).discard()
         print(f"promote journal moved aside to {aside.relative_to(matrix.root)}" if aside
               else "no promote journal to discard")
-    print(f"promote into {repository} (policy: release needs {matrix.promotion_level} checks)")
+    compression = args.compression or matrix.compression
+    pushed = f", pushing {compression}" if args.push else ""
+    print(f"promote into {repository} (policy: release needs {matrix.promotion_level} checks"
+          f"{pushed})")
     progress = stage_reporter(args, "promote")
     outcome = api.promote(matrix, args.globs, everything=args.everything, push=args.push,
-                          repository=repository, say=progress.line,
+                          repository=repository, compression=compression, say=progress.line,
                           on_image=lambda image: _say(progress, image), signing_key=key,
                           on_attach=say_attached, referrers=args.referrers)
     progress.end(f"{len(outcome.images)} images")
@@ -69,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _say(progress: StageReporter, image: ImagePromotion) -> None:
     for result in image.results:
-        state = "pushed" if result.pushed else "tagged"
+        state = f"pushed ({result.compression})" if result.pushed else "tagged"
         progress.line(f"  {state if not result.error else 'FAILED'} {result.ref}"
                       + (f": {result.error}" if result.error else ""))
     if image.lock_problem is not None:

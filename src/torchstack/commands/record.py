@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_of(report, matrix, source.label)
     repository = push_repository(matrix)
     state = api.resolve(matrix, [spec.id], docker=True, repository=repository).by_id()[spec.id]
-    candidate = resolve_candidate(state, matrix, repository)
+    local = api.content(state.local_image_id) if state.local_image_id else None
+    candidate = resolve_candidate(state, matrix, repository, local)
     prove(report, candidate, source)
     run_dir = create_run(matrix.root)
     record = record_for(imported, candidate, source, f"{run_dir.name}/report.json",

@@ -19,7 +19,18 @@ from torchstack.config.expand import (
 )
 from torchstack.config.layers import layer_chain, load_layers
 from torchstack.config.located import Located, load_yaml, type_name
-from torchstack.config.model import Alias, Layer, Matrix, OsBase, RunOptions, TagPolicy
+from torchstack.config.model import (
+    COMPRESSIONS,
+    DEFAULT_COMPRESSION,
+    DEFAULT_ZSTD_SUFFIX,
+    Alias,
+    Compression,
+    Layer,
+    Matrix,
+    OsBase,
+    RunOptions,
+    TagPolicy,
+)
 from torchstack.errors import ConfigError
 from torchstack.names import DEFAULT_SHM_SIZE, DEFAULT_TIMEOUT_S
 
@@ -78,6 +89,7 @@ def load_matrix(path: Path) -> Matrix:
     distinct_ids(images, top["id_template"] if "id_template" in top else top["flavors"])
     unique_tags(images, top["tags"], tags.candidate)
     registry = _registry(top["registry"])
+    compression, zstd_suffix = _compression(top["registry"]), _zstd_suffix(top["registry"])
     checks = CHECKS.of(top["checks"]) if "checks" in top else {}
     thresholds = _thresholds(checks["thresholds"]) if "thresholds" in checks else Thresholds()
     promotion_level = _promotion(top.get("promotion"))
@@ -98,6 +110,8 @@ def load_matrix(path: Path) -> Matrix:
         default_group=default_group,
         local_repository=registry["local"],
         push_repository=registry["push"],
+        compression=compression,
+        zstd_suffix=zstd_suffix,
         tags=tags,
         promotion_level=promotion_level,
         thresholds=thresholds,
@@ -266,7 +280,7 @@ def _url(node: Located, schemes: tuple[str, ...],
 
 def _registry(node: Located) -> dict[str, str]:
     fields = REGISTRY.of(node)
-    names = {key: value.str() for key, value in fields.items()}
+    names = {key: fields[key].str() for key in ("local", "push")}
     for key, name in names.items():
         problem = kinds.repository_problem(name)
         if problem:
@@ -274,6 +288,31 @@ def _registry(node: Located) -> dict[str, str]:
                              tip="write host[:port]/name in lower case, without a scheme or tag,"
                                  " e.g. 127.0.0.1:5000/torchstack")
     return names
+
+
+def _compression(node: Located) -> Compression:
+    fields = REGISTRY.of(node)
+    if "compression" not in fields:
+        return DEFAULT_COMPRESSION
+    value = fields["compression"].value
+    for choice in COMPRESSIONS:
+        if value == choice:
+            return choice
+    return fields["compression"].fail(
+        f"compression must be one of {', '.join(COMPRESSIONS)}, got {type_name(value)}",
+        tip="gzip: every runtime; zstd: containerd >= 1.5 / Docker >= 23;"
+            " both: zstd beside gzip (docs/registry.md)")
+
+
+def _zstd_suffix(node: Located) -> str:
+    fields = REGISTRY.of(node)
+    if "zstd_suffix" not in fields:
+        return DEFAULT_ZSTD_SUFFIX
+    suffix = fields["zstd_suffix"].str()
+    if not kinds.TAG_SUFFIX.fullmatch(suffix):
+        fields["zstd_suffix"].fail(f"zstd_suffix {suffix!r} cannot end a tag name",
+                                   tip="1 to 32 of letters, digits, '_', '.' and '-', e.g. -zstd")
+    return suffix
 
 
 def _promotion(node: Located | None) -> Any:

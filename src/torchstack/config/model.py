@@ -15,6 +15,23 @@ from torchstack.errors import ConfigError
 from torchstack.names import DEFAULT_SHM_SIZE, DEFAULT_TIMEOUT_S
 
 CheckLevel = Literal["cpu", "gpu"]
+# How pushed layers are compressed (docs/registry.md): gzip every runtime pulls; zstd pulls
+# faster but needs containerd >= 1.5 or Docker >= 23; both publishes zstd beside gzip.
+Compression = Literal["gzip", "zstd", "both"]
+COMPRESSIONS: tuple[Compression, ...] = ("gzip", "zstd", "both")
+DEFAULT_COMPRESSION: Compression = "gzip"
+DEFAULT_ZSTD_SUFFIX = "-zstd"
+Variant = Literal["gzip", "zstd"]  # one published form of an image
+
+
+def variants_of(compression: Compression) -> tuple[Variant, ...]:
+    """The forms a push publishes, gzip first (buildx makes zstd from the gzip one)."""
+    return ("gzip", "zstd") if compression == "both" else (compression,)
+
+
+def variant_ref(ref: str, variant: Variant, compression: Compression, suffix: str) -> str:
+    """Where a variant goes: the tag itself, or, for zstd beside gzip (`both`), tag+suffix."""
+    return ref + suffix if compression == "both" and variant == "zstd" else ref
 
 
 @dataclass(frozen=True)
@@ -117,6 +134,8 @@ class Matrix:
     promotion_level: CheckLevel
     thresholds: Thresholds = field(hash=False)  # the suite's own type: parsed once, at load
     run_options: RunOptions
+    compression: Compression = DEFAULT_COMPRESSION  # registry.compression
+    zstd_suffix: str = DEFAULT_ZSTD_SUFFIX  # registry.zstd_suffix: the zstd tags under `both`
 
     @property
     def images_dir(self) -> Path:

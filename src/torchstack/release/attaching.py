@@ -40,8 +40,6 @@ from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.state import ImageState
 from torchstack.resolve.tags import candidate_ref, decide
 
-ZSTD_SUFFIX = "-zstd"  # the zstd variant of a tag, where one was pushed
-
 
 @dataclass(frozen=True)
 class AttachOutcome:
@@ -76,11 +74,12 @@ def tags_of(state: ImageState, matrix: Matrix, repository: str,
 
 
 def published_digests(repository: Repository, state: ImageState, tags: list[str],
-                      inspected: dict[str, object] | None) -> list[Published]:
-    """Manifest digests the registry serves this image under (same content as checked)."""
+                      inspected: dict[str, object] | None, zstd_suffix: str) -> list[Published]:
+    """Manifest digests the registry serves this image under (same content as checked): each
+    tag, and its zstd variant (tag + `zstd_suffix`) where `compression: both` pushed one."""
     local: Content | None = content_of_inspect(inspected) if inspected else None
     found: list[Published] = []
-    for tag in [t for base in tags for t in (base, base + ZSTD_SUFFIX)]:
+    for tag in [t for base in tags for t in (base, base + zstd_suffix)]:
         published = repository.published(tag)
         if published is None or published.digest in {p.digest for p in found}:
             continue
@@ -141,7 +140,7 @@ def attach_image(state: ImageState, matrix: Matrix, *, repository: Repository,
         return AttachOutcome(state.id, (), 0, 0, "no check record to attach")
     inspected = backend.inspect(str(state.local_image_id))
     tags = tags_of(state, matrix, repository.name, records)
-    published = published_digests(repository, state, tags, inspected)
+    published = published_digests(repository, state, tags, inspected, matrix.zstd_suffix)
     digests = [p.digest for p in published]
     if not digests:
         return AttachOutcome(state.id, (), 0, 0,

@@ -7,6 +7,12 @@ runs with SIGINT/SIGTERM deferred and behind a journal: a kill -9 leaves the jou
 next `torchstack promote` finishes the move before doing anything else. When the registry
 refuses a release tag, the local release tags go back to the images they named before, and
 the journal entry stays so that the next run finishes the move in the registry too.
+
+Compression (docs/registry.md): each tag is published as gzip (`docker push`), zstd
+(backend.recompress) or both (zstd under tag+suffix). Every variant of the candidate is proven
+(registry.prove_content: config projection, diff IDs, each layer decompressed) before any
+release tag moves; the release tags then name the proven manifests: gzip by `docker push`
+again (no uploads), zstd by putting the proven manifest's bytes under each name.
 """
 
 from __future__ import annotations
@@ -20,10 +26,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from torchstack.backend.identity import is_same_image
-from torchstack.backend.registry import RegistryError, fetch_manifest
+from torchstack.backend.identity import Content, content_of_inspect, is_same_image
+from torchstack.backend.recompress import ZstdPublisher
+from torchstack.backend.registry import (
+    RegistryError,
+    RemoteImage,
+    fetch_manifest,
+    prove_content,
+    put_manifest,
+)
 from torchstack.config import kinds
 from torchstack.config.located import read_config_text
+from torchstack.config.model import (
+    COMPRESSIONS,
+    Compression,
+    Variant,
+    variant_ref,
+    variants_of,
+)
 from torchstack.errors import ConfigError, EngineError, PromoteError
 from torchstack.resolve.tags import TagDecision
 from torchstack.signals import deferred_signals
@@ -42,6 +62,16 @@ class TagResult:
     pushed: bool
     digest: str | None  # registry manifest digest when pushed
     error: str | None
+    compression: Variant = "gzip"  # the form the registry holds under ref (when pushed)
+
+
+@dataclass(frozen=True)
+class PublishedVariant:
+    """One manifest promote published and proved: what attestations list as subjects."""
+
+    compression: Variant
+    ref: str  # repository:tag
+    digest: str  # the manifest digest, sha256:...
 
 
 # A journal holds a handful of entries; a larger file is not one.
@@ -139,6 +169,16 @@ def _journal_problem(data: Any) -> str | None:
             return f"{where} has a docker_id that is not an image id"
         if "push" in entry and not isinstance(entry["push"], bool):
             return f"{where}: push is not true or false"
+        if entry.get("compression", "gzip") not in COMPRESSIONS:
+            return f"{where}: compression is not one of {', '.join(COMPRESSIONS)}"
+        if not isinstance(entry.get("suffix", ""), str) or (
+                entry.get("suffix") and not kinds.TAG_SUFFIX.fullmatch(entry["suffix"])):
+            return f"{where}: suffix cannot end a tag"
+        variants = entry.get("variants", {})
+        if not isinstance(variants, dict) or not all(
+                k in ("gzip", "zstd") and isinstance(v, str) and kinds.DIGEST.fullmatch(v)
+                for k, v in variants.items()):
+            return f"{where}: variants is not a map of gzip|zstd -> manifest digest"
         previous = entry.get("previous") or {}
         if not isinstance(previous, dict) or not all(
                 isinstance(k, str) and (v is None or isinstance(v, str))
@@ -159,8 +199,12 @@ class TagEngine(Protocol):
 
 class Promoter:
     def __init__(self, backend: TagEngine, journal: Journal, push: bool,
-                 on_event: Callable[[str], None]) -> None:
+                 on_event: Callable[[str], None], compression: Compression = "gzip",
+                 suffix: str = "-zstd", zstd: ZstdPublisher | None = None) -> None:
         self.backend, self.journal, self.push, self.say = backend, journal, push, on_event
+        self.compression, self.suffix, self.zstd = compression, suffix, zstd
+        self._proven: dict[str, RemoteImage] = {}  # manifest digest -> proven this run
+        self._content: dict[str, Content] = {}  # docker id -> its content
 
     def resume(self) -> list[TagResult]:
         """Finish the moves a killed run, or a registry outage, left half done (their images
@@ -182,16 +226,23 @@ class Promoter:
 
     def promote(self, decision: TagDecision, docker_id: str) -> list[TagResult]:
         results = []
+        variants: dict[str, str] = {}  # variant -> proven manifest digest of the candidate
         if decision.candidate:
             self._tag(docker_id, decision.candidate)
-            results.append(self._publish(docker_id, decision.candidate) if self.push
-                           else TagResult(decision.candidate, False, None, None))
-            if results[-1].error:
-                return results  # layers are not in the registry: no release tag may move
+            if not self.push:
+                results.append(TagResult(decision.candidate, False, None, None))
+            for variant in variants_of(self.compression) if self.push else ():
+                result = self._publish_candidate(docker_id, decision.candidate, variant,
+                                                 variants.get("gzip"))
+                results.append(result)
+                if result.error or result.digest is None:
+                    return results  # not in the registry as checked: no release tag may move
+                variants[variant] = result.digest
         if decision.releases:
             refs = list(decision.releases)
             entry = {"image": decision.image_id, "docker_id": docker_id, "refs": refs,
-                     "push": self.push,
+                     "push": self.push, "compression": self.compression,
+                     "suffix": self.suffix, "variants": variants,
                      "previous": {ref: self.backend.image_id(ref) for ref in refs}}
             with deferred_signals("the tag move in progress"):
                 self.journal.add(entry)
@@ -200,7 +251,7 @@ class Promoter:
 
     def _finish(self, entry: dict[str, Any]) -> list[TagResult]:
         """Move an entry's tags; forget the entry once the registry holds them too."""
-        results = self._move(entry["docker_id"], entry["refs"], bool(entry["push"]))
+        results = self._move(entry)
         if not any(r.error for r in results):
             self.journal.remove(entry["image"])
             return results
@@ -215,15 +266,29 @@ class Promoter:
                  " `torchstack promote --push` finishes the move")
         return results
 
-    def _move(self, docker_id: str, refs: list[str], push: bool) -> list[TagResult]:
+    def _move(self, entry: dict[str, Any]) -> list[TagResult]:
+        docker_id, refs = str(entry["docker_id"]), list(entry["refs"])
         pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
         for index, ref in enumerate(refs):
             if index and pause:
                 time.sleep(pause)
             self._tag(docker_id, ref)
-        if not push:
+        if not entry["push"]:
             return [TagResult(ref, False, None, None) for ref in refs]
-        return [self._publish(docker_id, ref) for ref in refs]
+        compression: Compression = entry.get("compression", "gzip")
+        suffix, proven = str(entry.get("suffix", "")), dict(entry.get("variants") or {})
+        results = []
+        for ref in refs:
+            for variant in variants_of(compression):
+                target = variant_ref(ref, variant, compression, suffix)
+                if variant == "gzip":
+                    results.append(self._publish_gzip(docker_id, target, proven.get("gzip")))
+                elif "zstd" in proven:
+                    results.append(self._put_proven(target, proven["zstd"]))
+                else:
+                    results.append(TagResult(target, False, None, "no proven zstd variant to"
+                                             " tag (push the candidate again)", "zstd"))
+        return results
 
     def _tag(self, docker_id: str, ref: str) -> None:
         """A local tag; the daemon refusing it is a promotion failure (exit 6), not a crash."""
@@ -234,8 +299,53 @@ class Promoter:
                                tip="release tags already moved stay recorded in the promote"
                                    " journal; the next `torchstack promote` finishes") from None
 
-    def _publish(self, docker_id: str, ref: str) -> TagResult:
-        """Push with retries, then confirm through the registry's own API."""
+    def _publish_candidate(self, docker_id: str, ref: str, variant: Variant,
+                           gzip_digest: str | None) -> TagResult:
+        """Write one variant of the candidate and prove its content."""
+        target = variant_ref(ref, variant, self.compression, self.suffix)
+        problem = kinds.reference_problem(target)
+        if problem:
+            return TagResult(target, False, None, f"{target!r} {problem} (zstd_suffix makes"
+                             " the tag too long?)", variant)
+        if variant == "gzip":
+            return self._publish_gzip(docker_id, target, None)
+        if self.zstd is None:
+            return TagResult(target, False, None, "no tool to write zstd layers", variant)
+        source = f"{ref.rpartition(':')[0]}@{gzip_digest}" if gzip_digest else None
+        try:  # minutes for a big image; Ctrl-C stops it (the candidate tag is no release)
+            reported = self.zstd.publish(docker_id, target, source)
+        except PromoteError as exc:
+            return TagResult(target, False, None, exc.message, variant)
+        return self._prove(docker_id, target, variant, reported)
+
+    def _prove(self, docker_id: str, ref: str, variant: Variant,
+               expected_digest: str | None) -> TagResult:
+        """Whether the manifest at `ref` holds the checked image, layer by layer."""
+        try:
+            image = prove_content(ref, self._content_of(docker_id))
+        except RegistryError as exc:
+            return TagResult(ref, True, None, f"refused: {exc.message}", variant)
+        if expected_digest and image.digest != expected_digest:
+            return TagResult(ref, True, image.digest,
+                             f"refused: the registry serves {image.digest[:19]}, not the"
+                             f" {expected_digest[:19]} just pushed", variant)
+        if variant == "zstd" and image.compression != "zstd":
+            return TagResult(ref, True, image.digest, f"refused: its layers are"
+                             f" {image.compression}, not zstd", variant)
+        self._proven[image.digest] = image
+        self.say(f"pushed {ref} ({variant}, {image.digest}): content proven,"
+                 f" {len(image.layers)} layers")
+        return TagResult(ref, True, image.digest, None, variant)
+
+    def _content_of(self, docker_id: str) -> Content:
+        if docker_id not in self._content:
+            self._content[docker_id] = content_of_inspect(
+                self.backend.inspect(docker_id) or {"Id": docker_id})
+        return self._content[docker_id]
+
+    def _publish_gzip(self, docker_id: str, ref: str, proven: str | None) -> TagResult:
+        """`docker push` with retries, confirmed through the registry's own API; a manifest
+        not proven this run is proven (config projection and every layer)."""
         last_error = ""
         for attempt in range(RETRIES):
             if attempt:
@@ -254,6 +364,30 @@ class Promoter:
                 return TagResult(ref, False, None,
                                  f"the registry's {ref} is {remote.config_digest[:19]}"
                                  f" ({remote.digest}), not the local {docker_id[:19]}")
-            self.say(f"pushed {ref} ({remote.digest})")
-            return TagResult(ref, True, remote.digest, None)
+            if remote.digest in self._proven or remote.digest == proven:
+                self.say(f"pushed {ref} ({remote.digest})")
+                return TagResult(ref, True, remote.digest, None)
+            return self._prove(docker_id, ref, "gzip", remote.digest)
         return TagResult(ref, False, None, last_error)
+
+    def _put_proven(self, ref: str, digest: str) -> TagResult:
+        """Name a proven zstd manifest `ref`: its bytes put again, nothing uploaded."""
+        last_error = ""
+        repository = ref.rpartition(":")[0]
+        for attempt in range(RETRIES):
+            if attempt:
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+            try:
+                image = self._proven.get(digest) or fetch_manifest(f"{repository}@{digest}")
+                put_manifest(ref, image)
+                served = fetch_manifest(ref).digest
+            except RegistryError as exc:
+                last_error = exc.message
+                self.say(f"tag {ref}: attempt {attempt + 1} of {RETRIES} failed: {last_error}")
+                continue
+            if served != digest:
+                return TagResult(ref, True, served, f"the registry serves {served[:19]} under"
+                                 f" {ref}, not the proven {digest[:19]}", "zstd")
+            self.say(f"pushed {ref} (zstd, {digest})")
+            return TagResult(ref, True, digest, None, "zstd")
+        return TagResult(ref, False, None, last_error, "zstd")

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from torchstack.backend.docker import DockerBackend
-from torchstack.config.model import ImageSpec, Matrix
+from torchstack.backend.identity import content_of_inspect
+from torchstack.backend.recompress import ZstdPublisher
+from torchstack.config.model import Compression, ImageSpec, Matrix
 from torchstack.errors import PromoteError
 from torchstack.lock.pylock import display, lock_path, read_lock
-from torchstack.release.journal import Journal, Promoter, TagResult
+from torchstack.release.journal import Journal, Promoter, PublishedVariant, TagResult
 from torchstack.release.manifests import inventory, locked_packages, write_manifest
 from torchstack.resolve.state import ImageState, Resolved
 from torchstack.workspace.paths import journal_path
@@ -31,6 +33,11 @@ class ImagePromotion:
     refused: str | None  # why the image was not promoted at all, or None
     lock_problem: str | None = None  # how what is installed differs from the lock
 
+    @property
+    def published(self) -> tuple[PublishedVariant, ...]:
+        """Every manifest pushed and proven for this image (each tag, each compression)."""
+        return published_of(self.results)
+
 
 @dataclass(frozen=True)
 class PromoteRun:
@@ -38,6 +45,11 @@ class PromoteRun:
     repository: str
     resumed: tuple[TagResult, ...]  # moves an earlier, interrupted run left half done
     images: tuple[ImagePromotion, ...]
+
+    @property
+    def published(self) -> tuple[PublishedVariant, ...]:
+        """Every manifest this run pushed and proved, resumed moves included."""
+        return published_of(self.resumed) + tuple(v for i in self.images for v in i.published)
 
     @property
     def failures(self) -> list[TagResult]:
@@ -60,6 +72,20 @@ class PromoteRun:
         return None
 
 
+def published_of(results: tuple[TagResult, ...]) -> tuple[PublishedVariant, ...]:
+    return tuple(PublishedVariant(r.compression, r.ref, r.digest) for r in results
+                 if r.pushed and r.digest and not r.error)
+
+
+@dataclass(frozen=True)
+class Publishing:
+    """How pushes are compressed (registry.compression, or promote --compression)."""
+
+    compression: Compression = "gzip"
+    zstd_suffix: str = "-zstd"
+    zstd: ZstdPublisher | None = None  # the tool writing zstd; needed unless gzip
+
+
 def journal_of(matrix: Matrix) -> Journal:
     return Journal(journal_path(matrix.root), root=matrix.root)
 
@@ -67,12 +93,16 @@ def journal_of(matrix: Matrix) -> Journal:
 def promote_images(resolved: Resolved, backend: DockerBackend, run: RunDir, *, push: bool,
                    say: Callable[[str], None] = lambda line: None,
                    on_image: Callable[[ImagePromotion], None] = lambda image: None,
-                   ) -> PromoteRun:
+                   publishing: Publishing | None = None) -> PromoteRun:
     """Finish what a killed run left, then promote each requested image as decided."""
     matrix = resolved.matrix
     journal = journal_of(matrix)
     journal.pending()  # a corrupt journal stops promotion before anything is tagged
-    promoter = Promoter(backend, journal, push, say)
+    how = publishing or Publishing(matrix.compression, matrix.zstd_suffix)
+    if push and how.compression != "gzip" and how.zstd is None:
+        raise PromoteError(f"compression {how.compression} needs a tool that writes zstd",
+                           tip="find one with backend.recompress.find_zstd_publisher()")
+    promoter = Promoter(backend, journal, push, say, how.compression, how.zstd_suffix, how.zstd)
     resumed = tuple(promoter.resume())
     images = []
     for state in resolved.requested:
@@ -117,14 +147,18 @@ def _manifest(backend: DockerBackend, folder: Path, state: ImageState, results: 
     summary = {
         "image_id": spec.id,
         "docker_id": docker_id,
+        "content_id": content_of_inspect(inspected).id if inspected else None,
         "repo_digests": inspected.get("RepoDigests", []),
         "size_bytes": inspected.get("Size"),
         "input_hash": state.input_hash,
         "checks": {"level": record.level, "passed": record.passed, "summary": record.summary,
                    "suite_version": record.suite_version, "facts": record.facts}
         if record else None,
-        "tags": [{"ref": r.ref, "pushed": r.pushed, "digest": r.digest, "error": r.error}
-                 for r in results],
+        "tags": [{"ref": r.ref, "pushed": r.pushed, "digest": r.digest, "error": r.error,
+                  "compression": r.compression if r.pushed else None} for r in results],
+        # every manifest published and proven: the subjects of attestations
+        "published": [{"compression": v.compression, "ref": v.ref, "digest": v.digest}
+                      for v in published_of(tuple(results))],
         "release_tag": state.decision.releases[0] if state.decision.releases else None,
     }
     write_manifest(folder, spec.id, summary, packages, spec.os, spec.base_image)

@@ -1,8 +1,11 @@
 """Check records: which level of the check suite an exact image passed.
 
 A record is keyed by Docker image ID, input hash and checks-suite version, so a rebuilt image
-or a new suite is checked again. Levels: `cpu` (the checks that need no GPU, `--gpu auto` on a
-host without one) and `gpu` (the full suite with `--gpu required`); `gpu` implies `cpu`.
+or a new suite is checked again. It also carries the image's content ID (backend.identity:
+ordered diff IDs + OCI config projection), which every published variant of the image (gzip,
+zstd, an OCI conversion) shares while their manifest and config digests differ.
+Levels: `cpu` (the checks that need no GPU, `--gpu auto` on a host without one) and `gpu` (the
+full suite with `--gpu required`); `gpu` implies `cpu`.
 A record comes from `torchstack check` or from `torchstack record import` (a report of a
 Kubernetes Job); an imported one says where it came from (`source`) and on what node (`node`).
 A multi-node NCCL run is kept with scope `multinode`: its figures stay with the image, but it
@@ -47,6 +50,7 @@ class CheckRecord:
     figures: dict[str, Any] = field(default_factory=dict)  # check id -> metrics, when imported
     # The arch contract the image was judged against (config/contract.py, Contract.to_json).
     contract: Mapping[str, object] = field(default_factory=dict)
+    content_id: str = ""  # identity.Content.id of the image; "" in records written before it
 
     def satisfies(self, level: CheckLevel) -> bool:
         return (self.passed and self.scope == "suite"

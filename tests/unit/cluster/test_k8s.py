@@ -226,6 +226,17 @@ def test_image_ref_needs_one_image(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "tip:" in capsys.readouterr().err
 
 
+def test_compression_picks_a_candidate_variant_not_an_image_ref(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--matrix", str(REPO / "matrix.yaml"), "k8s", IMAGE, "--image-ref", PINNED,
+                 "--compression", "zstd"])
+    assert code == 2 and "--compression picks a variant" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--matrix", str(REPO / "matrix.yaml"), "k8s", IMAGE, "--compression", "lz4"])
+    assert exit_info.value.code == 2
+    assert "--compression: invalid choice: 'lz4'" in capsys.readouterr().err
+
+
 def k8s_usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     """argparse refuses the flag: exit 2, the flag named, a tip."""
     with pytest.raises(SystemExit) as exit_info:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from torchstack.config.expected import expect_for
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
+from torchstack.release.journal import PublishedVariant
 from torchstack.resolve.records import RecordStore, new_record
 from torchstack.resolve.tags import decide
 
@@ -190,6 +192,22 @@ def test_a_pod_that_ran_another_image_is_refused(image_id: str) -> None:
     with pytest.raises(ConfigError) as error:
         prove(imported.report, CANDIDATE, Source("job", {}, (("pod-0", image_id),)))
     assert "pod pod-0 ran image" in error.value.message
+
+
+def test_a_report_of_any_published_variant_is_accepted() -> None:
+    """A Job pinned to the zstd variant (k8s --compression zstd) proves the same image."""
+    zstd = "sha256:" + "f" * 64
+    both = replace(CANDIDATE, variants=(
+        PublishedVariant("gzip", CANDIDATE.ref, DIGEST),
+        PublishedVariant("zstd", CANDIDATE.ref + "-zstd", zstd)))
+    imported = read_report(frame(synthetic(IMAGE, zstd)), "r")
+    prove(imported.report, both, Source("job", {}, (("pod-0", f"{REPOSITORY}@{zstd}"),)))
+    with pytest.raises(ConfigError) as error:  # without the variant, the digest is unknown
+        prove(imported.report, CANDIDATE, FILE)
+    assert zstd in error.value.message
+    # A pod that ran a digest of neither variant is still refused.
+    with pytest.raises(ConfigError, match="pod pod-0 ran image"):
+        prove(imported.report, both, Source("job", {}, (("pod-0", f"{REPOSITORY}@{OTHER}"),)))
 
 
 def test_digest_of_image_id() -> None:

@@ -95,7 +95,7 @@ def test_the_repo_matrix_and_layers_are_valid(matrix_schema: dict[str, Any],
 def test_loader_key_sets_come_from_the_schema() -> None:
     # Literal sets: a wrong $defs lookup or a dropped `required` would change them.
     assert schemas.keys(schemas.MATRIX, "registry") == schemas.KeySet(
-        frozenset({"local", "push"}), frozenset({"local", "push"}))
+        frozenset({"local", "push", "compression", "zstd_suffix"}), frozenset({"local", "push"}))
     assert schemas.keys(schemas.MATRIX, "alias") == schemas.KeySet(
         frozenset({"tag", "default", "flavor"}), frozenset({"tag"}))
     assert schemas.keys(schemas.LAYER).required == {"parent"}

@@ -115,6 +115,9 @@ def test_a_refused_release_push_puts_local_tags_back_and_keeps_the_journal(
     monkeypatch.setattr("torchstack.release.journal.BACKOFF_S", 0.0)
     monkeypatch.setattr("torchstack.release.journal.fetch_manifest",
                         lambda ref: RemoteImage("sha256:" + "d" * 64, IMAGE))
+    # The candidate's content proof reads blobs (tests/integration/test_promote_zstd.py).
+    monkeypatch.setattr("torchstack.release.journal.prove_content",
+                        lambda ref, content: RemoteImage("sha256:" + "d" * 64, IMAGE))
     journal = Journal(tmp_path / "journal.json")
     old = OLD
     fake = FakeTags(fail_push=True)

@@ -10,6 +10,7 @@ docstring names the one-line bug it catches.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import shutil
@@ -38,27 +39,73 @@ from torchstack.resolve.state import Resolution, resolve
 from torchstack.resolve.tags import TagDecision
 from torchstack.workspace.runs import RunDir
 
-IMAGE = "sha256:" + "c" * 64  # the checked image (classic store: its ID is its config digest)
-OLD = "sha256:" + "0" * 64  # what the release tag named before
-OTHER = "sha256:" + "e" * 64  # someone else's image
-
-
-def manifest_of(config: str) -> bytes:
-    return json.dumps({"schemaVersion": 2, "config": {"digest": config}}).encode()
-
 
 def digest_of(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
+@dataclass(frozen=True)
+class FakeImage:
+    """An image as a registry holds it: one gzip layer and a config naming its diff ID. On the
+    classic store its Engine ID is the config's digest, so `id` is that."""
+
+    name: str
+
+    @property
+    def layer(self) -> bytes:
+        return f"the one layer of {self.name}".encode()
+
+    @property
+    def gzip_layer(self) -> bytes:
+        return gzip.compress(self.layer, mtime=0)
+
+    @property
+    def config(self) -> bytes:
+        return json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                           "rootfs": {"type": "layers",
+                                      "diff_ids": [digest_of(self.layer)]}}).encode()
+
+    @property
+    def id(self) -> str:
+        return digest_of(self.config)
+
+    def manifest(self) -> bytes:
+        return json.dumps({
+            "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                       "digest": self.id, "size": len(self.config)},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                        "digest": digest_of(self.gzip_layer), "size": len(self.gzip_layer)}],
+        }).encode()
+
+    def inspect(self) -> dict[str, Any]:
+        """What `docker image inspect` says of it."""
+        return {"Id": self.id, "Architecture": "amd64", "Os": "linux", "Config": {},
+                "RootFS": {"Type": "layers", "Layers": [digest_of(self.layer)]}}
+
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+CHECKED, BEFORE, FOREIGN = FakeImage("checked"), FakeImage("old"), FakeImage("other")
+IMAGES = {image.id: image for image in (CHECKED, BEFORE, FOREIGN)}
+IMAGE = CHECKED.id  # the checked image
+OLD = BEFORE.id  # what the release tag named before
+OTHER = FOREIGN.id  # someone else's image
+
+
+def manifest_of(image_id: str) -> bytes:
+    return IMAGES[image_id].manifest()
+
+
 @dataclass
 class Registry:
-    """Tags -> manifest bytes, as a registry holds them; `pinned` tags always answer these bytes
-    (another pusher's image, or an immutable tag that kept its old content)."""
+    """Tags -> manifest bytes, and blobs by digest, as a registry holds them; `pinned` tags
+    always answer these bytes (another pusher's image, or an immutable tag that kept its old
+    content)."""
 
     port: int = 0
     manifests: dict[str, bytes] = field(default_factory=dict)
     pinned: dict[str, bytes] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
 
     def ref(self, tag: str) -> str:
         return f"127.0.0.1:{self.port}/ts:{tag}"
@@ -68,6 +115,12 @@ class Registry:
         body = self.pinned.get(tag) or self.manifests.get(tag)
         return None if body is None else str(json.loads(body)["config"]["digest"])
 
+    def upload(self, image: FakeImage) -> bytes:
+        """Its blobs stored, as `docker push` does before the manifest; the manifest back."""
+        for blob in (image.config, image.gzip_layer):
+            self.blobs[digest_of(blob)] = blob
+        return image.manifest()
+
 
 def handler(registry: Registry) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -75,9 +128,15 @@ def handler(registry: Registry) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            prefix = "/v2/ts/manifests/"
-            tag = self.path[len(prefix):] if self.path.startswith(prefix) else ""
-            body = registry.pinned.get(tag) or registry.manifests.get(tag)
+            manifests, blobs = "/v2/ts/manifests/", "/v2/ts/blobs/"
+            body: bytes | None = None
+            if self.path.startswith(manifests):
+                tag = self.path[len(manifests):]
+                body = registry.pinned.get(tag) or registry.manifests.get(tag)
+                content_type = DOCKER_MANIFEST
+            elif self.path.startswith(blobs):
+                body = registry.blobs.get(self.path[len(blobs):])
+                content_type = "application/octet-stream"
             if body is None:
                 self.send_response(404)
                 self.send_header("Content-Length", "2")
@@ -85,6 +144,7 @@ def handler(registry: Registry) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(b"{}")
                 return
             self.send_response(200)
+            self.send_header("Content-Type", content_type)
             self.send_header("Docker-Content-Digest", digest_of(body))
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -129,7 +189,7 @@ class Engine:
 
     def inspect(self, ref: str) -> dict[str, Any] | None:
         image = self.image_id(ref)
-        return {"Id": image, "RootFS": {"Layers": [image]}} if image else None
+        return IMAGES[image].inspect() if image else None
 
     def images_with_label(self, key: str, value: str) -> list[tuple[str, list[str]]]:
         if key != HASH_LABEL:
@@ -149,7 +209,7 @@ class Engine:
         if tag in self.refused:
             raise EngineError(f"docker push {ref} failed: denied: tag {tag} is immutable")
         self.tags.update({r: image for r, image in self.moved.items() if r == ref})
-        body = manifest_of(self.tags[ref])
+        body = self.registry.upload(IMAGES[self.tags[ref]])
         self.registry.manifests[tag] = body
         return digest_of(body)
 
