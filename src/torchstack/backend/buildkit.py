@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from torchstack.errors import DockerUnavailableError
+from torchstack.names import SHA256_DIGEST
 
 CLI_ENV = "TORCHSTACK_DOCKER_CLI"
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -136,10 +137,10 @@ def _image_id(iidfile: Path, metadata: Path) -> str | None:
     if metadata.is_file():
         data = json.loads(metadata.read_text() or "{}")
         digest = data.get("containerimage.config.digest")
-        if isinstance(digest, str) and digest.startswith("sha256:"):
+        if isinstance(digest, str) and SHA256_DIGEST.fullmatch(digest):
             return digest
     text = iidfile.read_text().strip() if iidfile.is_file() else ""
-    return text if text.startswith("sha256:") else None
+    return text if SHA256_DIGEST.fullmatch(text) else None
 
 
 def probe(path: str, env: Mapping[str, str]) -> Mode | None:

@@ -19,16 +19,17 @@ from torchstack.backend.identity import Content, content_difference, content_of_
 from torchstack.backend.registry import RegistryError, fetch_config, fetch_manifest
 from torchstack.config.model import Matrix, Variant
 from torchstack.errors import ConfigError
+from torchstack.names import SHA256_DIGEST
 from torchstack.release.journal import PublishedVariant
 from torchstack.resolve.state import ImageState
 from torchstack.resolve.tags import candidate_ref
 
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # matched whole (fullmatch)
 # The reference grammar of distribution/reference: [host[:port]/]path[:tag]@digest.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST = r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 PINNED = re.compile(rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
-                    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@(sha256:[0-9a-f]{64})")
+                    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+                    rf"@({SHA256_DIGEST.pattern})")
 PUSH_TIP = ("`torchstack promote --push` pushes the candidate tag of every checked image"
             " (a cpu-level record is enough for the candidate)")
 
@@ -71,7 +72,7 @@ def digest_of_image_id(image_id: str) -> str | None:
     """A pod's `imageID` -> the digest in it: `docker-pullable://repo@sha256:…`,
     `repo@sha256:…` or a bare `sha256:…`; None when it holds none."""
     tail = image_id.rpartition("@")[2] if "@" in image_id else image_id.rpartition("//")[2]
-    return tail if DIGEST.fullmatch(tail) else None
+    return tail if SHA256_DIGEST.fullmatch(tail) else None
 
 
 def resolve_candidate(state: ImageState, matrix: Matrix, repository: str,
@@ -118,7 +119,7 @@ def _variant(ref: str, local: Content, image_id: str,
             return None
         raise ConfigError(f"{image_id}: cannot read its candidate {ref} from the registry:"
                           f" {exc}", tip=PUSH_TIP) from None
-    if not DIGEST.fullmatch(remote.digest):
+    if not SHA256_DIGEST.fullmatch(remote.digest):
         raise ConfigError(f"{ref}: the registry sent no Docker-Content-Digest header",
                           tip="use a registry that implements the Docker Registry HTTP API v2")
     difference = content_difference(local, content_of_blob(config))

@@ -18,9 +18,10 @@ from typing import Any
 from torchstack.checks.frame import FrameError, unframe
 from torchstack.checks.multinode import CHECK_ID as MULTINODE_CHECK
 from torchstack.checks.result import Report, ReportError, parse_report
-from torchstack.cluster.candidates import DIGEST, Candidate, digest_of_image_id
+from torchstack.cluster.candidates import Candidate, digest_of_image_id
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
+from torchstack.names import SHA256_DIGEST
 from torchstack.resolve.records import CheckRecord, Scope
 
 
@@ -101,7 +102,7 @@ def verify(report: Report, current_suite: str, where: str) -> None:
                           " skips the GPU checks and still passes)",
                           tip="run the Job `torchstack k8s` renders (it passes --gpu required);"
                               " nothing was recorded")
-    if report.image_digest is None or not DIGEST.fullmatch(report.image_digest):
+    if report.image_digest is None or not SHA256_DIGEST.fullmatch(report.image_digest):
         raise ConfigError(f"{where}: the report names no image digest"
                           f" ({report.image_digest!r}), so nothing ties it to an image",
                           tip="render the Job with `torchstack k8s`, which writes image_digest"

@@ -43,7 +43,6 @@ from torchstack.lock.pylock import (
     PLATFORM,
     ImageLock,
     LockedDist,
-    display,
     lock_inputs,
     lock_path,
     lock_status,
@@ -51,6 +50,7 @@ from torchstack.lock.pylock import (
     validate_lock,
     write_lock,
 )
+from torchstack.workspace.paths import shown
 
 # uv settings that would change what it resolves; the lock's inputs are the only ones.
 UV_ENV_KEEP = ("UV_CACHE_DIR", "UV_HTTP_TIMEOUT", "UV_HTTP_RETRIES", "UV_NATIVE_TLS",
@@ -115,7 +115,7 @@ def lock_images(matrix: Matrix, images: list[ImageSpec], request: LockRequest, u
     reachable: dict[str, str | None] = {}  # index URL -> why it cannot be reached
     for spec in images:
         start = time.monotonic()
-        path = display(matrix, lock_path(matrix, spec))
+        path = shown(matrix.root, lock_path(matrix, spec))
         try:
             changed, count = _lock_one(matrix, spec, request, uv, outcomes, reachable)
             outcome = LockOutcome(spec.id, path, changed, count,

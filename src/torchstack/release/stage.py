@@ -18,11 +18,11 @@ from torchstack.backend.identity import content_of_inspect
 from torchstack.backend.recompress import ZstdPublisher
 from torchstack.config.model import Compression, ImageSpec, Matrix
 from torchstack.errors import PromoteError
-from torchstack.lock.pylock import display, lock_path, read_lock
+from torchstack.lock.pylock import lock_path, read_lock
 from torchstack.release.journal import Journal, Promoter, PublishedVariant, TagResult
 from torchstack.release.manifests import inventory, locked_packages, write_manifest
 from torchstack.resolve.state import ImageState, Resolved
-from torchstack.workspace.paths import journal_path
+from torchstack.workspace.paths import journal_path, shown
 from torchstack.workspace.runs import RunDir
 
 
@@ -136,7 +136,7 @@ def _packages(matrix: Matrix, spec: ImageSpec, backend: DockerBackend,
     lock = read_lock(matrix, spec)
     if lock is None:
         return packages
-    return locked_packages(spec.id, display(matrix, lock_path(matrix, spec)), lock, packages)
+    return locked_packages(spec.id, shown(matrix.root, lock_path(matrix, spec)), lock, packages)
 
 
 def _manifest(backend: DockerBackend, folder: Path, state: ImageState, results: list[TagResult],
