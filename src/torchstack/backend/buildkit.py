@@ -72,6 +72,9 @@ class BuildkitCli:
     path: str
     mode: Mode
     docker_host: str
+    # The environment it was found in (Settings.environ), which its builds start from: PATH,
+    # proxies, docker config. It may hold credentials, so it is neither shown nor compared.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def describe(self) -> str:
         how = "docker buildx build" if self.mode == "buildx" else "DOCKER_BUILDKIT=1 docker build"
@@ -101,7 +104,7 @@ class BuildkitCli:
             process = subprocess.Popen(
                 self.command(request, iidfile, metadata), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                env=self.environment(request, os.environ), start_new_session=True)
+                env=self.environment(request, self.environ), start_new_session=True)
             error = None
             try:
                 assert process.stdout is not None
@@ -173,7 +176,7 @@ def find_cli(environ: Mapping[str, str]) -> BuildkitCli:
             continue
         mode = probe(candidate, {**environ, "DOCKER_HOST": docker_host})
         if mode is not None:
-            return BuildkitCli(candidate, mode, docker_host)
+            return BuildkitCli(candidate, mode, docker_host, environ)
         tried.append(candidate)
     where = f"{CLI_ENV}={override}" if override else ", ".join(tried) or "no docker CLI on PATH"
     raise DockerUnavailableError(f"no docker CLI here can build with BuildKit (tried {where})",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from torchstack.backend.credentials import ANONYMOUS, Credentials
 from torchstack.backend.identity import Content, content_difference, content_of_blob
 from torchstack.backend.registry import RegistryError, fetch_config, fetch_manifest
 from torchstack.config.model import Matrix, Variant
@@ -76,7 +77,8 @@ def digest_of_image_id(image_id: str) -> str | None:
 
 
 def resolve_candidate(state: ImageState, matrix: Matrix, repository: str,
-                      local: Content | None, compression: Variant | None = None) -> Candidate:
+                      local: Content | None, compression: Variant | None = None, *,
+                      credentials: Credentials = ANONYMOUS) -> Candidate:
     """The pushed candidate of the image the current matrix resolves to on this host: the
     variant of `compression` (None: zstd where published, else the plain tag's), with every
     variant found."""
@@ -87,8 +89,9 @@ def resolve_candidate(state: ImageState, matrix: Matrix, repository: str,
                           tip=f"run `torchstack build {spec.id}`, check it, then {PUSH_TIP}")
     docker_id, input_hash = state.local_image_id, state.input_hash
     ref = candidate_ref(spec, matrix, repository, input_hash)
-    found = [variant for variant in (_variant(ref, local, spec.id, required=True),
-                                     _variant(ref + matrix.zstd_suffix, local, spec.id))
+    found = [variant for variant in (_variant(ref, local, spec.id, credentials, required=True),
+                                     _variant(ref + matrix.zstd_suffix, local, spec.id,
+                                              credentials))
              if variant is not None]
     if compression is None:
         # Kubernetes nodes run containerd >= 1.5 or CRI-O, which pull zstd: the faster form
@@ -107,13 +110,13 @@ def resolve_candidate(state: ImageState, matrix: Matrix, repository: str,
                      tuple(found))
 
 
-def _variant(ref: str, local: Content, image_id: str,
+def _variant(ref: str, local: Content, image_id: str, credentials: Credentials,
              required: bool = False) -> PublishedVariant | None:
     """The variant under `ref` if it holds the local image's content; None when the tag does
     not exist (and is not `required`)."""
     try:
-        remote = fetch_manifest(ref)
-        config = fetch_config(ref, remote)
+        remote = fetch_manifest(ref, credentials=credentials)
+        config = fetch_config(ref, remote, credentials=credentials)
     except RegistryError as exc:
         if not required and exc.status == 404:
             return None

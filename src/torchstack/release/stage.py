@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torchstack.backend.credentials import ANONYMOUS, Credentials
 from torchstack.backend.docker import DockerBackend
 from torchstack.backend.identity import content_of_inspect
 from torchstack.backend.recompress import ZstdPublisher
@@ -84,6 +85,8 @@ class Publishing:
     compression: Compression = "gzip"
     zstd_suffix: str = "-zstd"
     zstd: ZstdPublisher | None = None  # the tool writing zstd; needed unless gzip
+    credentials: Credentials = ANONYMOUS  # the registry login (Settings)
+    tag_pause_s: float = 0.0  # a test hook: seconds between two release tags (Settings)
 
 
 def journal_of(matrix: Matrix) -> Journal:
@@ -102,7 +105,8 @@ def promote_images(resolved: Resolved, backend: DockerBackend, run: RunDir, *, p
     if push and how.compression != "gzip" and how.zstd is None:
         raise PromoteError(f"compression {how.compression} needs a tool that writes zstd",
                            tip="find one with backend.recompress.find_zstd_publisher()")
-    promoter = Promoter(backend, journal, push, say, how.compression, how.zstd_suffix, how.zstd)
+    promoter = Promoter(backend, journal, push, say, how.compression, how.zstd_suffix, how.zstd,
+                        credentials=how.credentials, pause_s=how.tag_pause_s)
     resumed = tuple(promoter.resume())
     images = []
     for state in resolved.requested:

@@ -20,6 +20,7 @@ import pytest
 from tests.paths import REPO
 from tests.unit.reportutil import synthetic
 from torchstack.backend.docker import ContainerRun, DockerBackend
+from torchstack.backend.identity import ImageInspect
 from torchstack.check.stage import CheckRun, check_images
 from torchstack.checks import SUITE_VERSION
 from torchstack.checks.frame import frame
@@ -58,7 +59,7 @@ class Host:
     def image_id(self, ref: str) -> str | None:
         return ref if ref in self.labels else self.refs.get(ref)
 
-    def inspect(self, ref: str) -> dict[str, Any] | None:
+    def inspect(self, ref: str) -> ImageInspect | None:
         image = self.image_id(ref)
         return {"Id": image, "RootFS": {"Layers": [image]}} if image else None
 

@@ -25,6 +25,7 @@ import pytest
 
 from tests.paths import REPO
 from torchstack.backend.docker import ContainerRun, DockerBackend
+from torchstack.backend.identity import ImageInspect
 from torchstack.checks import SUITE_VERSION
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
@@ -78,7 +79,7 @@ class FakeImage:
                         "digest": digest_of(self.gzip_layer), "size": len(self.gzip_layer)}],
         }).encode()
 
-    def inspect(self) -> dict[str, Any]:
+    def inspect(self) -> ImageInspect:
         """What `docker image inspect` says of it."""
         return {"Id": self.id, "Architecture": "amd64", "Os": "linux", "Config": {},
                 "RootFS": {"Type": "layers", "Layers": [digest_of(self.layer)]}}
@@ -187,7 +188,7 @@ class Engine:
             return ref if ref in (IMAGE, OLD, *self.labels) else None
         return self.tags.get(ref)
 
-    def inspect(self, ref: str) -> dict[str, Any] | None:
+    def inspect(self, ref: str) -> ImageInspect | None:
         image = self.image_id(ref)
         return IMAGES[image].inspect() if image else None
 

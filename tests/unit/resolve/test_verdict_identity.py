@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.paths import REPO
+from torchstack.backend.identity import ImageInspect
 from torchstack.checks import SUITE_VERSION
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
@@ -48,11 +49,11 @@ class Engine:
     def image_id(self, ref: str) -> str | None:
         return ref if ref in self.labels or ref in self.layers else self.refs.get(ref)
 
-    def inspect(self, ref: str) -> dict[str, Any] | None:
+    def inspect(self, ref: str) -> ImageInspect | None:
         image = self.image_id(ref)
         if image is None:
             return None
-        return {"Id": image, "RootFS": {"Layers": self.layers.get(image)}}
+        return {"Id": image, "RootFS": {"Layers": self.layers.get(image, [])}}
 
     def images_with_label(self, key: str, value: str) -> list[tuple[str, list[str]]]:
         return [(image, [r for r, target in self.refs.items() if target == image])
