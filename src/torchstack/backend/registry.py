@@ -29,8 +29,8 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.client import HTTPResponse
-from typing import IO, Any, Literal, cast
+from http.client import HTTPMessage, HTTPResponse
+from typing import IO, Literal, cast
 
 import zstandard
 
@@ -345,8 +345,8 @@ def _read_limited(response: HTTPResponse, url: str) -> bytes:
 class _SafeRedirects(urllib.request.HTTPRedirectHandler):
     """Follow a redirect only where credentials may go: HTTPS, or plain HTTP on loopback."""
 
-    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,
-                         msg: str, headers: Any, newurl: str) -> urllib.request.Request | None:
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: HTTPMessage, newurl: str) -> urllib.request.Request | None:
         parts = urllib.parse.urlsplit(newurl)
         if parts.scheme != "https" and not (parts.scheme == "http"
                                             and is_loopback(parts.netloc)):

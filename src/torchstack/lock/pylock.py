@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from packaging.markers import InvalidMarker, Marker
@@ -340,7 +340,7 @@ def _shown_value(value: object) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _optional_str(value: Any) -> str | None:
+def _optional_str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
@@ -372,7 +372,7 @@ def lock_text(lock: ImageLock) -> str:
             out.append(f"marker = {_s(dist.marker)}\n")
         out.append(f"wheels = [{{ name = {_s(dist.filename)}, url = {_s(dist.url)},"
                    f" size = {dist.size}, hashes = {{ sha256 = {_s(dist.sha256)} }} }}]\n")
-    tool: dict[str, Any] = {
+    tool: dict[str, str | list[str] | None] = {
         "image": lock.image_id, "python": lock.python, "platform": lock.platform,
         "index": lock.index, "extra_index": lock.extra_index, "mirror": lock.mirror,
         "pins": list(lock.pins), "parent_sha256": lock.parent_sha256,

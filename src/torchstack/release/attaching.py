@@ -113,7 +113,8 @@ def _checks(record: CheckRecord, report: Path) -> tuple[CheckOutcome, ...]:
             return tuple(CheckOutcome(str(c.get("id")), str(c.get("status")),
                                       c.get("metrics") or {})
                          for c in suite.get("checks", []) if isinstance(c, dict))
-    return tuple(CheckOutcome(check, "pass" if record.passed else "unknown", metrics)
+    return tuple(CheckOutcome(check, "pass" if record.passed else "unknown",
+                              metrics if isinstance(metrics, dict) else {})
                  for check, metrics in sorted(record.figures.items()))
 
 

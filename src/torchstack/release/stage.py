@@ -11,17 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from torchstack.backend.credentials import ANONYMOUS, Credentials
 from torchstack.backend.docker import DockerBackend
 from torchstack.backend.identity import content_of_inspect
 from torchstack.backend.recompress import ZstdPublisher
-from torchstack.config.model import Compression, ImageSpec, Matrix
+from torchstack.config.model import CheckLevel, Compression, ImageSpec, Matrix
 from torchstack.errors import PromoteError
 from torchstack.lock.pylock import lock_path, read_lock
 from torchstack.release.journal import Journal, Promoter, PublishedVariant, TagResult
-from torchstack.release.manifests import inventory, locked_packages, write_manifest
+from torchstack.release.manifests import Packages, inventory, locked_packages, write_manifest
 from torchstack.resolve.state import ImageState, Resolved
 from torchstack.workspace.paths import journal_path, shown
 from torchstack.workspace.runs import RunDir
@@ -134,7 +133,7 @@ def _promote_one(matrix: Matrix, backend: DockerBackend, promoter: Promoter, run
 
 
 def _packages(matrix: Matrix, spec: ImageSpec, backend: DockerBackend,
-              docker_id: str) -> dict[str, Any]:
+              docker_id: str) -> Packages:
     """The image's inventory, its Python part from the lock once cross-checked."""
     packages = inventory(backend, docker_id)
     lock = read_lock(matrix, spec)
@@ -144,11 +143,11 @@ def _packages(matrix: Matrix, spec: ImageSpec, backend: DockerBackend,
 
 
 def _manifest(backend: DockerBackend, folder: Path, state: ImageState, results: list[TagResult],
-              packages: dict[str, Any], required: Any) -> None:
+              packages: Packages, required: CheckLevel) -> None:
     spec, docker_id = state.spec, str(state.local_image_id)
     record = state.release_record(required)
     inspected = backend.inspect(docker_id) or {}
-    summary = {
+    summary: dict[str, object] = {
         "image_id": spec.id,
         "docker_id": docker_id,
         "content_id": content_of_inspect(inspected).id if inspected else None,

@@ -35,13 +35,14 @@ from torchstack.resolve.order import input_hash
 from torchstack.resolve.outcome import GpuMode, ImageCheck
 from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.state import Resolution, Resolved, resolve
+from torchstack.workspace.json_types import JSONObject
 from torchstack.workspace.runs import RunDir
 
 BASE = "torch2.9.1-cu128-py3.11-base"
 OS_ID = "sha256:" + "0" * 64
 BUILT = "sha256:" + "b" * 64  # the local image torchstack built for BASE
 REPOSITORY = "127.0.0.1:5000/torchstack"
-FACTS = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
+FACTS: JSONObject = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
          "python": "3.11.9", "torchvision": None, "torchaudio": None, "torchcodec": None}
 
 

@@ -38,6 +38,7 @@ from torchstack.resolve.order import input_hash
 from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.state import Resolution, resolve
 from torchstack.resolve.tags import TagDecision
+from torchstack.workspace.json_types import JSONObject
 from torchstack.workspace.runs import RunDir
 
 
@@ -286,7 +287,7 @@ def test_a_registry_tag_holding_another_image_is_never_reported_as_pushed(
 # --- 12. installed packages that differ from the lock stop promotion ------------------------
 
 BASE = "torch2.9.1-cu128-py3.11-base"
-FACTS = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
+FACTS: JSONObject = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
          "python": "3.11.9", "torchvision": None, "torchaudio": None, "torchcodec": None}
 
 

@@ -24,6 +24,7 @@ from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.staging import staging_tag
 from torchstack.resolve.state import Resolution, resolve
 from torchstack.resolve.tags import decide
+from torchstack.workspace.json_types import JSONObject
 
 BASE = "torch2.9.1-cu128-py3.11-base"
 VISION = "torch2.9.1-cu128-py3.11-vision"
@@ -114,7 +115,7 @@ def test_a_staged_image_is_not_adopted_when_its_parents_layers_are_unknown(
 
 # --- 9. the torch CUDA label alone blocks a release ------------------------------------------
 
-FACTS = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
+FACTS: JSONObject = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
          "python": "3.11.9", "torchvision": None, "torchaudio": None, "torchcodec": None}
 
 
