@@ -21,6 +21,7 @@ from torchstack.backend.registry import RemoteImage
 from torchstack.errors import ConfigError, EngineError, Interrupted, PromoteError
 from torchstack.release.journal import Journal, JournalEntry, Promoter
 from torchstack.resolve.tags import TagDecision
+from torchstack.settings import PAUSE_ENV, Settings
 from torchstack.signals import deferred_signals
 
 IMAGE = "sha256:" + "c" * 64
@@ -276,3 +277,12 @@ def test_a_daemon_refusing_a_tag_is_a_promote_error(tmp_path: Path,
     with pytest.raises(PromoteError, match=r"docker tag .* failed: .*no space left") as caught:
         promoter.promote(decision("repo:1.0"), IMAGE)
     assert caught.value.exit_code == 6
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("0.5", 0.5), ("", 0.0), ("soon", 0.0),
+                                               ("-1", 0.0), ("nan", 0.0)])
+def test_the_pause_hook_comes_from_settings(text: str, seconds: float) -> None:
+    """The test hook that pauses between release tags is read once, by Settings; a value that
+    is no pause is none (it never stops a promotion)."""
+    assert Settings.from_environ({PAUSE_ENV: text}).tag_pause_s == seconds
+    assert Settings.from_environ({}).tag_pause_s == 0.0
