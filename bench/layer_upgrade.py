@@ -322,10 +322,11 @@ def push_pull_layouts(backend: DockerBackend, engine: Any, image: str, scratch: 
     """The base as built and as one squashed layer: push into an empty registry, pull into
     an empty Engine."""
     inspected = backend.inspect(image) or {}
-    config = inspected["Config"]
+    config = inspected.get("Config") or {}
     squashed = f"{LOCAL}:squashed-{uuid.uuid4().hex[:8]}"
     local_images.append(squashed)
-    changes = [f"ENV {e}" for e in config.get("Env") or []]
+    env = config.get("Env")
+    changes = [f"ENV {e}" for e in env] if isinstance(env, list) else []
     changes += [f"USER {config['User']}"] if config.get("User") else []
     changes += [f"WORKDIR {config['WorkingDir']}"] if config.get("WorkingDir") else []
     changes += [f"CMD {json.dumps(config['Cmd'])}"] if config.get("Cmd") else []

@@ -8,7 +8,9 @@ CheckError, PromoteError (4, 5, 6) from `BuildRun.error()`, `CheckRun.error()` a
 `PromoteRun.error()`.
 
 Calls that need the Docker Engine connect as the docker CLI would (DOCKER_HOST, ...) unless
-given a `backend`, and close what they opened.
+given a `backend`, and close what they opened. What they take from the environment (the push
+repository override, registry credentials, BuildKit's environment) comes from `settings`
+(torchstack.settings.Settings; default: Settings.current(), this process's environment).
 
 With a `signing_key` (release.keys.SigningKey), promote (with push), check and `attest` sign
 each image's newest verdict at each level and attach it, in cosign's `.att` layout, to every
@@ -18,8 +20,7 @@ digest the registry already serves the image under (docs/attestations.md).
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,7 @@ from torchstack.resolve.state import (
     push_repository,
 )
 from torchstack.resolve.state import resolve as resolve_states
+from torchstack.settings import Settings
 from torchstack.workspace.paths import runs_dir
 from torchstack.workspace.runs import check_workspace, create_run
 
@@ -76,17 +78,19 @@ def plan(matrix: Matrix, globs: Iterable[str] = (), *,
 
 def resolve(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False,
             docker: bool = False, backend: DockerBackend | None = None,
-            repository: str | None = None) -> Resolved:
+            repository: str | None = None, settings: Settings | None = None) -> Resolved:
     """The selected images (and their ancestors) as ImageStates.
 
     Without `docker` (or a `backend`) nothing asks the Engine: states carry no image IDs.
     """
+    environ = _settings(settings).environ
     if backend is None and not docker:
-        return resolve_states(matrix, globs, everything=everything, repository=repository)
+        return resolve_states(matrix, globs, everything=everything, repository=repository,
+                              environ=environ)
     resolution = _selected(matrix, globs, everything)
     with _engine(backend) as engine:
         return resolve_states(matrix, globs, everything=everything, backend=engine,
-                              repository=repository, resolution=resolution)
+                              repository=repository, resolution=resolution, environ=environ)
 
 
 @dataclass(frozen=True)
@@ -120,11 +124,13 @@ class _Quiet:
 def build(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False,
           ca_bundle: Path | None = None, indexes: Iterable[str] = (),
           reporter: Reporter | None = None, backend: DockerBackend | None = None,
-          environ: Mapping[str, str] = os.environ) -> BuildRun:
+          settings: Settings | None = None) -> BuildRun:
     """Build the selected images and their missing ancestors, parents first (BuildKit)."""
     check_workspace(matrix.root)
+    environ = _settings(settings).environ
     resolution = Resolution(matrix)
-    resolved = resolve_states(matrix, globs, everything=everything, resolution=resolution)
+    resolved = resolve_states(matrix, globs, everything=everything, resolution=resolution,
+                              environ=environ)
     inputs = resolve_inputs(ca_bundle, list(indexes), environ)
     with _engine(backend) as engine:
         buildkit = find_cli(environ)
@@ -142,25 +148,29 @@ def check(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False
           on_start: Callable[[ImageState], None] = lambda state: None,
           on_result: Callable[[ImageCheck], None] = lambda result: None,
           signing_key: SigningKey | None = None, repository: str | None = None,
-          on_attach: Callable[[AttachOutcome], None] = lambda outcome: None) -> CheckRun:
+          on_attach: Callable[[AttachOutcome], None] = lambda outcome: None,
+          settings: Settings | None = None) -> CheckRun:
     """Run the check suite inside each selected, built image; records what passed.
 
     With a `signing_key`, each checked image's verdicts are attached where the registry
     already serves it; an image not pushed yet is reported (`note`) and left to promote.
     """
     check_workspace(matrix.root)
+    settings = _settings(settings)
     resolution = _selected(matrix, globs, everything)
     if signing_key is not None:
-        repository = repository or push_repository(matrix)
+        repository = repository or push_repository(matrix, settings.environ)
     with _engine(backend) as engine:
         resolved = resolve_states(matrix, globs, everything=everything, backend=engine,
-                                  resolution=resolution, repository=repository)
+                                  resolution=resolution, repository=repository,
+                                  environ=settings.environ)
         outcome = check_images(resolved, engine, gpu, create_run(matrix.root), force=force,
                                on_start=on_start, on_result=on_result)
         if signing_key is not None and repository is not None:
             checked = {r.spec.id for r in outcome.results if r.docker_id}
             _attach(matrix, [s for s in resolved.requested if s.id in checked], engine,
-                    repository, signing_key, None, lambda line: None, on_attach)
+                    repository, signing_key, None, lambda line: None, on_attach,
+                    settings=settings)
         return outcome
 
 
@@ -171,7 +181,8 @@ def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = Fal
             say: Callable[[str], None] = lambda line: None,
             on_image: Callable[[ImagePromotion], None] = lambda image: None,
             signing_key: SigningKey | None = None, referrers: bool = False,
-            on_attach: Callable[[AttachOutcome], None] = lambda outcome: None) -> PromoteRun:
+            on_attach: Callable[[AttachOutcome], None] = lambda outcome: None,
+            settings: Settings | None = None) -> PromoteRun:
     """Tag (and with `push`, push) what passed, per the matrix's promotion policy.
 
     `compression` (default: the matrix's registry.compression) picks the pushed form: gzip,
@@ -182,8 +193,9 @@ def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = Fal
     `referrers`, also as OCI 1.1 referrers).
     """
     check_workspace(matrix.root)
+    settings = _settings(settings)
     resolution = _selected(matrix, globs, everything)
-    repository = repository or push_repository(matrix)
+    repository = repository or push_repository(matrix, settings.environ)
     chosen = compression or matrix.compression
     # A missing zstd tool stops promotion (exit 3) before anything is tagged or pushed.
     zstd = find_zstd_publisher() if push and chosen != "gzip" else None
@@ -192,11 +204,14 @@ def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = Fal
         resolved = resolve_states(matrix, globs, everything=everything, backend=engine,
                                   repository=repository, resolution=resolution)
         run = create_run(matrix.root)
+        publishing = Publishing(chosen, matrix.zstd_suffix, zstd, settings.credentials,
+                                settings.tag_pause_s)
         outcome = promote_images(resolved, engine, run, push=push, say=say, on_image=on_image,
-                                 publishing=Publishing(chosen, matrix.zstd_suffix, zstd))
+                                 publishing=publishing)
         if push and signing_key is not None:
             _attach(matrix, list(resolved.requested), engine, repository, signing_key,
-                    run.path / "manifests", say, on_attach, referrers=referrers)
+                    run.path / "manifests", say, on_attach, referrers=referrers,
+                    settings=settings)
         return outcome
 
 
@@ -205,23 +220,25 @@ def attest(matrix: Matrix, globs: Iterable[str] = (), *, signing_key: SigningKey
            backend: DockerBackend | None = None,
            say: Callable[[str], None] = lambda line: None,
            on_attach: Callable[[AttachOutcome], None] = lambda outcome: None,
-           ) -> list[AttachOutcome]:
+           settings: Settings | None = None) -> list[AttachOutcome]:
     """Attach the selected images' newest verdicts where the registry serves them (used by
     `record import`)."""
+    settings = _settings(settings)
     resolution = _selected(matrix, globs, everything)
-    repository = repository or push_repository(matrix)
+    repository = repository or push_repository(matrix, settings.environ)
     with _engine(backend) as engine:
         resolved = resolve_states(matrix, globs, everything=everything, backend=engine,
-                                  repository=repository, resolution=resolution)
+                                  repository=repository, resolution=resolution,
+                                  environ=settings.environ)
         return _attach(matrix, list(resolved.requested), engine, repository, signing_key,
-                       None, say, on_attach)
+                       None, say, on_attach, settings=settings)
 
 
 def _attach(matrix: Matrix, states: list[ImageState], engine: DockerBackend, repository: str,
             key: SigningKey, manifests: Path | None, say: Callable[[str], None],
-            on_attach: Callable[[AttachOutcome], None], *,
+            on_attach: Callable[[AttachOutcome], None], *, settings: Settings,
             referrers: bool = False) -> list[AttachOutcome]:
-    registry = Repository(repository)
+    registry = Repository(repository, credentials=settings.credentials)
     store = RecordStore.for_matrix(matrix)
     lock = matrix.root / ".torchstack" / "attach.lock"
     outcomes = []
@@ -244,6 +261,11 @@ def content(image: str, backend: DockerBackend | None = None) -> Content:
         raise ConfigError(f"no local image {image[:19]}",
                           tip="build it with `torchstack build`")
     return content_of_inspect(inspected)
+
+
+def _settings(settings: Settings | None) -> Settings:
+    """The caller's settings, else this process's environment (the CLI always passes its own)."""
+    return settings if settings is not None else Settings.current()
 
 
 def _selected(matrix: Matrix, globs: Iterable[str], everything: bool) -> Resolution:

@@ -1,4 +1,4 @@
-"""Names the host, the images, the check containers and the Jobs must agree on, each once.
+"""Names and forms the host, the images, the check containers and the Jobs must agree on, each once.
 
 The rendered Dockerfiles (render/dockerfile.py), the check container (backend/docker.py,
 check/container.py), the Kubernetes Job (cluster/manifests.py) and image lookup (resolve/state.py,
@@ -6,6 +6,12 @@ resolve/staging.py) all read these.
 """
 
 from __future__ import annotations
+
+import re
+
+# Digests (always matched whole: fullmatch) ---------------------------------------------------
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # a sha256 in hex, as pylock.toml's hashes write it
+SHA256_DIGEST = re.compile(rf"sha256:{SHA256_HEX.pattern}")  # an image or manifest digest
 
 # Labels ----------------------------------------------------------------------------------
 LABEL_PREFIX = "io.torchstack"

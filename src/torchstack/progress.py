@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
@@ -84,13 +85,35 @@ def totals(summary: BuildSummary) -> str:
             f" {human_duration(summary.duration_s)}; run: {summary.run.path}")
 
 
+class Fold:
+    """GitHub Actions' log folds (`::group::TITLE` ... `::endgroup::`), for the build and for
+    every other verb. GitHub does not nest folds, so opening one closes the one still open.
+    Off GitHub Actions (`enabled` false) it prints nothing."""
+
+    def __init__(self, emit: Callable[[str], None], *, enabled: bool) -> None:
+        self.emit, self.enabled = emit, enabled
+        self.key: str | None = None  # what the open fold is for (an image id, an item)
+
+    def open(self, key: str, title: str) -> None:
+        if not self.enabled:
+            return
+        self.close()
+        self.emit(f"::group::{title}")
+        self.key = key
+
+    def close(self) -> None:
+        if self.key is not None:
+            self.emit("::endgroup::")
+            self.key = None
+
+
 class PlainReporter:
     """One line per state change; build logs only on GitHub Actions, folded per image."""
 
     def __init__(self, stream: TextIO, *, github: bool = False) -> None:
         self.stream, self.github = stream, github
         self.shown: dict[str, tuple[str, int]] = {}
-        self.grouped: str | None = None
+        self.fold = Fold(self.print, enabled=github)
 
     def print(self, text: str = "") -> None:
         print(text, file=self.stream, flush=True)
@@ -103,12 +126,10 @@ class PlainReporter:
         if self.shown.get(result.id) == (result.status, step):
             return
         self.shown[result.id] = (result.status, step)
-        if result.status == "building" and self.github and self.grouped != result.id:
-            self.print(f"::group::build {result.id}")
-            self.grouped = result.id
-        if self.grouped == result.id and result.status != "building":
-            self.print("::endgroup::")
-            self.grouped = None
+        if result.status == "building" and self.fold.key != result.id:
+            self.fold.open(result.id, f"build {result.id}")
+        if self.fold.key == result.id and result.status != "building":
+            self.fold.close()
         if result.status == "building" and result.step is not None:
             if not self.github:  # on GitHub the step lines are in the folded log
                 self.print(f"{result.id}: {str(result.step)[:STEP_WIDTH]}")
@@ -129,9 +150,7 @@ class PlainReporter:
             self.print(text)
 
     def end(self, summary: BuildSummary) -> None:
-        if self.grouped:
-            self.print("::endgroup::")
-            self.grouped = None
+        self.fold.close()
         self.print()
         self.print(format_table(SUMMARY_HEADER, summary_rows(summary)))
         for line in failure_text(summary):
@@ -214,6 +233,7 @@ class StageReporter:
         self.status = self.console.status("") if use_live else None
         self.started: dict[str, float] = {}
         self.begun = time.monotonic()
+        self.fold = Fold(self._print, enabled=github)
 
     def _print(self, text: str) -> None:
         if self.status is not None:
@@ -225,7 +245,7 @@ class StageReporter:
         self.started[item] = time.monotonic()
         title = f"{self.verb} {item}" + (f" {what}" if what else "")
         if self.github:
-            self._print(f"::group::{title}")
+            self.fold.open(item, title)
         elif self.status is not None:
             self.status.update(f"{title} ...")
             self.status.start()
@@ -239,8 +259,8 @@ class StageReporter:
         """The item's result line, with how long it took since `start` (when it was started)."""
         began = self.started.pop(item, None)
         took = f" ({human_duration(time.monotonic() - began)})" if began is not None else ""
-        if self.github and began is not None:
-            self._print("::endgroup::")
+        if began is not None:
+            self.fold.close()
         if self.status is not None and not self.started:
             self.status.stop()
         mark = ICONS["built"] if ok else ICONS["failed"]

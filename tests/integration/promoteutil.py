@@ -32,7 +32,7 @@ from torchstack.check.container import suite_version
 from torchstack.config.compat import cudnn_as_int
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import CheckLevel, ImageSpec
-from torchstack.resolve.records import RecordStore, new_record
+from torchstack.resolve.records import CheckRecord, RecordStore
 
 REGISTRY = os.environ.get("TORCHSTACK_TEST_REGISTRY", "127.0.0.1:5000")
 ACCEPT = ("application/vnd.docker.distribution.manifest.v2+json,"
@@ -163,7 +163,7 @@ def write_record(root: Path, image_id: str, docker_id: str, input_hash: str, lev
                  facts: dict[str, Any] | None = None, passed: bool = True) -> None:
     """A check record as `torchstack check --gpu required|auto` stores it."""
     spec = load_matrix(root / "matrix.yaml").by_id()[image_id]
-    RecordStore(root / ".torchstack" / "records").add(new_record(
+    RecordStore(root / ".torchstack" / "records").add(CheckRecord(
         image_id=image_id, docker_id=docker_id, input_hash=input_hash,
         suite_version=suite_version(), level=level, passed=passed,
         facts=facts if facts is not None else expected_facts(spec),

@@ -27,7 +27,7 @@ from tests.integration.promoteutil import (
     untag_repository,
     write_record,
 )
-from torchstack.release.journal import PAUSE_ENV
+from torchstack.settings import PAUSE_ENV
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 RELEASE = "it-2.9.1-cuda12.8-alpha"

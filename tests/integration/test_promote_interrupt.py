@@ -30,7 +30,7 @@ from tests.integration.promoteutil import (
     write_record,
 )
 from tests.paths import REPO
-from torchstack.release.journal import PAUSE_ENV
+from torchstack.settings import PAUSE_ENV
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 JOURNAL = ".torchstack/promote-journal.json"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from torchstack.backend.buildkit import BuildRequest, BuildResult
+from torchstack.backend.identity import ImageInspect
 from torchstack.build.builder import BuildSummary, ImageResult
 
 TITLE = re.compile(r'org\.opencontainers\.image\.title="([^"]+)"')
@@ -42,7 +43,7 @@ class FakeBackend:
     def image_id(self, ref: str) -> str | None:
         return self.refs.get(ref) or (ref if ref in self.labels else None)
 
-    def inspect(self, ref: str) -> dict[str, object] | None:
+    def inspect(self, ref: str) -> ImageInspect | None:
         image = self.image_id(ref)
         return None if image is None else {"Id": image, "RootFS": {"Layers": [image]}}
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from torchstack.progress import StageReporter
+from torchstack.progress import Fold, StageReporter
 
 
 class Tty(io.StringIO):
@@ -59,3 +59,18 @@ def test_a_terminal_gets_a_spinner_only_when_live(live: bool) -> None:
     reporter.finish("img-a", "locked")
     reporter.end("1 locked")
     assert "img-a: locked" in stream.getvalue()
+
+
+def test_a_fold_closes_the_open_one_before_opening_and_is_silent_off_github() -> None:
+    lines: list[str] = []
+    fold = Fold(lines.append, enabled=True)
+    fold.open("a", "build a")
+    fold.open("b", "build b")  # GitHub does not nest folds
+    fold.close()
+    fold.close()  # nothing open: nothing printed
+    assert lines == ["::group::build a", "::endgroup::", "::group::build b", "::endgroup::"]
+    quiet: list[str] = []
+    off = Fold(quiet.append, enabled=False)
+    off.open("a", "build a")
+    off.close()
+    assert quiet == [] and off.key is None

@@ -2,8 +2,8 @@
 
 Attestations live in the image's own repository (cosign's `sha256-<hex>.att` tag), so this
 client speaks to one repository. It reuses registry.py's URL rule (plain HTTP on loopback
-only) and credentials (TORCHSTACK_REGISTRY_USER/_PASSWORD, Basic or a bearer token when the
-registry asks for one). Every blob read back is checked against its digest.
+only) and credentials (credentials.Credentials from Settings: Basic, or a bearer token when
+the registry asks for one). Every blob read back is checked against its digest.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from torchstack.backend import registry
+from torchstack.backend.credentials import ANONYMOUS, Credentials
 from torchstack.backend.registry import RegistryError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -43,12 +44,14 @@ class Answer:
 class Repository:
     """One repository of one registry, e.g. `127.0.0.1:5000/torchstack`."""
 
-    def __init__(self, repository: str, timeout_s: float = 60) -> None:
+    def __init__(self, repository: str, timeout_s: float = 60, *,
+                 credentials: Credentials = ANONYMOUS) -> None:
         host, _, path = repository.partition("/")
         if not path:
             raise RegistryError(f"{repository!r} is not host/repository")
         self.name, self.host, self.path, self.timeout_s = repository, host, path, timeout_s
-        self._auth: dict[str, str] = registry._basic_auth()
+        self.credentials = credentials
+        self._auth: dict[str, str] = credentials.headers()
 
     def _url(self, tail: str) -> str:
         return f"{registry.base_url(self.host)}/v2/{self.path}/{tail}"
@@ -69,7 +72,8 @@ class Repository:
             except urllib.error.HTTPError as exc:
                 challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
                 if attempt == 1 and challenge.lower().startswith("bearer "):
-                    token = registry._bearer_token(f"{self.name}", challenge, self.timeout_s)
+                    token = registry.bearer_token(self.name, challenge, self.timeout_s,
+                                                  self.credentials)
                     self._auth = {"Authorization": f"Bearer {token}"}
                     continue
                 return Answer(exc.code, exc.read(4096), dict(exc.headers.items()))

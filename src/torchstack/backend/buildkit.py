@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from torchstack.errors import DockerUnavailableError
+from torchstack.names import SHA256_DIGEST
 
 CLI_ENV = "TORCHSTACK_DOCKER_CLI"
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -71,6 +72,9 @@ class BuildkitCli:
     path: str
     mode: Mode
     docker_host: str
+    # The environment it was found in (Settings.environ), which its builds start from: PATH,
+    # proxies, docker config. It may hold credentials, so it is neither shown nor compared.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def describe(self) -> str:
         how = "docker buildx build" if self.mode == "buildx" else "DOCKER_BUILDKIT=1 docker build"
@@ -100,7 +104,7 @@ class BuildkitCli:
             process = subprocess.Popen(
                 self.command(request, iidfile, metadata), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                env=self.environment(request, os.environ), start_new_session=True)
+                env=self.environment(request, self.environ), start_new_session=True)
             error = None
             try:
                 assert process.stdout is not None
@@ -136,10 +140,10 @@ def _image_id(iidfile: Path, metadata: Path) -> str | None:
     if metadata.is_file():
         data = json.loads(metadata.read_text() or "{}")
         digest = data.get("containerimage.config.digest")
-        if isinstance(digest, str) and digest.startswith("sha256:"):
+        if isinstance(digest, str) and SHA256_DIGEST.fullmatch(digest):
             return digest
     text = iidfile.read_text().strip() if iidfile.is_file() else ""
-    return text if text.startswith("sha256:") else None
+    return text if SHA256_DIGEST.fullmatch(text) else None
 
 
 def probe(path: str, env: Mapping[str, str]) -> Mode | None:
@@ -172,7 +176,7 @@ def find_cli(environ: Mapping[str, str]) -> BuildkitCli:
             continue
         mode = probe(candidate, {**environ, "DOCKER_HOST": docker_host})
         if mode is not None:
-            return BuildkitCli(candidate, mode, docker_host)
+            return BuildkitCli(candidate, mode, docker_host, environ)
         tried.append(candidate)
     where = f"{CLI_ENV}={override}" if override else ", ".join(tried) or "no docker CLI on PATH"
     raise DockerUnavailableError(f"no docker CLI here can build with BuildKit (tried {where})",

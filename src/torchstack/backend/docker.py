@@ -12,13 +12,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import docker
 import docker.errors
 import docker.types
 import requests.exceptions
 
+from torchstack.backend.identity import ImageInspect
 from torchstack.errors import DockerUnavailableError, EngineError
 from torchstack.names import ROLE_LABEL, RUNTIME_USER_SPEC, TMP_SIZE_GIB
 from torchstack.signals import deferred_signals
@@ -30,6 +31,8 @@ NO_DAEMON_TIP = (
 )
 # Committing a multi-GB layer prints nothing for minutes; only a dead daemon should time out.
 BUILD_TIMEOUT_S = 3600
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,9 @@ class DockerBackend:
         inspected = self.inspect(ref)
         return str(inspected["Id"]) if inspected else None
 
-    def inspect(self, ref: str) -> dict[str, Any] | None:
+    def inspect(self, ref: str) -> ImageInspect | None:
         try:
-            result: dict[str, Any] = self._call(self.api.inspect_image, ref)
+            result: ImageInspect = self._call(self.api.inspect_image, ref)
             return result
         except docker.errors.ImageNotFound:
             return None
@@ -188,7 +191,7 @@ class DockerBackend:
         hooks = ("nvidia-container-runtime-hook", "nvidia-container-cli")
         return "nvidia" in runtimes or any(shutil.which(tool) for tool in hooks)
 
-    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(self, method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return method(*args, **kwargs)
         except requests.exceptions.ConnectionError as exc:

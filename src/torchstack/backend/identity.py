@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
+
+from torchstack.workspace.json_types import JSON, JSONObject
 
 if TYPE_CHECKING:  # registry proves content with this module: a runtime import is a cycle
     from torchstack.backend.registry import RemoteImage
@@ -28,7 +30,29 @@ if TYPE_CHECKING:  # registry proves content with this module: a runtime import 
 Store = Literal["classic", "containerd"]
 
 
-def store_of(inspected: Mapping[str, Any]) -> Store:
+class InspectRootFS(TypedDict, total=False):
+    Type: str
+    Layers: list[str]  # the diff IDs, base layer first
+
+
+class ImageInspect(TypedDict, total=False):
+    """The keys torchstack reads of the Engine's `/images/{name}/json` answer (Docker Engine
+    API, ImageInspect); the Engine sends more, and null where a list is empty."""
+
+    Id: str  # the image ID (see the module docstring for which digest)
+    RepoTags: list[str] | None
+    RepoDigests: list[str] | None
+    Size: int
+    Created: str
+    Architecture: str
+    Os: str
+    Variant: str
+    Config: JSONObject | None  # the runtime config: User, Env, Cmd, Labels, ...
+    RootFS: InspectRootFS
+    Descriptor: JSONObject | None  # only on the containerd image store
+
+
+def store_of(inspected: ImageInspect) -> Store:
     """The image store behind an `/images/{name}/json` answer."""
     return "containerd" if inspected.get("Descriptor") else "classic"
 
@@ -38,7 +62,7 @@ def remote_key(store: Store, remote: RemoteImage) -> str:
     return remote.config_digest if store == "classic" else remote.digest
 
 
-def is_same_image(inspected: Mapping[str, Any], remote: RemoteImage) -> bool:
+def is_same_image(inspected: ImageInspect, remote: RemoteImage) -> bool:
     """Whether a registry's tag holds exactly the local image `inspected` describes."""
     return str(inspected.get("Id", "")) == remote_key(store_of(inspected), remote)
 
@@ -90,23 +114,24 @@ def _platform(content: Content) -> str:
     return "/".join(v for _, v in content.platform) or "no platform"
 
 
-def content_of_blob(blob: Mapping[str, Any]) -> Content:
+def content_of_blob(blob: Mapping[str, object]) -> Content:
     """From an image config blob as a registry serves it (Docker or OCI media type)."""
-    rootfs = blob.get("rootfs") or {}
+    rootfs, config = blob.get("rootfs"), blob.get("config")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     return _content(blob.get("architecture"), blob.get("os"), blob.get("variant"),
-                    blob.get("config") or {}, rootfs.get("diff_ids") or [])
+                    config if isinstance(config, dict) else {},
+                    diff_ids if isinstance(diff_ids, list) else [])
 
 
-def content_of_inspect(inspected: Mapping[str, Any]) -> Content:
+def content_of_inspect(inspected: ImageInspect) -> Content:
     """From the Engine's `/images/{name}/json` answer for the same image."""
-    rootfs = inspected.get("RootFS") or {}
     return _content(inspected.get("Architecture"), inspected.get("Os"),
                     inspected.get("Variant"), inspected.get("Config") or {},
-                    rootfs.get("Layers") or [])
+                    inspected.get("RootFS", {}).get("Layers") or [])
 
 
-def _content(arch: object, os_name: object, variant: object, config: Mapping[str, Any],
-             diff_ids: list[Any]) -> Content:
+def _content(arch: object, os_name: object, variant: object, config: Mapping[str, JSON],
+             diff_ids: Sequence[object]) -> Content:
     platform = tuple((k, str(v)) for k, v in
                      (("architecture", arch), ("os", os_name), ("variant", variant)) if v)
     # Empty and absent mean the same to a runtime; the Engine writes null where OCI omits.

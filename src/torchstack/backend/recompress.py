@@ -11,17 +11,16 @@ says what to install. What either wrote is proven by registry.prove_content befo
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from torchstack.backend.credentials import ANONYMOUS, Credentials
 from torchstack.backend.registry import is_loopback, split_reference
 from torchstack.config import kinds
 from torchstack.errors import DockerUnavailableError, PromoteError
@@ -63,14 +62,14 @@ class ZstdPublisher:
         return [*argv, f"docker-daemon:{docker_id}", f"docker://{ref}"]
 
     def publish(self, docker_id: str, ref: str, source: str | None,
-                environ: Mapping[str, str] = os.environ) -> str:
+                credentials: Credentials = ANONYMOUS) -> str:
         """Write the variant; returns the manifest digest the tool reports."""
         with tempfile.TemporaryDirectory(prefix="torchstack-zstd-") as temp:
             folder = Path(temp)
             if self.tool == "buildx":
                 (folder / "Dockerfile").write_text(f"FROM {source}\n", encoding="utf-8")
             else:
-                _write_authfile(folder / "auth.json", split_reference(ref)[0], environ)
+                _write_authfile(folder / "auth.json", split_reference(ref)[0], credentials)
             argv = self.argv(docker_id, ref, source, folder)
             try:
                 done = subprocess.run(argv, capture_output=True, text=True, check=False,
@@ -99,13 +98,11 @@ def _reported_digest(tool: Tool, folder: Path, ref: str) -> str:
     return digest
 
 
-def _write_authfile(path: Path, host: str, environ: Mapping[str, str]) -> None:
-    """TORCHSTACK_REGISTRY_USER/_PASSWORD for skopeo, in a private file, never in argv."""
-    user = environ.get("TORCHSTACK_REGISTRY_USER")
-    if not user:
+def _write_authfile(path: Path, host: str, credentials: Credentials) -> None:
+    """The registry login for skopeo, in a private file, never in argv."""
+    token = credentials.basic_token()
+    if token is None:
         return
-    token = base64.b64encode(
-        f"{user}:{environ.get('TORCHSTACK_REGISTRY_PASSWORD', '')}".encode()).decode()
     path.touch(mode=0o600)
     path.write_text(json.dumps({"auths": {host: {"auth": token}}}), encoding="utf-8")
 

@@ -7,7 +7,7 @@ projection must equal the checked image's (identity.Content) and each layer must
 the descriptor's digest. `put_manifest` puts a proven manifest under more tag names without
 uploading anything again.
 
-Credentials come from TORCHSTACK_REGISTRY_USER/_PASSWORD: sent as Basic auth, or traded for a
+Credentials (credentials.Credentials, from Settings) are sent as Basic auth, or traded for a
 bearer token when the registry asks for one (`WWW-Authenticate: Bearer realm=...`, as GHCR and
 Docker Hub do). Plain HTTP is used for loopback registries only (localhost, 127.0.0.0/8, [::1]);
 every other registry, and every token realm, is spoken to over HTTPS, so credentials never
@@ -17,12 +17,10 @@ must equal what the registry claims.
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import ipaddress
 import json
-import os
 import re
 import urllib.error
 import urllib.parse
@@ -31,11 +29,12 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.client import HTTPResponse
-from typing import IO, Any, Literal, cast
+from http.client import HTTPMessage, HTTPResponse
+from typing import IO, Literal, cast
 
 import zstandard
 
+from torchstack.backend.credentials import ANONYMOUS, Credentials
 from torchstack.backend.identity import Content, content_difference, content_of_blob
 from torchstack.config import kinds
 from torchstack.errors import PromoteError
@@ -137,11 +136,13 @@ def base_url(host: str) -> str:
     return f"{'http' if is_loopback(host) else 'https'}://{host}"
 
 
-def fetch_manifest(ref: str, timeout_s: float = 30) -> RemoteImage:
+def fetch_manifest(ref: str, timeout_s: float = 30, *,
+                   credentials: Credentials = ANONYMOUS) -> RemoteImage:
     """The manifest a tag (or `repo@digest`) names, its digest checked against its bytes."""
     host, repository, tag = split_reference(ref)
     url = f"{base_url(host)}/v2/{repository}/manifests/{tag}"
-    with _reading(ref, url, {"Accept": MANIFEST_TYPES}, timeout_s, "manifest") as response:
+    with _reading(ref, url, {"Accept": MANIFEST_TYPES}, timeout_s, "manifest",
+                  credentials) as response:
         body = _read_limited(response, url)
         claimed = str(response.headers.get("Docker-Content-Digest", ""))
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
@@ -175,9 +176,10 @@ def _parse_manifest(ref: str, body: bytes, digest: str) -> RemoteImage:
                        tuple(layers), body)
 
 
-def fetch_config(ref: str, image: RemoteImage, timeout_s: float = 30) -> dict[str, object]:
+def fetch_config(ref: str, image: RemoteImage, timeout_s: float = 30, *,
+                 credentials: Credentials = ANONYMOUS) -> dict[str, object]:
     """The config blob of a fetched manifest, its bytes checked against the digest."""
-    body = _blob(ref, image.config_digest, timeout_s, "config")
+    body = _blob(ref, image.config_digest, timeout_s, "config", credentials)
     try:
         config = json.loads(body)
     except ValueError:
@@ -189,12 +191,14 @@ def fetch_config(ref: str, image: RemoteImage, timeout_s: float = 30) -> dict[st
     return config
 
 
-def prove_content(ref: str, expected: Content, timeout_s: float = 300) -> RemoteImage:
+def prove_content(ref: str, expected: Content, timeout_s: float = 300, *,
+                  credentials: Credentials = ANONYMOUS) -> RemoteImage:
     """The manifest at `ref`, once proven to hold exactly `expected`: the same config
     projection and diff IDs, and each layer blob decompressing to its diff ID.
     RegistryError saying what differs otherwise."""
-    image = fetch_manifest(ref)
-    difference = content_difference(expected, content_of_blob(fetch_config(ref, image)))
+    image = fetch_manifest(ref, credentials=credentials)
+    difference = content_difference(
+        expected, content_of_blob(fetch_config(ref, image, credentials=credentials)))
     if difference:
         raise RegistryError(f"{ref} ({image.digest[:19]}) is not the checked image: its config"
                             f" {difference}")
@@ -203,12 +207,12 @@ def prove_content(ref: str, expected: Content, timeout_s: float = 300) -> Remote
                             f" but its config names {len(expected.diff_ids)} diff IDs")
     for index, (layer, diff_id) in enumerate(zip(image.layers, expected.diff_ids,
                                                  strict=True)):
-        verify_layer(ref, index, layer, diff_id, timeout_s)
+        verify_layer(ref, index, layer, diff_id, timeout_s, credentials=credentials)
     return image
 
 
 def verify_layer(ref: str, index: int, layer: LayerBlob, diff_id: str,
-                 timeout_s: float = 300) -> None:
+                 timeout_s: float = 300, *, credentials: Credentials = ANONYMOUS) -> None:
     """Stream one layer blob: its bytes must hash to its digest and, decompressed as its media
     type says, to `diff_id`."""
     where = f"{ref}: layer {index} ({layer.digest[:19]}, {layer.media_type})"
@@ -218,7 +222,7 @@ def verify_layer(ref: str, index: int, layer: LayerBlob, diff_id: str,
                             tip="layers must be tar, tar+gzip or tar+zstd")
     host, repository, _ = split_reference(ref)
     url = f"{base_url(host)}/v2/{repository}/blobs/{layer.digest}"
-    with _reading(ref, url, {}, timeout_s, "layer blob") as response:
+    with _reading(ref, url, {}, timeout_s, "layer blob", credentials) as response:
         packed = _Hashing(response)
         try:
             plain = _uncompressed_sha256(packed, compression)
@@ -266,14 +270,15 @@ class _Hashing:
         return "sha256:" + self.hash.hexdigest()
 
 
-def put_manifest(ref: str, image: RemoteImage, timeout_s: float = 60) -> str:
+def put_manifest(ref: str, image: RemoteImage, timeout_s: float = 60, *,
+                 credentials: Credentials = ANONYMOUS) -> str:
     """Put a fetched manifest's exact bytes under the tag `ref` (same repository); returns the
     digest the registry stored, which must be the manifest's."""
     host, repository, tag = split_reference(ref)
     url = f"{base_url(host)}/v2/{repository}/manifests/{tag}"
     media = image.media_type or json.loads(image.raw).get("mediaType") or ""
     with _reading(ref, url, {"Content-Type": media}, timeout_s, "manifest upload",
-                  method="PUT", data=image.raw) as response:
+                  credentials, method="PUT", data=image.raw) as response:
         stored = str(response.headers.get("Docker-Content-Digest", ""))
     if stored and stored != image.digest:
         raise RegistryError(f"{ref}: the registry stored the manifest as {stored}, not"
@@ -281,10 +286,11 @@ def put_manifest(ref: str, image: RemoteImage, timeout_s: float = 60) -> str:
     return image.digest
 
 
-def _blob(ref: str, digest: str, timeout_s: float, what: str) -> bytes:
+def _blob(ref: str, digest: str, timeout_s: float, what: str,
+          credentials: Credentials) -> bytes:
     host, repository, _ = split_reference(ref)
     url = f"{base_url(host)}/v2/{repository}/blobs/{digest}"
-    with _reading(ref, url, {}, timeout_s, what) as response:
+    with _reading(ref, url, {}, timeout_s, what, credentials) as response:
         body = _read_limited(response, url)
     if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
         raise RegistryError(f"{ref}: the {what} blob's bytes do not hash to {digest}")
@@ -293,18 +299,20 @@ def _blob(ref: str, digest: str, timeout_s: float, what: str) -> bytes:
 
 @contextmanager
 def _reading(ref: str, url: str, headers: dict[str, str], timeout_s: float, what: str,
-             method: str = "GET", data: bytes | None = None) -> Iterator[HTTPResponse]:
+             credentials: Credentials, method: str = "GET",
+             data: bytes | None = None) -> Iterator[HTTPResponse]:
     """An open answer from the registry (credentials as it asks for them); RegistryError
     saying what failed and where."""
     host = split_reference(ref)[0]
     try:
         try:
-            response = _open(url, {**headers, **_basic_auth()}, timeout_s, method, data)
+            response = _open(url, {**headers, **credentials.headers()}, timeout_s, method,
+                             data)
         except urllib.error.HTTPError as exc:
             challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
             if not challenge.lower().startswith("bearer "):
                 raise
-            token = _bearer_token(ref, challenge, timeout_s)
+            token = bearer_token(ref, challenge, timeout_s, credentials)
             response = _open(url, {**headers, "Authorization": f"Bearer {token}"}, timeout_s,
                              method, data)
         with response:
@@ -337,8 +345,8 @@ def _read_limited(response: HTTPResponse, url: str) -> bytes:
 class _SafeRedirects(urllib.request.HTTPRedirectHandler):
     """Follow a redirect only where credentials may go: HTTPS, or plain HTTP on loopback."""
 
-    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int,
-                         msg: str, headers: Any, newurl: str) -> urllib.request.Request | None:
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: HTTPMessage, newurl: str) -> urllib.request.Request | None:
         parts = urllib.parse.urlsplit(newurl)
         if parts.scheme != "https" and not (parts.scheme == "http"
                                             and is_loopback(parts.netloc)):
@@ -364,7 +372,9 @@ def parse_challenge(challenge: str) -> dict[str, str]:
     return dict(fields)
 
 
-def _bearer_token(ref: str, challenge: str, timeout_s: float) -> str:
+def bearer_token(ref: str, challenge: str, timeout_s: float, credentials: Credentials) -> str:
+    """A token from the challenge's realm (over HTTPS, or HTTP on loopback), asked with the
+    credentials as Basic auth."""
     fields = parse_challenge(challenge)
     realm = fields.get("realm", "")
     parts = urllib.parse.urlsplit(realm)
@@ -373,7 +383,7 @@ def _bearer_token(ref: str, challenge: str, timeout_s: float) -> str:
                             " credentials are not sent there")
     query = urllib.parse.urlencode({k: v for k, v in fields.items() if k != "realm"})
     try:
-        body, _ = _get(f"{realm}?{query}", _basic_auth(), timeout_s)
+        body, _ = _get(f"{realm}?{query}", credentials.headers(), timeout_s)
     except urllib.error.HTTPError as exc:
         raise RegistryError(f"{ref}: the token endpoint {realm} answered HTTP {exc.code}"
                             + (" (credentials refused)" if exc.code in (401, 403) else "")
@@ -388,11 +398,3 @@ def _bearer_token(ref: str, challenge: str, timeout_s: float) -> str:
                             " ('token' or 'access_token')")
     return token
 
-
-def _basic_auth() -> dict[str, str]:
-    user = os.environ.get("TORCHSTACK_REGISTRY_USER")
-    password = os.environ.get("TORCHSTACK_REGISTRY_PASSWORD", "")
-    if not user:
-        return {}
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}

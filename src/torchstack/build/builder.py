@@ -22,6 +22,7 @@ from torchstack.config.inputs import BuildInputs, mirror_tip, probe_index, redac
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError, Interrupted
 from torchstack.lock.pylock import checked_status, lock_path, read_lock, stale_message
+from torchstack.names import SHA256_DIGEST
 from torchstack.resolve.order import BuildPlan, PlannedImage, input_hash
 from torchstack.resolve.state import Images, Resolution, find_local
 from torchstack.workspace.json_types import JSONObject
@@ -36,8 +37,6 @@ Prober = Callable[[str, Path | None], str | None]
 INSTALL_STEP = "install groups/"  # how parse_step names an install step
 # Lines that say why an install step failed (ours, and uv's hash check).
 CAUSE = re.compile(r"(torchstack: |[Hh]ash mismatch|Expected:|Computed:|  error: )")
-# uv prints each hash of a mismatch on the line after its label ("Expected:", "Computed:").
-HASH_LINE = re.compile(r"^\s*(sha256:[0-9a-f]{64})\s*$")
 
 
 @dataclass(frozen=True)
@@ -277,9 +276,9 @@ class Builder:
                 log.write(text + "\n")
                 tail.append(text)
                 body = (text.split(" ", 2)[-1] if text.startswith("#") else text).strip()
-                digest = HASH_LINE.match(body)
-                if digest and causes and causes[-1].endswith(":"):
-                    causes[-1] += f" {digest.group(1)}"
+                # uv prints each hash of a mismatch on the line after its label ("Expected:").
+                if SHA256_DIGEST.fullmatch(body) and causes and causes[-1].endswith(":"):
+                    causes[-1] += f" {body}"
                 elif CAUSE.search(text):
                     causes.append(body)
                 step = parse_step(text)

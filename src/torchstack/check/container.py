@@ -12,7 +12,6 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from torchstack import checks
 from torchstack.backend.docker import ContainerRun, DockerBackend
@@ -22,7 +21,14 @@ from torchstack.config.expected import expect_for
 from torchstack.config.model import CheckLevel, ImageSpec, Matrix
 from torchstack.errors import CheckError, EngineError
 from torchstack.names import CHECKS_ROOT, EXPECT_DIR, EXPECT_FILE
-from torchstack.resolve.outcome import GpuMode, ImageCheck, level_of, suite_version
+from torchstack.resolve.outcome import (
+    GpuMode,
+    ImageCheck,
+    Status,
+    SuiteDocument,
+    level_of,
+    suite_version,
+)
 from torchstack.workspace.files import write_text
 
 STDERR_TAIL = 25
@@ -72,7 +78,7 @@ def _run(backend: DockerBackend, matrix: Matrix, docker_id: str, gpu_mode: GpuMo
 def interpret(spec: ImageSpec, docker_id: str, input_hash: str, run: ContainerRun,
               elapsed: float, level: CheckLevel) -> ImageCheck:
     """Turn the container's exit and output into a result; pure, so unit tests cover it."""
-    def result(status: Any, message: str, report: dict[str, Any] | None) -> ImageCheck:
+    def result(status: Status, message: str, report: SuiteDocument | None) -> ImageCheck:
         return ImageCheck(spec, docker_id, input_hash, status, message, report, elapsed, level)
 
     tail = "\n".join(run.stderr.strip().splitlines()[-STDERR_TAIL:])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 from torchstack.resolve.outcome import ImageCheck
 from torchstack.workspace.files import write_text
@@ -21,7 +20,7 @@ HEADLINE_METRICS = (
 MARK = {"pass": "pass", "fail": "**FAIL**", "error": "**ERROR**", "skip": "skip"}
 
 
-def report_json(results: list[ImageCheck]) -> dict[str, Any]:
+def report_json(results: list[ImageCheck]) -> dict[str, object]:
     return {
         "images": [
             {
@@ -88,8 +87,9 @@ def _metric(results: list[ImageCheck], check_id: str, name: str) -> float | None
     for r in results:
         for check in (r.report or {}).get("checks", []):
             metric = check.get("metrics", {}).get(name) if check["id"] == check_id else None
-            if isinstance(metric, dict) and isinstance(metric.get("value"), int | float):
-                return float(metric["value"])
+            value = metric.get("value") if isinstance(metric, dict) else None
+            if isinstance(value, int | float):
+                return float(value)
     return None
 
 

@@ -19,10 +19,15 @@ from torchstack.check.container import run_suite
 from torchstack.check.report import write_reports
 from torchstack.config.contract import contract_for
 from torchstack.errors import CheckError
-from torchstack.resolve.outcome import GpuMode, ImageCheck, level_of, suite_version
-from torchstack.resolve.records import RecordStore, new_record
+from torchstack.resolve.outcome import (
+    GpuMode,
+    ImageCheck,
+    SuiteDocument,
+    level_of,
+    suite_version,
+)
+from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.state import ImageState, Resolved
-from torchstack.workspace.json_types import JSONObject
 from torchstack.workspace.runs import RunDir
 
 NOT_BUILT = "no image matches the current matrix; run `torchstack build` first"
@@ -71,7 +76,7 @@ def check_images(resolved: Resolved, backend: DockerBackend, gpu_mode: GpuMode, 
             on_start(state)
             result = run_suite(backend, resolved.matrix, spec, state.local_image_id,
                                state.input_hash, gpu_mode, run.path / "expect")
-            store.add(new_record(
+            store.add(CheckRecord(
                 image_id=spec.id, docker_id=state.local_image_id, input_hash=state.input_hash,
                 suite_version=suite_version(), level=level, passed=result.ok,
                 facts=(result.report or {}).get("facts", {}),
@@ -85,7 +90,7 @@ def check_images(resolved: Resolved, backend: DockerBackend, gpu_mode: GpuMode, 
     return CheckRun(run, tuple(results), tuple(write_reports(run.path, results, run.root)))
 
 
-def _previous_suite(report_path: Path, image_id: str) -> JSONObject | None:
+def _previous_suite(report_path: Path, image_id: str) -> SuiteDocument | None:
     """The suite's document from the run that passed, so reports still show its figures."""
     try:
         images = json.loads(report_path.read_text(encoding="utf-8"))["images"]

@@ -15,20 +15,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from torchstack.backend.credentials import ANONYMOUS, Credentials
 from torchstack.backend.identity import Content, content_difference, content_of_blob
 from torchstack.backend.registry import RegistryError, fetch_config, fetch_manifest
 from torchstack.config.model import Matrix, Variant
 from torchstack.errors import ConfigError
+from torchstack.names import SHA256_DIGEST
 from torchstack.release.journal import PublishedVariant
 from torchstack.resolve.state import ImageState
 from torchstack.resolve.tags import candidate_ref
 
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # matched whole (fullmatch)
 # The reference grammar of distribution/reference: [host[:port]/]path[:tag]@digest.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST = r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 PINNED = re.compile(rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
-                    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@(sha256:[0-9a-f]{64})")
+                    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+                    rf"@({SHA256_DIGEST.pattern})")
 PUSH_TIP = ("`torchstack promote --push` pushes the candidate tag of every checked image"
             " (a cpu-level record is enough for the candidate)")
 
@@ -71,11 +73,12 @@ def digest_of_image_id(image_id: str) -> str | None:
     """A pod's `imageID` -> the digest in it: `docker-pullable://repo@sha256:…`,
     `repo@sha256:…` or a bare `sha256:…`; None when it holds none."""
     tail = image_id.rpartition("@")[2] if "@" in image_id else image_id.rpartition("//")[2]
-    return tail if DIGEST.fullmatch(tail) else None
+    return tail if SHA256_DIGEST.fullmatch(tail) else None
 
 
 def resolve_candidate(state: ImageState, matrix: Matrix, repository: str,
-                      local: Content | None, compression: Variant | None = None) -> Candidate:
+                      local: Content | None, compression: Variant | None = None, *,
+                      credentials: Credentials = ANONYMOUS) -> Candidate:
     """The pushed candidate of the image the current matrix resolves to on this host: the
     variant of `compression` (None: zstd where published, else the plain tag's), with every
     variant found."""
@@ -86,8 +89,9 @@ def resolve_candidate(state: ImageState, matrix: Matrix, repository: str,
                           tip=f"run `torchstack build {spec.id}`, check it, then {PUSH_TIP}")
     docker_id, input_hash = state.local_image_id, state.input_hash
     ref = candidate_ref(spec, matrix, repository, input_hash)
-    found = [variant for variant in (_variant(ref, local, spec.id, required=True),
-                                     _variant(ref + matrix.zstd_suffix, local, spec.id))
+    found = [variant for variant in (_variant(ref, local, spec.id, credentials, required=True),
+                                     _variant(ref + matrix.zstd_suffix, local, spec.id,
+                                              credentials))
              if variant is not None]
     if compression is None:
         # Kubernetes nodes run containerd >= 1.5 or CRI-O, which pull zstd: the faster form
@@ -106,19 +110,19 @@ def resolve_candidate(state: ImageState, matrix: Matrix, repository: str,
                      tuple(found))
 
 
-def _variant(ref: str, local: Content, image_id: str,
+def _variant(ref: str, local: Content, image_id: str, credentials: Credentials,
              required: bool = False) -> PublishedVariant | None:
     """The variant under `ref` if it holds the local image's content; None when the tag does
     not exist (and is not `required`)."""
     try:
-        remote = fetch_manifest(ref)
-        config = fetch_config(ref, remote)
+        remote = fetch_manifest(ref, credentials=credentials)
+        config = fetch_config(ref, remote, credentials=credentials)
     except RegistryError as exc:
         if not required and exc.status == 404:
             return None
         raise ConfigError(f"{image_id}: cannot read its candidate {ref} from the registry:"
                           f" {exc}", tip=PUSH_TIP) from None
-    if not DIGEST.fullmatch(remote.digest):
+    if not SHA256_DIGEST.fullmatch(remote.digest):
         raise ConfigError(f"{ref}: the registry sent no Docker-Content-Digest header",
                           tip="use a registry that implements the Docker Registry HTTP API v2")
     difference = content_difference(local, content_of_blob(config))

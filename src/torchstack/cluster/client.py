@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import urllib3.exceptions
 import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.client.models import V1JobStatus
 from kubernetes.config.config_exception import ConfigException
 
 from torchstack.errors import ConfigError
@@ -108,7 +108,7 @@ def _read(api: client.ApiClient, job: str, namespace: str,
     return _state(found.status), tuple(sorted(pods, key=lambda p: p.name))
 
 
-def _state(status: Any) -> str:
+def _state(status: V1JobStatus | None) -> str:
     for condition in (status.conditions or []) if status else []:
         if condition.status == "True" and condition.type in ("Complete", "Failed"):
             return "complete" if condition.type == "Complete" else "failed"

@@ -31,6 +31,7 @@ from torchstack.names import (
     EXPECT_DIR,
     EXPECT_FILE,
     K8S_IMAGE_LABEL,
+    SHA256_DIGEST,
 )
 
 EXPECT_KEY = EXPECT_FILE  # the ConfigMap key is the file name
@@ -124,7 +125,7 @@ def render_manifests(spec: ImageSpec, matrix: Matrix, image: str,
     if options.nodes < 1 or options.gpus_per_node < 1:
         raise ConfigError("--nodes and --gpus-per-node must be at least 1")
     digest = image.rpartition("@")[2]
-    if not digest.startswith("sha256:"):
+    if not SHA256_DIGEST.fullmatch(digest):
         raise ConfigError(f"the image {image!r} is not pinned by digest")
     name = job_name(spec.id, options.nodes)
     files = checks_files(matrix.root / "checks")

@@ -13,15 +13,18 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 from torchstack.checks.frame import FrameError, unframe
 from torchstack.checks.multinode import CHECK_ID as MULTINODE_CHECK
 from torchstack.checks.result import Report, ReportError, parse_report
-from torchstack.cluster.candidates import DIGEST, Candidate, digest_of_image_id
+from torchstack.cluster.candidates import Candidate, digest_of_image_id
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
+from torchstack.names import SHA256_DIGEST
+from torchstack.resolve.outcome import SuiteDocument
 from torchstack.resolve.records import CheckRecord, Scope
+from torchstack.workspace.json_types import JSONObject
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Imported:
     """A suite report read back (checks.result's own parser) with the document it came from."""
 
     report: Report
-    document: dict[str, Any]
+    document: SuiteDocument
 
     @property
     def scope(self) -> Scope:
@@ -46,7 +49,7 @@ class Imported:
                 if r.status in ("fail", "error")]
 
     @property
-    def figures(self) -> dict[str, Any]:
+    def figures(self) -> JSONObject:
         """check id -> metrics as the document has them (units kept)."""
         return {c["id"]: c["metrics"] for c in self.document["checks"] if c.get("metrics")}
 
@@ -56,7 +59,7 @@ class Source:
     """Where a report came from: a file, or a Job's pods (their image IDs are cross-checked)."""
 
     label: str  # for messages: the file path, or the Job with its namespace and context
-    details: dict[str, Any]  # what the record keeps
+    details: JSONObject  # what the record keeps
     pod_image_ids: tuple[tuple[str, str], ...] = ()  # (pod, containerStatuses[].imageID)
 
 
@@ -64,7 +67,8 @@ def read_report(text: str, where: str) -> Imported:
     """The framed report in `text`, typed; refused when there is none, or it is cut or altered."""
     try:
         document = unframe(text)
-        return Imported(parse_report(document), document)
+        report = parse_report(document)  # its shape checked: the document is a SuiteDocument
+        return Imported(report, cast(SuiteDocument, document))
     except FrameError as exc:
         raise ConfigError(f"{where}: {exc}",
                           tip="import the whole output of `python -m checks --json --frame`"
@@ -101,7 +105,7 @@ def verify(report: Report, current_suite: str, where: str) -> None:
                           " skips the GPU checks and still passes)",
                           tip="run the Job `torchstack k8s` renders (it passes --gpu required);"
                               " nothing was recorded")
-    if report.image_digest is None or not DIGEST.fullmatch(report.image_digest):
+    if report.image_digest is None or not SHA256_DIGEST.fullmatch(report.image_digest):
         raise ConfigError(f"{where}: the report names no image digest"
                           f" ({report.image_digest!r}), so nothing ties it to an image",
                           tip="render the Job with `torchstack k8s`, which writes image_digest"

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     matrix = matrix_of(args)
     resolved = resolve(matrix, args.globs, everything=args.everything)  # no Docker Engine
     default_ids = [i.id for i in matrix.select(args.globs)]
-    text = to_json(bake_file(resolved, push_repository(matrix), default_ids))
+    text = to_json(bake_file(resolved, push_repository(matrix, args.settings.environ), default_ids))
     if args.out is None:
         print(text, end="")
         return 0

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     outcome = api.build(matrix_of(args), args.globs, everything=args.everything,
                         ca_bundle=args.ca_bundle, indexes=args.index,
                         reporter=make_reporter(live=not args.no_progress,
-                                                       github=args.settings.github_actions))
+                                                       github=args.settings.github_actions),
+                        settings=args.settings)
     error = outcome.error()
     if error is not None:
         raise error

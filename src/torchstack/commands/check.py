@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     outcome = api.check(matrix, args.globs, everything=args.everything, gpu=args.gpu,
                         force=args.force, on_start=starting, on_result=finished,
-                        signing_key=key, on_attach=say_attached)
+                        signing_key=key, on_attach=say_attached, settings=args.settings)
     failed = sum(not r.ok for r in outcome.results)
     progress.end(f"{len(outcome.results)} images checked, {failed} not passing")
     for path in outcome.reports:

@@ -212,10 +212,11 @@ def _pinned_images(matrix: Matrix, args: argparse.Namespace,
     """image id -> `repo@sha256:…` to run; the candidates' digests come from the registry."""
     if args.image_ref is not None:
         return {images[0].id: args.image_ref}
-    repository = push_repository(matrix)
+    repository = push_repository(matrix, args.settings.environ)
     resolved = api.resolve(matrix, args.globs, everything=args.everything, docker=True,
-                           repository=repository)
-    return {s.id: resolve_candidate(s, matrix, repository, _content(s), args.compression).pinned
+                           repository=repository, settings=args.settings)
+    return {s.id: resolve_candidate(s, matrix, repository, _content(s), args.compression,
+                                    credentials=args.settings.credentials).pinned
             for s in resolved.requested}
 
 

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--registry {args.registry!r}"
                           f" {kinds.repository_problem(args.registry)}",
                           tip="e.g. --registry 127.0.0.1:5000/torchstack")
-    repository = args.registry or push_repository(matrix)
+    repository = args.registry or push_repository(matrix, args.settings.environ)
     key = signing_key_of(args)
     if key is not None and not args.push:
         print("--signing-key: nothing is attached without --push")
@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     outcome = api.promote(matrix, args.globs, everything=args.everything, push=args.push,
                           repository=repository, compression=compression, say=progress.line,
                           on_image=lambda image: _say(progress, image), signing_key=key,
-                          on_attach=say_attached, referrers=args.referrers)
+                          on_attach=say_attached, referrers=args.referrers,
+                          settings=args.settings)
     progress.end(f"{len(outcome.images)} images")
     print(f"manifests in {outcome.run.path.relative_to(matrix.root)}/manifests/")
     error = outcome.error()

@@ -84,10 +84,12 @@ def run(args: argparse.Namespace) -> int:
     report = imported.report
     verify(report, suite_version(), source.label)
     spec = spec_of(report, matrix, source.label)
-    repository = push_repository(matrix)
-    state = api.resolve(matrix, [spec.id], docker=True, repository=repository).by_id()[spec.id]
+    repository = push_repository(matrix, args.settings.environ)
+    state = api.resolve(matrix, [spec.id], docker=True, repository=repository,
+                        settings=args.settings).by_id()[spec.id]
     local = api.content(state.local_image_id) if state.local_image_id else None
-    candidate = resolve_candidate(state, matrix, repository, local)
+    candidate = resolve_candidate(state, matrix, repository, local,
+                                  credentials=args.settings.credentials)
     prove(report, candidate, source)
     run_dir = create_run(matrix.root)
     record = record_for(imported, candidate, source, f"{run_dir.name}/report.json",
@@ -107,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
           f" ({candidate.docker_id[:19]}, {candidate.digest[:19]}){on}, from {source.label}")
     if key is not None:
         api.attest(matrix, [spec.id], signing_key=key, repository=repository,
-                   say=lambda line: print(f"  {line}"), on_attach=say_attached)
+                   say=lambda line: print(f"  {line}"), on_attach=say_attached,
+                   settings=args.settings)
     if record.scope == "multinode":
         print("  multi-node figures are kept with the image's records; they do not count for"
               " the gpu level: import the single-node Job's report for that")

@@ -7,8 +7,9 @@ import argparse
 from torchstack.commands.common import Subparsers, matrix_of
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
-from torchstack.lock.pylock import check_locks, display, lock_path
+from torchstack.lock.pylock import check_locks, lock_path
 from torchstack.render.context import remove_orphans, stale_files, write_images
+from torchstack.workspace.paths import shown
 
 
 def register(sub: Subparsers) -> None:
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check(matrix: Matrix) -> int:
     # Locks are written by `torchstack lock`, not rendered: they are never "extra" files.
-    locks = {f"extra:   {display(matrix, lock_path(matrix, s))}" for s in matrix.images}
+    locks = {f"extra:   {shown(matrix.root, lock_path(matrix, s))}" for s in matrix.images}
     rendered = [line for line in stale_files(matrix) if line not in locks]
     stale_locks, unlocked = check_locks(matrix)
     for line in unlocked:

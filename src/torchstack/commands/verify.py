@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                           tip="pass the .pub file `torchstack keys generate` wrote") from None
     key = load_verify_key(pem, str(args.key))
     host, path, tag = split_reference(args.ref)
-    repository = Repository(f"{host}/{path}")
+    repository = Repository(f"{host}/{path}", credentials=args.settings.credentials)
     try:
         published = repository.published(tag)
         if published is None:

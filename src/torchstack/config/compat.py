@@ -10,12 +10,46 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import yaml
 
 # The packages released in step with torch (compat data pairs each with its torch release).
 COMPANIONS = ("torchvision", "torchaudio", "torchcodec")
+
+# The shape of data/compat.yaml (tests/unit/config/test_compat.py reads every row) ----------
+class VariantRow(TypedDict, total=False):
+    """A CUDA variant's own values, where they differ from its series' row."""
+
+    experimental: bool
+    cudnn: str
+    nccl: str
+    arch: list[str]
+    arch_source: list[str]
+
+
+class SeriesRow(TypedDict):
+    released: dict[str, dict[str, str]]  # torch version -> torchvision/torchaudio pins
+    cuda: dict[str, VariantRow | None]
+    cudnn: str | None
+    nccl: str | None
+    python: list[str]  # [min, max]
+    torchcodec: NotRequired[str | None]
+    pypi_default: str
+    source: list[str]
+
+
+class DriverRow(TypedDict):
+    driver_min: str
+    compat_floor: str
+    source: list[str]
+
+
+class CompatData(TypedDict):
+    sources: dict[str, str]
+    torch: dict[str, SeriesRow]
+    cuda: dict[str, DriverRow]
+
 
 class CompatError(ValueError):
     """A combination that does not exist; the message lists what does."""
@@ -81,7 +115,7 @@ def cudnn_major(version: int) -> int:
 
 
 class Compat:
-    def __init__(self, raw: dict[str, Any]) -> None:
+    def __init__(self, raw: CompatData) -> None:
         self.sources: dict[str, str] = dict(raw["sources"])
         self.releases: dict[str, Release] = {}
         for series, row in raw["torch"].items():
@@ -143,7 +177,7 @@ class Compat:
         return self.drivers[cuda]
 
 
-def _release(series: str, version: str, pair: dict[str, str], row: dict[str, Any]) -> Release:
+def _release(series: str, version: str, pair: dict[str, str], row: SeriesRow) -> Release:
     variants = {}
     for cuda, extra in row["cuda"].items():
         extra = extra or {}

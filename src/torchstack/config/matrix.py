@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from torchstack.checks.expect import ExpectError, Thresholds, parse_expect
 from torchstack.checks.registry import CHECK_IDS
@@ -24,6 +23,7 @@ from torchstack.config.model import (
     DEFAULT_COMPRESSION,
     DEFAULT_ZSTD_SUFFIX,
     Alias,
+    CheckLevel,
     Compression,
     Layer,
     Matrix,
@@ -315,11 +315,14 @@ def _zstd_suffix(node: Located) -> str:
     return suffix
 
 
-def _promotion(node: Located | None) -> Any:
+def _promotion(node: Located | None) -> CheckLevel:
     if node is None:
         return "gpu"
     level = PROMOTION.of(node)["require"]
-    if level.value not in ("cpu", "gpu"):
-        level.fail(f"require must be 'gpu' (full suite on a GPU runner) or 'cpu',"
-                   f" got {type_name(level.value)}", tip="write require: gpu or require: cpu")
-    return level.value
+    if level.value == "cpu":
+        return "cpu"
+    if level.value == "gpu":
+        return "gpu"
+    return level.fail(f"require must be 'gpu' (full suite on a GPU runner) or 'cpu',"
+                      f" got {type_name(level.value)}",
+                      tip="write require: gpu or require: cpu")

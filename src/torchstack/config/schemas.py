@@ -11,15 +11,16 @@ loader accepts is one the editors' schema accepts too.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
 from torchstack.config.located import Located, type_name
 from torchstack.errors import ConfigError
+from torchstack.workspace.json_types import JSONObject
 
 # src/torchstack/config/schema links to the repository's schema/ folder, so the wheel carries it.
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
@@ -40,19 +41,29 @@ class KeySet:
 
 
 @cache
-def load(name: str) -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+def load(name: str) -> JSONObject:
+    schema: JSONObject = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
     return schema
 
 
 def keys(name: str, definition: str | None = None) -> KeySet:
     """The keys one object of a schema takes: the top level, or `$defs/<definition>`."""
-    node = load(name) if definition is None else load(name)["$defs"][definition]
+    node = load(name)
+    if definition is not None:
+        defs = node.get("$defs")
+        found = defs.get(definition) if isinstance(defs, dict) else None
+        if not isinstance(found, dict):
+            raise KeyError(f"{name} defines no $defs/{definition}")  # a bug here, not input
+        node = found
     return _key_set(node)
 
 
-def _key_set(node: dict[str, Any]) -> KeySet:
-    return KeySet(frozenset(node.get("properties", ())), frozenset(node.get("required", ())))
+def _key_set(node: Mapping[str, object]) -> KeySet:
+    properties, required = node.get("properties"), node.get("required")
+    return KeySet(frozenset(str(k) for k in properties) if isinstance(properties, dict)
+                  else frozenset(),
+                  frozenset(str(k) for k in required) if isinstance(required, list)
+                  else frozenset())
 
 
 @cache

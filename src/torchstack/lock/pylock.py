@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from packaging.markers import InvalidMarker, Marker
@@ -29,6 +29,7 @@ from torchstack.config.kinds import EXACT_PIN, normalize, text_problem, url_prob
 from torchstack.config.located import read_config_text
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
+from torchstack.names import SHA256_HEX
 from torchstack.workspace.files import ensure_inside, write_text
 from torchstack.workspace.paths import shown
 
@@ -37,7 +38,6 @@ LOCK_NAME = "pylock.toml"
 PLATFORM = "x86_64-manylinux_2_28"
 TOOL_KEYS = ("image", "python", "platform", "index", "extra_index", "mirror", "pins",
              "parent_sha256", "uv_version", "resolved_from")
-SHA256 = re.compile(r"[0-9a-f]{64}")  # always fullmatch
 # PEP 508 names; a lock holds them PEP 503-normalised (lower case, runs of -_. as one -).
 NAME = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
 PYTHON = re.compile(r"[0-9]{1,2}\.[0-9]{1,3}")
@@ -105,10 +105,6 @@ def lock_path(matrix: Matrix, spec: ImageSpec) -> Path:
     return matrix.images_dir / spec.id / LOCK_NAME
 
 
-def display(matrix: Matrix, path: Path) -> str:
-    return shown(matrix.root, path)
-
-
 def lock_inputs(matrix: Matrix, spec: ImageSpec) -> LockInputs:
     """The inputs as the matrix and the parent's lock file say now (no network)."""
     parent_sha256 = None
@@ -134,7 +130,7 @@ def lock_status(matrix: Matrix, spec: ImageSpec) -> LockStatus:
 
 
 def stale_message(matrix: Matrix, spec: ImageSpec) -> str:
-    return f"{display(matrix, lock_path(matrix, spec))}: stale; run torchstack lock {spec.id}"
+    return f"{shown(matrix.root, lock_path(matrix, spec))}: stale; run torchstack lock {spec.id}"
 
 
 def checked_status(matrix: Matrix, spec: ImageSpec) -> LockStatus:
@@ -167,7 +163,7 @@ def read_lock(matrix: Matrix, spec: ImageSpec) -> ImageLock | None:
     path = lock_path(matrix, spec)
     if not (path.exists() or path.is_symlink()):
         return None
-    where = display(matrix, path)
+    where = shown(matrix.root, path)
     ensure_inside(matrix.root, path)  # a symlinked lock is refused, not read through
     text = read_config_text(path, where, MAX_LOCK_BYTES, "a pylock.toml file")
     return parse_lock(text, where, spec.id)
@@ -205,7 +201,7 @@ def parse_lock(text: str, where: str, image_id: str) -> ImageLock:
         if not isinstance(tool.get(key), str):
             raise fail("missing or not a string", f"tool.torchstack.{key}")
     for key, kind in (("python", PYTHON), ("platform", PLATFORM_WORD),
-                      ("resolved_from", SHA256)):
+                      ("resolved_from", SHA256_HEX)):
         if not kind.fullmatch(tool[key]):
             raise fail(f"{_shown_value(tool[key])} is not a valid value here",
                        f"tool.torchstack.{key}")
@@ -236,7 +232,7 @@ def parse_lock(text: str, where: str, image_id: str) -> ImageLock:
                        "tool.torchstack.pins")
     parent_sha256 = tool.get("parent_sha256")
     if parent_sha256 is not None and not (isinstance(parent_sha256, str)
-                                          and SHA256.fullmatch(parent_sha256)):
+                                          and SHA256_HEX.fullmatch(parent_sha256)):
         raise fail("not a sha256 (64 lower-case hex digits)", "tool.torchstack.parent_sha256")
     packages = doc.get("packages")
     if not isinstance(packages, list):
@@ -287,7 +283,7 @@ def _dist(raw: object, i: int, fail: Callable[..., ConfigError],
     url, size = wheel.get("url"), wheel.get("size")
     hashes = wheel.get("hashes")
     sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
-    if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+    if not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256):
         raise fail("the wheel has no sha256 (64 lower-case hex digits)", key, i)
     if not isinstance(url, str) or not url.endswith(".whl"):
         raise fail("the wheel has no .whl url", key, i)
@@ -344,7 +340,7 @@ def _shown_value(value: object) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _optional_str(value: Any) -> str | None:
+def _optional_str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
@@ -376,7 +372,7 @@ def lock_text(lock: ImageLock) -> str:
             out.append(f"marker = {_s(dist.marker)}\n")
         out.append(f"wheels = [{{ name = {_s(dist.filename)}, url = {_s(dist.url)},"
                    f" size = {dist.size}, hashes = {{ sha256 = {_s(dist.sha256)} }} }}]\n")
-    tool: dict[str, Any] = {
+    tool: dict[str, str | list[str] | None] = {
         "image": lock.image_id, "python": lock.python, "platform": lock.platform,
         "index": lock.index, "extra_index": lock.extra_index, "mirror": lock.mirror,
         "pins": list(lock.pins), "parent_sha256": lock.parent_sha256,
@@ -405,7 +401,7 @@ def write_lock(matrix: Matrix, spec: ImageSpec, lock: ImageLock) -> bool:
     path = lock_path(matrix, spec)
     text = lock_text(lock)
     # What is written must read back through the strict model: the writer is checked too.
-    parse_lock(text, display(matrix, path), spec.id)
+    parse_lock(text, shown(matrix.root, path), spec.id)
     ensure_inside(matrix.root, path)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
@@ -422,7 +418,7 @@ def torch_wheel_version(spec: ImageSpec) -> str:
 
 def validate_lock(matrix: Matrix, spec: ImageSpec, lock: ImageLock) -> None:
     """Refuse a lock that cannot be the image's: wrong target, torch, pairing or parent set."""
-    where = display(matrix, lock_path(matrix, spec))
+    where = shown(matrix.root, lock_path(matrix, spec))
     tip = _relock(spec.id)
     if (lock.python, lock.platform) != (spec.python, PLATFORM):
         raise ConfigError(f"{where}: resolved for Python {lock.python} on {lock.platform}, the"

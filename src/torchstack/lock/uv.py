@@ -21,7 +21,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Required, TypedDict, cast
 from urllib.parse import unquote
 
 from packaging import tags
@@ -43,7 +43,6 @@ from torchstack.lock.pylock import (
     PLATFORM,
     ImageLock,
     LockedDist,
-    display,
     lock_inputs,
     lock_path,
     lock_status,
@@ -51,6 +50,7 @@ from torchstack.lock.pylock import (
     validate_lock,
     write_lock,
 )
+from torchstack.workspace.paths import shown
 
 # uv settings that would change what it resolves; the lock's inputs are the only ones.
 UV_ENV_KEEP = ("UV_CACHE_DIR", "UV_HTTP_TIMEOUT", "UV_HTTP_RETRIES", "UV_NATIVE_TLS",
@@ -115,7 +115,7 @@ def lock_images(matrix: Matrix, images: list[ImageSpec], request: LockRequest, u
     reachable: dict[str, str | None] = {}  # index URL -> why it cannot be reached
     for spec in images:
         start = time.monotonic()
-        path = display(matrix, lock_path(matrix, spec))
+        path = shown(matrix.root, lock_path(matrix, spec))
         try:
             changed, count = _lock_one(matrix, spec, request, uv, outcomes, reachable)
             outcome = LockOutcome(spec.id, path, changed, count,
@@ -190,8 +190,30 @@ def uv_command(uv: Uv, spec: ImageSpec, index: str, extra_index: str | None,
     return [*command, "requirements.in", "-c", "constraints.txt", "-o", LOCK_NAME]
 
 
+class UvWheel(TypedDict, total=False):
+    """A wheel of a package in the pylock.toml uv writes (PEP 751)."""
+
+    name: str
+    url: Required[str]
+    size: int
+    hashes: dict[str, str]  # algorithm -> hex digest
+
+
+class UvPackage(TypedDict, total=False):
+    name: Required[str]
+    version: Required[str]
+    marker: str
+    wheels: list[UvWheel]
+
+
+class UvLock(TypedDict, total=False):
+    """The part of uv's pylock.toml torchstack reads."""
+
+    packages: list[UvPackage]
+
+
 def _compile(uv: Uv, spec: ImageSpec, parent: ImageLock | None, previous: dict[str, str],
-             request: LockRequest, index: str, extra_index: str | None) -> dict[str, Any]:
+             request: LockRequest, index: str, extra_index: str | None) -> UvLock:
     inherited = [f"{d.name}=={d.version}" for d in parent.dists] if parent else []
     own = [*spec.torch_requirements, *spec.requirements]
     env = {k: v for k, v in request.environ.items()
@@ -211,7 +233,7 @@ def _compile(uv: Uv, spec: ImageSpec, parent: ImageLock | None, previous: dict[s
             raise _uv_error(spec, run.stderr, [*own, *inherited], parent, index, extra_index,
                             request.inputs)
         text = (folder / LOCK_NAME).read_text(encoding="utf-8")
-    return tomllib.loads(text)
+    return cast(UvLock, tomllib.loads(text))  # uv writes PEP 751's layout
 
 
 def _preferences(versions: Mapping[str, str]) -> str:
@@ -221,7 +243,7 @@ def _preferences(versions: Mapping[str, str]) -> str:
     return f'lock-version = "1.0"\ncreated-by = "torchstack"\n{body}'
 
 
-def _dists(resolved: dict[str, Any], spec: ImageSpec, parent: ImageLock | None,
+def _dists(resolved: UvLock, spec: ImageSpec, parent: ImageLock | None,
            inputs: BuildInputs) -> tuple[LockedDist, ...]:
     inherited = parent.by_name() if parent else {}
     dists: dict[str, LockedDist] = {}
@@ -270,7 +292,7 @@ def target_tags(python: str) -> dict[Tag, int]:
     return ranks
 
 
-def _best_wheel(wheels: list[dict[str, Any]], python: str) -> dict[str, Any] | None:
+def _best_wheel(wheels: list[UvWheel], python: str) -> UvWheel | None:
     """The one wheel the target installs: uv may list several that all fit (manylinux2014 and
     manylinux_2_28 builds of one version); the image keeps the one ranked first."""
     accepted = target_tags(python)
@@ -286,7 +308,7 @@ def _best_wheel(wheels: list[dict[str, Any]], python: str) -> dict[str, Any] | N
     return min(ranked, key=lambda r: (r[0], r[1]))[2] if ranked else None
 
 
-def _filename(wheel: dict[str, Any]) -> str:
+def _filename(wheel: UvWheel) -> str:
     return str(wheel.get("name") or unquote(str(wheel.get("url", "?")).rsplit("/", 1)[-1]))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from torchstack.backend.artifacts import Published, Repository
 from torchstack.backend.docker import DockerBackend
-from torchstack.backend.identity import Content, content_of_blob, content_of_inspect
+from torchstack.backend.identity import Content, ImageInspect, content_of_blob, content_of_inspect
 from torchstack.config.model import Matrix
 from torchstack.release.attestations import Attachment, attach, attach_referrers
 from torchstack.release.dsse import sign
@@ -74,7 +74,7 @@ def tags_of(state: ImageState, matrix: Matrix, repository: str,
 
 
 def published_digests(repository: Repository, state: ImageState, tags: list[str],
-                      inspected: dict[str, object] | None, zstd_suffix: str) -> list[Published]:
+                      inspected: ImageInspect | None, zstd_suffix: str) -> list[Published]:
     """Manifest digests the registry serves this image under (same content as checked): each
     tag, and its zstd variant (tag + `zstd_suffix`) where `compression: both` pushed one."""
     local: Content | None = content_of_inspect(inspected) if inspected else None
@@ -113,7 +113,8 @@ def _checks(record: CheckRecord, report: Path) -> tuple[CheckOutcome, ...]:
             return tuple(CheckOutcome(str(c.get("id")), str(c.get("status")),
                                       c.get("metrics") or {})
                          for c in suite.get("checks", []) if isinstance(c, dict))
-    return tuple(CheckOutcome(check, "pass" if record.passed else "unknown", metrics)
+    return tuple(CheckOutcome(check, "pass" if record.passed else "unknown",
+                              metrics if isinstance(metrics, dict) else {})
                  for check, metrics in sorted(record.figures.items()))
 
 

@@ -18,15 +18,20 @@ again (no uploads), zstd by putting the proven manifest's bytes under each name.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, Required, TypedDict
 
-from torchstack.backend.identity import Content, content_of_inspect, is_same_image
+from torchstack.backend.credentials import ANONYMOUS, Credentials
+from torchstack.backend.identity import (
+    Content,
+    ImageInspect,
+    content_of_inspect,
+    is_same_image,
+)
 from torchstack.backend.recompress import ZstdPublisher
 from torchstack.backend.registry import (
     RegistryError,
@@ -52,8 +57,6 @@ from torchstack.workspace.paths import shown
 
 RETRIES = 4
 BACKOFF_S = 2.0
-# Test hook: seconds to sleep between two release tags, so a test can kill us mid-move.
-PAUSE_ENV = "TORCHSTACK_TEST_PAUSE_BETWEEN_TAGS"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,19 @@ DISCARD_TIP = ("look at it (it names the image and the release tags whose move w
                " the tags it names stay where they are until promote moves them again")
 
 
+class JournalEntry(TypedDict, total=False):
+    """One release move in the journal file (older files lack the optional keys)."""
+
+    image: Required[str]  # the torchstack image id
+    refs: Required[list[str]]  # the release tags being moved
+    docker_id: str  # the image they move to
+    push: bool
+    compression: Compression
+    suffix: str  # zstd_suffix, for `compression: both`
+    variants: dict[str, str]  # gzip|zstd -> the candidate's proven manifest digest
+    previous: dict[str, str | None]  # ref -> the image it pointed at before (None: no tag)
+
+
 class JournalError(PromoteError):
     """The journal cannot be read: nothing is tagged until it is looked at (exit 6)."""
 
@@ -96,7 +112,7 @@ class Journal:
         self.path = path
         self.root = root or path.parent  # writes stay inside this folder (no symlink out)
 
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self) -> list[JournalEntry]:
         if not (self.path.exists() or self.path.is_symlink()):
             return []
         shown = self._shown()
@@ -114,10 +130,10 @@ class Journal:
         if problem:
             raise JournalError(f"the promote journal {shown} is not one torchstack wrote"
                                f" ({problem}); it is left in place", tip=DISCARD_TIP)
-        entries: list[dict[str, Any]] = data
+        entries: list[JournalEntry] = data  # checked just above
         return entries
 
-    def write(self, entries: list[dict[str, Any]]) -> None:
+    def write(self, entries: list[JournalEntry]) -> None:
         write_text(self.root, self.path, json.dumps(entries, indent=2))
 
     def clear(self) -> None:
@@ -137,7 +153,7 @@ class Journal:
     def _shown(self) -> str:
         return shown(self.root, self.path)
 
-    def add(self, entry: dict[str, Any]) -> None:
+    def add(self, entry: JournalEntry) -> None:
         """Record a move (replacing an unfinished one of the same image)."""
         self.write([e for e in self.pending() if e["image"] != entry["image"]] + [entry])
 
@@ -150,7 +166,7 @@ class Journal:
             self.clear()
 
 
-def _journal_problem(data: Any) -> str | None:
+def _journal_problem(data: object) -> str | None:
     """Why `data` is not a list of move entries, or None."""
     if not isinstance(data, list):
         return "expected a list of moves"
@@ -191,7 +207,7 @@ class TagEngine(Protocol):
     """What moving tags asks the Docker Engine (backend.docker.DockerBackend; fakes in tests)."""
 
     def image_id(self, ref: str) -> str | None: ...
-    def inspect(self, ref: str) -> dict[str, Any] | None: ...
+    def inspect(self, ref: str) -> ImageInspect | None: ...
     def tag(self, image_id: str, ref: str) -> None: ...
     def remove_image(self, ref: str) -> None: ...
     def push(self, ref: str) -> str | None: ...
@@ -200,9 +216,12 @@ class TagEngine(Protocol):
 class Promoter:
     def __init__(self, backend: TagEngine, journal: Journal, push: bool,
                  on_event: Callable[[str], None], compression: Compression = "gzip",
-                 suffix: str = "-zstd", zstd: ZstdPublisher | None = None) -> None:
+                 suffix: str = "-zstd", zstd: ZstdPublisher | None = None, *,
+                 credentials: Credentials = ANONYMOUS, pause_s: float = 0.0) -> None:
         self.backend, self.journal, self.push, self.say = backend, journal, push, on_event
         self.compression, self.suffix, self.zstd = compression, suffix, zstd
+        self.credentials = credentials
+        self.pause_s = pause_s  # between two release tags (a test hook: Settings.tag_pause_s)
         self._proven: dict[str, RemoteImage] = {}  # manifest digest -> proven this run
         self._content: dict[str, Content] = {}  # docker id -> its content
 
@@ -240,16 +259,17 @@ class Promoter:
                 variants[variant] = result.digest
         if decision.releases:
             refs = list(decision.releases)
-            entry = {"image": decision.image_id, "docker_id": docker_id, "refs": refs,
-                     "push": self.push, "compression": self.compression,
-                     "suffix": self.suffix, "variants": variants,
-                     "previous": {ref: self.backend.image_id(ref) for ref in refs}}
+            entry: JournalEntry = {"image": decision.image_id, "docker_id": docker_id, "refs": refs,
+                                   "push": self.push, "compression": self.compression,
+                                   "suffix": self.suffix, "variants": variants,
+                                   "previous": {ref: self.backend.image_id(ref)
+                                                for ref in refs}}
             with deferred_signals("the tag move in progress"):
                 self.journal.add(entry)
                 results += self._finish(entry)
         return results
 
-    def _finish(self, entry: dict[str, Any]) -> list[TagResult]:
+    def _finish(self, entry: JournalEntry) -> list[TagResult]:
         """Move an entry's tags; forget the entry once the registry holds them too."""
         results = self._move(entry)
         if not any(r.error for r in results):
@@ -266,12 +286,11 @@ class Promoter:
                  " `torchstack promote --push` finishes the move")
         return results
 
-    def _move(self, entry: dict[str, Any]) -> list[TagResult]:
+    def _move(self, entry: JournalEntry) -> list[TagResult]:
         docker_id, refs = str(entry["docker_id"]), list(entry["refs"])
-        pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
         for index, ref in enumerate(refs):
-            if index and pause:
-                time.sleep(pause)
+            if index and self.pause_s:
+                time.sleep(self.pause_s)
             self._tag(docker_id, ref)
         if not entry["push"]:
             return [TagResult(ref, False, None, None) for ref in refs]
@@ -313,7 +332,7 @@ class Promoter:
             return TagResult(target, False, None, "no tool to write zstd layers", variant)
         source = f"{ref.rpartition(':')[0]}@{gzip_digest}" if gzip_digest else None
         try:  # minutes for a big image; Ctrl-C stops it (the candidate tag is no release)
-            reported = self.zstd.publish(docker_id, target, source)
+            reported = self.zstd.publish(docker_id, target, source, self.credentials)
         except PromoteError as exc:
             return TagResult(target, False, None, exc.message, variant)
         return self._prove(docker_id, target, variant, reported)
@@ -322,7 +341,8 @@ class Promoter:
                expected_digest: str | None) -> TagResult:
         """Whether the manifest at `ref` holds the checked image, layer by layer."""
         try:
-            image = prove_content(ref, self._content_of(docker_id))
+            image = prove_content(ref, self._content_of(docker_id),
+                                  credentials=self.credentials)
         except RegistryError as exc:
             return TagResult(ref, True, None, f"refused: {exc.message}", variant)
         if expected_digest and image.digest != expected_digest:
@@ -352,7 +372,7 @@ class Promoter:
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
             try:
                 pushed = self.backend.push(ref)
-                remote = fetch_manifest(ref)
+                remote = fetch_manifest(ref, credentials=self.credentials)
             except (EngineError, PromoteError, RegistryError) as exc:
                 last_error = str(exc)
                 self.say(f"push {ref}: attempt {attempt + 1} of {RETRIES} failed: {last_error}")
@@ -378,9 +398,10 @@ class Promoter:
             if attempt:
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
             try:
-                image = self._proven.get(digest) or fetch_manifest(f"{repository}@{digest}")
-                put_manifest(ref, image)
-                served = fetch_manifest(ref).digest
+                image = self._proven.get(digest) or fetch_manifest(
+                    f"{repository}@{digest}", credentials=self.credentials)
+                put_manifest(ref, image, credentials=self.credentials)
+                served = fetch_manifest(ref, credentials=self.credentials).digest
             except RegistryError as exc:
                 last_error = exc.message
                 self.say(f"tag {ref}: attempt {attempt + 1} of {RETRIES} failed: {last_error}")

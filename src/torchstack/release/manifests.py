@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Required, TypedDict
 
 from cyclonedx.model import HashAlgorithm, HashType
 from cyclonedx.model.bom import Bom
@@ -38,23 +38,55 @@ INVENTORY_SCRIPT = (
 )
 
 
-def inventory(backend: DockerBackend, docker_id: str) -> dict[str, Any]:
+class PythonPackage(TypedDict, total=False):
+    name: Required[str]
+    version: Required[str]
+    wheel: str  # from the lock
+    sha256: str  # from the lock
+
+
+class DebianPackage(TypedDict):
+    name: str
+    version: str
+    architecture: str
+
+
+class LockNote(TypedDict):
+    file: str  # the lock file, relative to the project
+    resolved_from: str
+
+
+class Packages(TypedDict, total=False):
+    """What an image holds: its Python distributions and Debian packages."""
+
+    python: Required[list[PythonPackage]]
+    debian: Required[list[DebianPackage]]
+    lock: LockNote  # when the Python part comes from the lock
+
+
+def inventory(backend: DockerBackend, docker_id: str) -> Packages:
     run = backend.run_container(docker_id, ["sh", "-c", INVENTORY_SCRIPT], mounts={}, env={},
                                 shm_size="64m", gpus=False, timeout_s=120)
     pip_part, _, dpkg_part = run.stdout.partition("--dpkg--")
     try:
-        python_packages = json.loads(pip_part)
+        listed: object = json.loads(pip_part)
     except ValueError:
+        listed = None
+    if not isinstance(listed, list):
         raise PromoteError(f"cannot list the Python packages of {docker_id[:19]}:"
-                           f" {run.stderr.strip()[-300:]}") from None
-    debian_packages = []
+                           f" {run.stderr.strip()[-300:]}")
+    python_packages: list[PythonPackage] = [
+        {"name": p["name"], "version": p["version"]} for p in listed
+        if isinstance(p, dict) and isinstance(p.get("name"), str)
+        and isinstance(p.get("version"), str)]
+    debian_packages: list[DebianPackage] = []
     for line in dpkg_part.strip().splitlines():
         name, version, arch = [*line.split("\t"), "", ""][:3]
         debian_packages.append({"name": name, "version": version, "architecture": arch})
     return {"python": python_packages, "debian": debian_packages}
 
 
-def lock_differences(lock: ImageLock, installed: list[dict[str, Any]]) -> list[str]:
+def lock_differences(lock: ImageLock, installed: list[PythonPackage]) -> list[str]:
     """What pip lists inside the image against the lock; empty when they are the same set."""
     locked = {d.name: d.version for d in lock.dists}
     found = {normalize(str(p["name"])): str(p["version"]) for p in installed}
@@ -75,7 +107,7 @@ def _same_version(a: str, b: str) -> bool:
 
 
 def locked_packages(image_id: str, lock_file: str, lock: ImageLock,
-                    packages: dict[str, Any]) -> dict[str, Any]:
+                    packages: Packages) -> Packages:
     """The inventory with its Python part from the lock; PromoteError when they differ."""
     differences = lock_differences(lock, packages["python"])
     if differences:
@@ -84,13 +116,14 @@ def locked_packages(image_id: str, lock_file: str, lock: ImageLock,
             f" ({len(differences)}): " + "; ".join(differences),
             tip="the image was not built from this lock; rebuild it (`torchstack build`) and"
                 " check it again before promoting")
-    python = [{"name": d.name, "version": d.version, "wheel": d.filename, "sha256": d.sha256}
-              for d in lock.dists]
+    python: list[PythonPackage] = [
+        {"name": d.name, "version": d.version, "wheel": d.filename, "sha256": d.sha256}
+        for d in lock.dists]
     return {**packages, "python": python,
             "lock": {"file": lock_file, "resolved_from": lock.resolved_from}}
 
 
-def cyclonedx_sbom(image_name: str, version: str, packages: dict[str, Any], os_name: str,
+def cyclonedx_sbom(image_name: str, version: str, packages: Packages, os_name: str,
                    base_image: str) -> str:
     bom = Bom()
     root = Component(name=image_name, version=version, type=ComponentType.CONTAINER,
@@ -106,10 +139,10 @@ def cyclonedx_sbom(image_name: str, version: str, packages: dict[str, Any], os_n
                                     hashes=hashes))
     # The purl namespace is the distribution ("debian", "ubuntu"), named by the base image.
     distribution = base_image.rsplit("/", 1)[-1].split(":")[0].split("@")[0]
-    for package in packages["debian"]:
-        purl = PackageURL("deb", distribution, package["name"], package["version"],
-                          qualifiers={"arch": package["architecture"], "distro": os_name})
-        components.append(Component(name=package["name"], version=package["version"],
+    for deb in packages["debian"]:
+        purl = PackageURL("deb", distribution, deb["name"], deb["version"],
+                          qualifiers={"arch": deb["architecture"], "distro": os_name})
+        components.append(Component(name=deb["name"], version=deb["version"],
                                     type=ComponentType.LIBRARY, purl=purl, bom_ref=str(purl)))
     for component in components:
         bom.components.add(component)
@@ -118,7 +151,7 @@ def cyclonedx_sbom(image_name: str, version: str, packages: dict[str, Any], os_n
     return text
 
 
-def write_manifest(folder: Path, image_id: str, record: dict[str, Any], packages: dict[str, Any],
+def write_manifest(folder: Path, image_id: str, record: dict[str, object], packages: Packages,
                    os_name: str, base_image: str) -> list[Path]:
     manifest = {**record, "packages": packages}
     paths = [folder / f"{image_id}.manifest.json", folder / f"{image_id}.cdx.json"]

@@ -11,18 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from torchstack.backend.credentials import ANONYMOUS, Credentials
 from torchstack.backend.docker import DockerBackend
 from torchstack.backend.identity import content_of_inspect
 from torchstack.backend.recompress import ZstdPublisher
-from torchstack.config.model import Compression, ImageSpec, Matrix
+from torchstack.config.model import CheckLevel, Compression, ImageSpec, Matrix
 from torchstack.errors import PromoteError
-from torchstack.lock.pylock import display, lock_path, read_lock
+from torchstack.lock.pylock import lock_path, read_lock
 from torchstack.release.journal import Journal, Promoter, PublishedVariant, TagResult
-from torchstack.release.manifests import inventory, locked_packages, write_manifest
+from torchstack.release.manifests import Packages, inventory, locked_packages, write_manifest
 from torchstack.resolve.state import ImageState, Resolved
-from torchstack.workspace.paths import journal_path
+from torchstack.workspace.paths import journal_path, shown
 from torchstack.workspace.runs import RunDir
 
 
@@ -84,6 +84,8 @@ class Publishing:
     compression: Compression = "gzip"
     zstd_suffix: str = "-zstd"
     zstd: ZstdPublisher | None = None  # the tool writing zstd; needed unless gzip
+    credentials: Credentials = ANONYMOUS  # the registry login (Settings)
+    tag_pause_s: float = 0.0  # a test hook: seconds between two release tags (Settings)
 
 
 def journal_of(matrix: Matrix) -> Journal:
@@ -102,7 +104,8 @@ def promote_images(resolved: Resolved, backend: DockerBackend, run: RunDir, *, p
     if push and how.compression != "gzip" and how.zstd is None:
         raise PromoteError(f"compression {how.compression} needs a tool that writes zstd",
                            tip="find one with backend.recompress.find_zstd_publisher()")
-    promoter = Promoter(backend, journal, push, say, how.compression, how.zstd_suffix, how.zstd)
+    promoter = Promoter(backend, journal, push, say, how.compression, how.zstd_suffix, how.zstd,
+                        credentials=how.credentials, pause_s=how.tag_pause_s)
     resumed = tuple(promoter.resume())
     images = []
     for state in resolved.requested:
@@ -130,21 +133,21 @@ def _promote_one(matrix: Matrix, backend: DockerBackend, promoter: Promoter, run
 
 
 def _packages(matrix: Matrix, spec: ImageSpec, backend: DockerBackend,
-              docker_id: str) -> dict[str, Any]:
+              docker_id: str) -> Packages:
     """The image's inventory, its Python part from the lock once cross-checked."""
     packages = inventory(backend, docker_id)
     lock = read_lock(matrix, spec)
     if lock is None:
         return packages
-    return locked_packages(spec.id, display(matrix, lock_path(matrix, spec)), lock, packages)
+    return locked_packages(spec.id, shown(matrix.root, lock_path(matrix, spec)), lock, packages)
 
 
 def _manifest(backend: DockerBackend, folder: Path, state: ImageState, results: list[TagResult],
-              packages: dict[str, Any], required: Any) -> None:
+              packages: Packages, required: CheckLevel) -> None:
     spec, docker_id = state.spec, str(state.local_image_id)
     record = state.release_record(required)
     inspected = backend.inspect(docker_id) or {}
-    summary = {
+    summary: dict[str, object] = {
         "image_id": spec.id,
         "docker_id": docker_id,
         "content_id": content_of_inspect(inspected).id if inspected else None,

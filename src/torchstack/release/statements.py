@@ -98,7 +98,8 @@ def verdict_predicate(verdict: Verdict) -> dict[str, object]:
     record = verdict.record
     content = verdict.content
     node = record.node or {}
-    gpus = record.facts.get("gpus") or []
+    listed = record.facts.get("gpus")
+    gpus = listed if isinstance(listed, list) else []
     first_gpu = gpus[0].get("name") if gpus and isinstance(gpus[0], dict) else None
     source = record.source or {}
     return {

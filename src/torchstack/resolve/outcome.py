@@ -6,13 +6,39 @@ No Docker here: check/report.py and resolve/state.py read these without importin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, Required, TypedDict
 
 from torchstack import checks
 from torchstack.checks.result import Report
 from torchstack.config.model import CheckLevel, ImageSpec
+from torchstack.workspace.json_types import JSON, JSONObject
 
 GpuMode = Literal["required", "auto", "off"]
+Status = Literal["pass", "fail", "error", "not-built", "cached"]
+
+
+class SuiteCheck(TypedDict, total=False):
+    """One check in the suite's report document (checks.result.CheckResult.to_dict)."""
+
+    id: Required[str]
+    status: str
+    message: str
+    duration_s: float
+    metrics: dict[str, JSON]  # name -> {"value": ..., "unit": ...}
+
+
+class SuiteDocument(TypedDict, total=False):
+    """The suite's report document (checks.result.Report.to_dict), the keys the host reads;
+    checks.result.parse_report has checked its shape before the host keeps it."""
+
+    suite_version: str
+    image_id: str | None
+    image_digest: str | None
+    node: JSONObject
+    facts: JSONObject
+    checks: list[SuiteCheck]
+    summary: dict[str, int]
+    ok: bool
 
 
 @dataclass(frozen=True)
@@ -20,9 +46,9 @@ class ImageCheck:
     spec: ImageSpec
     docker_id: str | None
     input_hash: str | None
-    status: Literal["pass", "fail", "error", "not-built", "cached"]
+    status: Status
     message: str
-    report: dict[str, Any] | None  # the suite's JSON document, as written to report.json
+    report: SuiteDocument | None  # the suite's JSON document, as written to report.json
     duration_s: float
     level: CheckLevel
     # The same document read into the suite's own types (checks.result), when it parsed.

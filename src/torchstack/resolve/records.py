@@ -21,10 +21,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from torchstack.config.model import CheckLevel, Matrix
 from torchstack.workspace.files import write_text
+from torchstack.workspace.json_types import JSONObject
 from torchstack.workspace.paths import records_dir
 
 LEVEL_RANK = {"cpu": 1, "gpu": 2}
@@ -39,15 +40,15 @@ class CheckRecord:
     suite_version: str
     level: CheckLevel
     passed: bool
-    facts: dict[str, Any]  # versions read inside the image (torch, cuda, cudnn, nccl, python)
+    facts: JSONObject  # versions read inside the image (torch, cuda, cudnn, nccl, python)
     summary: dict[str, int]
     report: str  # path of the run's report.json
-    checked_at: float
+    checked_at: float = field(default_factory=time.time)  # when it was checked (default: now)
     # Defaults keep records written before these fields readable.
     scope: Scope = "suite"  # "multinode": the NCCL-across-nodes run alone, never a level
-    node: dict[str, Any] = field(default_factory=dict)  # gpu_model, driver, device_count, ...
-    source: dict[str, Any] = field(default_factory=dict)  # where an imported report came from
-    figures: dict[str, Any] = field(default_factory=dict)  # check id -> metrics, when imported
+    node: JSONObject = field(default_factory=dict)  # gpu_model, driver, device_count, ...
+    source: JSONObject = field(default_factory=dict)  # where an imported report came from
+    figures: JSONObject = field(default_factory=dict)  # check id -> metrics, when imported
     # The arch contract the image was judged against (config/contract.py, Contract.to_json).
     contract: Mapping[str, object] = field(default_factory=dict)
     content_id: str = ""  # identity.Content.id of the image; "" in records written before it
@@ -98,6 +99,3 @@ class RecordStore:
         write_text(self.root, self._path(record.docker_id),
                    json.dumps(rows, indent=2, sort_keys=True))
 
-
-def new_record(**fields: Any) -> CheckRecord:
-    return CheckRecord(checked_at=time.time(), **fields)

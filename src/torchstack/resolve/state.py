@@ -14,11 +14,11 @@ Each image renders once per run: the `Resolution` holds the rendered contexts.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypedDict
+from dataclasses import dataclass, field, replace
+from typing import Protocol, TypedDict
 
+from torchstack.backend.identity import ImageInspect
 from torchstack.config import kinds
 from torchstack.config.contract import contract_for
 from torchstack.config.model import CheckLevel, ImageSpec, Matrix, template_fields
@@ -48,7 +48,7 @@ class Images(Protocol):
 
     def image_id(self, ref: str) -> str | None: ...
     def images_with_label(self, key: str, value: str) -> list[tuple[str, list[str]]]: ...
-    def inspect(self, ref: str) -> dict[str, Any] | None: ...
+    def inspect(self, ref: str) -> ImageInspect | None: ...
 
 
 class Resolution:
@@ -125,6 +125,8 @@ class Resolved:
     resolution: Resolution
     states: tuple[ImageState, ...]
     repository: str | None  # where tags go; None: not needed yet (read when first needed)
+    # The environment push_repository reads then (Settings.environ): TORCHSTACK_REGISTRY.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def requested(self) -> list[ImageState]:
@@ -160,10 +162,10 @@ class Resolved:
         return replace(self, states=tuple(states.values()))
 
     def _repository(self) -> str:
-        return self.repository or push_repository(self.matrix)
+        return self.repository or push_repository(self.matrix, self.environ)
 
 
-def push_repository(matrix: Matrix, environ: Mapping[str, str] = os.environ) -> str:
+def push_repository(matrix: Matrix, environ: Mapping[str, str]) -> str:
     """Where candidates and releases go: $TORCHSTACK_REGISTRY, else matrix.yaml's registry.push."""
     repository = environ.get(REGISTRY_ENV) or matrix.push_repository
     problem = kinds.repository_problem(repository)
@@ -175,17 +177,18 @@ def push_repository(matrix: Matrix, environ: Mapping[str, str] = os.environ) -> 
 
 def resolve(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = False,
             backend: Images | None = None, store: RecordStore | None = None,
-            repository: str | None = None, resolution: Resolution | None = None) -> Resolved:
+            repository: str | None = None, resolution: Resolution | None = None,
+            environ: Mapping[str, str] | None = None) -> Resolved:
     """The selected images and their ancestors, resolved against `backend` (None: no Engine).
 
     `store` (default: the matrix's record store) gives the check records; `repository` the
     push repository of the tag decision (default: push_repository, read only when an image is
-    built, so that `plan` never needs it).
+    built, so that `plan` never needs it, from `environ`: Settings.environ).
     """
     resolution = resolution or Resolution(matrix)
     store = store if store is not None else RecordStore.for_matrix(matrix)
     plan = resolution.plan(globs, everything=everything)
-    resolved = Resolved(matrix, resolution, (), repository)
+    resolved = Resolved(matrix, resolution, (), repository, environ or {})
     states: dict[str, ImageState] = {}
     for planned in plan.images:
         spec = planned.spec
@@ -260,7 +263,7 @@ def adopt_staged(backend: Images, spec: ImageSpec, parent_id: str, chain: str) -
 
 def _layers(backend: Images, image_id: str) -> list[str]:
     inspected = backend.inspect(image_id) or {}
-    return list((inspected.get("RootFS") or {}).get("Layers") or [])
+    return list(inspected.get("RootFS", {}).get("Layers") or [])
 
 
 # What `plan --json` lists: everything a workflow reads, so CI needs no inline Python --------

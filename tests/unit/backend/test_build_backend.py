@@ -113,7 +113,8 @@ def test_secret_values_go_by_environment_only(tmp_path: Path) -> None:
 
 def test_a_builtin_build_returns_the_iidfiles_id_and_leaves_no_scratch(
         tmp_path: Path, record: Path) -> None:
-    cli = BuildkitCli(standin(tmp_path, "builtin"), "builtin", "unix:///d.sock")
+    cli = BuildkitCli(standin(tmp_path, "builtin"), "builtin", "unix:///d.sock",
+                      dict(os.environ))  # the stand-in reads STANDIN_* from it
     lines: list[str] = []
     result = cli.build(request(tmp_path), lines.append)
     assert (result.image_id, result.error) == (IMAGE, None)
@@ -128,7 +129,8 @@ def test_a_builtin_build_returns_the_iidfiles_id_and_leaves_no_scratch(
 
 
 def test_buildx_reports_the_config_digest_from_its_metadata(tmp_path: Path, record: Path) -> None:
-    cli = BuildkitCli(standin(tmp_path, "buildx"), "buildx", "unix:///d.sock")
+    cli = BuildkitCli(standin(tmp_path, "buildx"), "buildx", "unix:///d.sock",
+                      dict(os.environ))  # the stand-in reads STANDIN_* from it
     result = cli.build(request(tmp_path), lambda line: None)
     assert result.image_id == CONFIG  # not the iidfile's digest
     argv = Path(f"{record}.argv").read_text().splitlines()
@@ -142,7 +144,8 @@ def test_a_failed_build_reports_the_clis_closing_error(
         tmp_path: Path, record: Path, monkeypatch: pytest.MonkeyPatch, closing: str) -> None:
     monkeypatch.setenv("STANDIN_BUILD", "fail")
     monkeypatch.setenv("STANDIN_ERROR", closing)
-    cli = BuildkitCli(standin(tmp_path, "builtin"), "builtin", "unix:///d.sock")
+    cli = BuildkitCli(standin(tmp_path, "builtin"), "builtin", "unix:///d.sock",
+                      dict(os.environ))  # the stand-in reads STANDIN_* from it
     lines: list[str] = []
     result = cli.build(request(tmp_path), lines.append)
     assert result.image_id is None
@@ -154,7 +157,8 @@ def test_a_failed_build_reports_the_clis_closing_error(
 def test_interrupting_stops_the_cli_with_sigint_and_removes_the_scratch(
         tmp_path: Path, record: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STANDIN_BUILD", "sleep")
-    cli = BuildkitCli(standin(tmp_path, "builtin"), "builtin", "unix:///d.sock")
+    cli = BuildkitCli(standin(tmp_path, "builtin"), "builtin", "unix:///d.sock",
+                      dict(os.environ))  # the stand-in reads STANDIN_* from it
 
     def on_line(line: str) -> None:
         if "RUN sleep 600" in line:
@@ -179,6 +183,9 @@ def test_find_cli_honours_the_override_and_docker_host(tmp_path: Path) -> None:
     cli = find_cli({"PATH": "/nonexistent", buildkit.CLI_ENV: builtin,
                     "DOCKER_HOST": "tcp://10.0.0.1:2375"})
     assert cli == BuildkitCli(builtin, "builtin", "tcp://10.0.0.1:2375")
+    # Its builds start from the environment it was found in (Settings'), never os.environ.
+    found = find_cli({"PATH": "/nonexistent", buildkit.CLI_ENV: builtin, "MARK": "s3cr3t"})
+    assert found.environ["MARK"] == "s3cr3t" and "s3cr3t" not in repr(found)
     assert find_cli({"PATH": "/nonexistent", buildkit.CLI_ENV: builtin}).docker_host == \
         "unix:///var/run/docker.sock"
 

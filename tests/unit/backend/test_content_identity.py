@@ -12,21 +12,24 @@ import copy
 from typing import Any
 
 from torchstack.backend.identity import (
+    ImageInspect,
     content_difference,
     content_of_blob,
     content_of_inspect,
 )
+from torchstack.workspace.json_types import JSON
 
 DIFF_ID = "sha256:96517262153ae712bd3bece2760a336810f6b6e8cc87751a3a4cf3427d6d7604"
-LABELS = {"io.torchstack.bootstrap.created": "2026-12-03T09:58:06Z",
+LABELS: dict[str, JSON] = {"io.torchstack.bootstrap.created": "2026-12-03T09:58:06Z",
           "io.torchstack.bootstrap.mirror": "http://deb.debian.org/debian",
           "io.torchstack.bootstrap.suite": "bookworm",
           "io.torchstack.bootstrap.variant": "minbase", "io.torchstack.bootstrapped": "true"}
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DOCKER_ONLY = {"Hostname": "", "Domainname": "", "AttachStdin": False, "AttachStdout": False,
-               "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False,
-               "Image": "", "OnBuild": None}
-DEBIAN_INSPECT: dict[str, Any] = {
+DOCKER_ONLY: dict[str, JSON] = {
+    "Hostname": "", "Domainname": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Image": "",
+    "OnBuild": None}
+DEBIAN_INSPECT: ImageInspect = {
     "Id": "sha256:a01362589e1eac8f774f599326ded2eb34d0f9768b97d9af5c1d09ebd356ba5b",
     "Architecture": "amd64", "Os": "linux",
     "Config": {**DOCKER_ONLY, "User": "", "Env": [PATH], "Cmd": ["bash"], "Volumes": None,

@@ -4,15 +4,15 @@ its inspect answers below are written from the Engine API reference (ImageInspec
 
 from __future__ import annotations
 
-from torchstack.backend.identity import is_same_image, remote_key, store_of
+from torchstack.backend.identity import ImageInspect, is_same_image, remote_key, store_of
 from torchstack.backend.registry import RemoteImage
 
 CONFIG = "sha256:" + "c" * 64
 MANIFEST = "sha256:" + "m" * 64
 OTHER = "sha256:" + "0" * 64
 
-CLASSIC = {"Id": CONFIG, "RepoTags": ["torchstack:x"], "RootFS": {"Layers": []}}
-CONTAINERD = {"Id": MANIFEST, "RepoTags": ["torchstack:x"],
+CLASSIC: ImageInspect = {"Id": CONFIG, "RepoTags": ["torchstack:x"], "RootFS": {"Layers": []}}
+CONTAINERD: ImageInspect = {"Id": MANIFEST, "RepoTags": ["torchstack:x"],
               "Descriptor": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
                              "digest": MANIFEST, "size": 1234}}
 REMOTE = RemoteImage(digest=MANIFEST, config_digest=CONFIG)

@@ -18,12 +18,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from torchstack.backend.credentials import Credentials
 from torchstack.backend.registry import RegistryError, base_url, fetch_manifest, is_loopback
+from torchstack.settings import Settings
 
 CONFIG = "sha256:" + "ab" * 32
 MANIFEST = json.dumps({"schemaVersion": 2, "config": {"digest": CONFIG}}).encode()
 DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
 USER, PASSWORD = "robot", "s3cret"
+LOGIN = Credentials(USER, PASSWORD)
 BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
@@ -98,41 +101,31 @@ def serve() -> Iterator[Serve]:
         server.server_close()
 
 
-@pytest.fixture
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TORCHSTACK_REGISTRY_USER", USER)
-    monkeypatch.setenv("TORCHSTACK_REGISTRY_PASSWORD", PASSWORD)
-
-
 def test_anonymous_manifest_and_its_digest(serve: Serve) -> None:
     host = serve(Registry())
     remote = fetch_manifest(f"{host}/torchstack:v1")
     assert (remote.digest, remote.config_digest) == (DIGEST, CONFIG)
 
 
-@pytest.mark.usefixtures("credentials")
 def test_basic_auth_is_sent(serve: Serve) -> None:
     registry = Registry(auth="basic")
     host = serve(registry)
-    assert fetch_manifest(f"{host}/torchstack:v1").digest == DIGEST
+    assert fetch_manifest(f"{host}/torchstack:v1", credentials=LOGIN).digest == DIGEST
     assert registry.seen[-1] == ("/v2/torchstack/manifests/v1", BASIC)
 
 
-def test_basic_auth_refused_without_credentials(serve: Serve,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TORCHSTACK_REGISTRY_USER", raising=False)
+def test_basic_auth_refused_without_credentials(serve: Serve) -> None:
     host = serve(Registry(auth="basic"))
     with pytest.raises(RegistryError, match=r"HTTP 401.*credentials refused") as caught:
         fetch_manifest(f"{host}/torchstack:v1")
     assert caught.value.exit_code == 6
 
 
-@pytest.mark.usefixtures("credentials")
 @pytest.mark.parametrize("answer", [b'{"token": "tok-1"}', b'{"access_token": "tok-1"}'])
 def test_bearer_token_flow(serve: Serve, answer: bytes) -> None:
     registry = Registry(auth="bearer", token_answer=answer)
     host = serve(registry)
-    assert fetch_manifest(f"{host}/torchstack:v1").digest == DIGEST
+    assert fetch_manifest(f"{host}/torchstack:v1", credentials=LOGIN).digest == DIGEST
     paths = [path.split("?")[0] for path, _ in registry.seen]
     assert paths == ["/v2/torchstack/manifests/v1", "/token", "/v2/torchstack/manifests/v1"]
     token_query = registry.seen[1][0]
@@ -140,7 +133,6 @@ def test_bearer_token_flow(serve: Serve, answer: bytes) -> None:
     assert registry.seen[2][1] == "Bearer tok-1"
 
 
-@pytest.mark.usefixtures("credentials")
 @pytest.mark.parametrize(("answer", "says"), [
     (b"{}", "answered without a token"),
     (b'{"token": ""}', "answered without a token"),
@@ -154,7 +146,7 @@ def test_a_token_endpoint_answering_garbage_is_a_clear_error(serve: Serve, answe
                                                               says: str) -> None:
     host = serve(Registry(auth="bearer", token_answer=answer))
     with pytest.raises(RegistryError, match=says) as caught:
-        fetch_manifest(f"{host}/torchstack:v1")
+        fetch_manifest(f"{host}/torchstack:v1", credentials=LOGIN)
     assert caught.value.exit_code == 6
 
 
@@ -201,13 +193,12 @@ def test_plain_http_only_for_loopback(host: str, loopback: bool) -> None:
     assert base_url(host) == ("http://" if loopback else "https://") + host
 
 
-@pytest.mark.usefixtures("credentials")
 def test_a_plain_http_token_realm_off_loopback_gets_no_credentials(serve: Serve) -> None:
     registry = Registry(auth="bearer")
     host = serve(registry)
     registry.host = "registry.example:80"  # the challenge now names a remote http realm
     with pytest.raises(RegistryError, match="not an https URL"):
-        fetch_manifest(f"{host}/torchstack:v1")
+        fetch_manifest(f"{host}/torchstack:v1", credentials=LOGIN)
     assert all(not path.startswith("/token") for path, _ in registry.seen)
 
 
@@ -220,3 +211,13 @@ def test_a_reference_that_is_not_one_is_refused_before_any_request(ref: str) -> 
     with pytest.raises(RegistryError, match="is not a registry reference") as caught:
         fetch_manifest(ref)
     assert caught.value.exit_code == 6
+
+
+def test_the_password_never_shows_in_a_repr_or_in_settings() -> None:
+    settings = Settings.from_environ({"TORCHSTACK_REGISTRY_USER": USER,
+                                      "TORCHSTACK_REGISTRY_PASSWORD": PASSWORD})
+    assert settings.credentials == LOGIN
+    for shown in (repr(LOGIN), str(LOGIN), repr(settings), str(settings)):
+        assert PASSWORD not in shown and USER in shown
+    assert Settings.from_environ({"TORCHSTACK_REGISTRY_PASSWORD": PASSWORD}).credentials \
+        .headers() == {}  # a password without a user is no login

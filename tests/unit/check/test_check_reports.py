@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,12 +13,14 @@ from torchstack.check.container import ImageCheck
 from torchstack.check.report import junit_xml, summary_md, write_reports
 from torchstack.commands.common import add_step_summary
 from torchstack.config.matrix import load_matrix
+from torchstack.resolve.outcome import SuiteCheck, SuiteDocument
 from torchstack.settings import Settings
 
 
-def suite(**statuses: str) -> dict[str, Any]:
-    checks = [{"id": cid, "status": st, "message": f"{cid} said {st}", "duration_s": 0.5,
-               "metrics": {}} for cid, st in statuses.items()]
+def suite(**statuses: str) -> SuiteDocument:
+    checks: list[SuiteCheck] = [{"id": cid, "status": st, "message": f"{cid} said {st}",
+                                 "duration_s": 0.5, "metrics": {}}
+                                for cid, st in statuses.items()]
     return {"checks": checks, "facts": {}, "summary": {}, "ok": "fail" not in statuses.values()}
 
 

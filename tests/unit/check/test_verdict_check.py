@@ -20,6 +20,7 @@ import pytest
 from tests.paths import REPO
 from tests.unit.reportutil import synthetic
 from torchstack.backend.docker import ContainerRun, DockerBackend
+from torchstack.backend.identity import ImageInspect
 from torchstack.check.stage import CheckRun, check_images
 from torchstack.checks import SUITE_VERSION
 from torchstack.checks.frame import frame
@@ -34,13 +35,14 @@ from torchstack.resolve.order import input_hash
 from torchstack.resolve.outcome import GpuMode, ImageCheck
 from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.state import Resolution, Resolved, resolve
+from torchstack.workspace.json_types import JSONObject
 from torchstack.workspace.runs import RunDir
 
 BASE = "torch2.9.1-cu128-py3.11-base"
 OS_ID = "sha256:" + "0" * 64
 BUILT = "sha256:" + "b" * 64  # the local image torchstack built for BASE
 REPOSITORY = "127.0.0.1:5000/torchstack"
-FACTS = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
+FACTS: JSONObject = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
          "python": "3.11.9", "torchvision": None, "torchaudio": None, "torchcodec": None}
 
 
@@ -58,7 +60,7 @@ class Host:
     def image_id(self, ref: str) -> str | None:
         return ref if ref in self.labels else self.refs.get(ref)
 
-    def inspect(self, ref: str) -> dict[str, Any] | None:
+    def inspect(self, ref: str) -> ImageInspect | None:
         image = self.image_id(ref)
         return {"Id": image, "RootFS": {"Layers": [image]}} if image else None
 

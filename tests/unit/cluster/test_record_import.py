@@ -30,7 +30,7 @@ from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
 from torchstack.errors import ConfigError
 from torchstack.release.journal import PublishedVariant
-from torchstack.resolve.records import RecordStore, new_record
+from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.tags import decide
 
 IMAGE = "torch2.9.1-cu128-py3.11-base"
@@ -219,7 +219,7 @@ def test_digest_of_image_id() -> None:
 def gpu_record_like_check(passed: bool, checked_at: float) -> Any:
     """What `torchstack check --gpu required` stores (commands/check.py's fields)."""
     doc = synthetic(IMAGE, DIGEST)
-    record = new_record(image_id=IMAGE, docker_id=DOCKER_ID, input_hash=INPUT_HASH,
+    record = CheckRecord(image_id=IMAGE, docker_id=DOCKER_ID, input_hash=INPUT_HASH,
                         suite_version=SUITE_VERSION, level="gpu", passed=passed,
                         facts=doc["facts"], summary=doc["summary"], report="r/report.json")
     return record.__class__(**{**record.__dict__, "checked_at": checked_at})
@@ -281,9 +281,10 @@ def test_multinode_figures_are_kept_but_never_stand_for_a_level(logs: dict[str, 
     store.add(record_for(imported, CANDIDATE, FILE, "run/report.json"))
     (record,) = store.all_for(DOCKER_ID)
     assert record.scope == "multinode" and record.passed
-    assert record.figures["nccl_multinode"]["world_size"] == {"value": 2, "unit": "ranks"}
+    figures = record.figures["nccl_multinode"]
+    assert isinstance(figures, dict) and figures["world_size"] == {"value": 2, "unit": "ranks"}
     assert "not checked" in promote_decision(store, matrix).reason  # alone it is nothing
-    store.add(new_record(image_id=IMAGE, docker_id=DOCKER_ID, input_hash=INPUT_HASH,
+    store.add(CheckRecord(image_id=IMAGE, docker_id=DOCKER_ID, input_hash=INPUT_HASH,
                          suite_version=SUITE_VERSION, level="cpu", passed=True,
                          facts=synthetic(IMAGE, DIGEST)["facts"], summary={}, report="r"))
     decision = promote_decision(store, matrix)

@@ -141,7 +141,9 @@ def test_a_rule_only_the_schema_has_still_stops_the_load(monkeypatch: pytest.Mon
     """Were the schema stricter than the loader, loading fails at the key's line (so it must be
     validating), not only in the editor."""
     stricter = copy.deepcopy(schemas.load(schemas.MATRIX))
-    stricter["properties"]["id_template"]["maxLength"] = 3
+    properties = stricter["properties"]
+    assert isinstance(properties, dict) and isinstance(properties["id_template"], dict)
+    properties["id_template"]["maxLength"] = 3
     # Patched where validation reads it (the validator is built once per schema and cached).
     monkeypatch.setattr(schemas, "_validator", lambda name: Draft202012Validator(
         stricter if name == schemas.MATRIX else load(REPO / "schema" / name)))

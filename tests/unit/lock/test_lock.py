@@ -28,7 +28,7 @@ from torchstack.lock.pylock import (
     read_lock,
     validate_lock,
 )
-from torchstack.lock.uv import _best_wheel, _preferences
+from torchstack.lock.uv import UvWheel, _best_wheel, _preferences
 
 BASE = "torch2.9.1-cu128-py3.11-base"
 VISION = "torch2.9.1-cu128-py3.11-vision"
@@ -285,7 +285,7 @@ def test_the_line_of_a_bad_package_is_its_own(tree: Path) -> None:
 
 # --- resolver helpers ------------------------------------------------------------------------
 
-def _wheel(name: str) -> dict[str, object]:
+def _wheel(name: str) -> UvWheel:
     return {"url": f"https://files.example/{name}", "size": 1, "hashes": {"sha256": "0" * 64}}
 
 

@@ -4,7 +4,6 @@ TorchCodec pairing in compat data and expansion."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
@@ -13,7 +12,13 @@ from torchstack.config.compat import CompatError, load_compat
 from torchstack.config.matrix import load_matrix
 from torchstack.errors import PromoteError
 from torchstack.lock.pylock import ImageLock, read_lock
-from torchstack.release.manifests import cyclonedx_sbom, lock_differences, locked_packages
+from torchstack.release.manifests import (
+    DebianPackage,
+    PythonPackage,
+    cyclonedx_sbom,
+    lock_differences,
+    locked_packages,
+)
 
 NLP = "torch2.9.1-cu128-py3.11-nlp"
 LOCK_FILE = f"images/{NLP}/pylock.toml"
@@ -27,13 +32,14 @@ def lock() -> ImageLock:
     return found
 
 
-def pip_list(lock: ImageLock) -> list[dict[str, Any]]:
+def pip_list(lock: ImageLock) -> list[PythonPackage]:
     """What `pip list --format json` prints for an image built from the lock: metadata names
     (not normalised), in pip's case-insensitive order."""
     spelled = {"markupsafe": "MarkupSafe", "pyyaml": "PyYAML", "typing-extensions":
                "typing_extensions", "charset-normalizer": "charset-normalizer",
                "hf-xet": "hf-xet", "jinja2": "Jinja2"}
-    rows = [{"name": spelled.get(d.name, d.name), "version": d.version} for d in lock.dists]
+    rows: list[PythonPackage] = [{"name": spelled.get(d.name, d.name), "version": d.version}
+                                 for d in lock.dists]
     return sorted(rows, key=lambda r: r["name"].lower())
 
 
@@ -46,8 +52,8 @@ def test_pip_list_of_an_image_built_from_the_lock_matches(lock: ImageLock) -> No
 def test_extra_missing_and_other_versions_are_all_named(lock: ImageLock) -> None:
     installed = [r for r in pip_list(lock) if r["name"] != "pip"]
     installed.append({"name": "wheel", "version": "0.45.1"})  # e.g. a user's pip install
-    installed = [{**r, "version": "2.9.0"} if r["name"] == "torchaudio" else r
-                 for r in installed]
+    installed = [PythonPackage(name=r["name"], version="2.9.0") if r["name"] == "torchaudio"
+                 else r for r in installed]
     assert lock_differences(lock, installed) == [
         "wheel 0.45.1 is installed but not locked",
         "pip 26.3 is locked but not installed",
@@ -56,8 +62,8 @@ def test_extra_missing_and_other_versions_are_all_named(lock: ImageLock) -> None
 
 
 def test_equal_versions_spelled_differently_are_equal(lock: ImageLock) -> None:
-    installed = [{**r, "version": "2.2.6.0"} if r["name"] == "numpy" else r
-                 for r in pip_list(lock)]
+    installed = [PythonPackage(name=r["name"], version="2.2.6.0") if r["name"] == "numpy"
+                 else r for r in pip_list(lock)]
     assert lock_differences(lock, installed) == []
 
 
@@ -72,7 +78,8 @@ def test_a_difference_refuses_promotion_naming_the_packages(lock: ImageLock) -> 
 
 
 def test_the_manifest_and_sbom_carry_the_locks_hashes(lock: ImageLock) -> None:
-    debian = [{"name": "libc6", "version": "2.36-9+deb12u10", "architecture": "amd64"}]
+    debian: list[DebianPackage] = [
+        {"name": "libc6", "version": "2.36-9+deb12u10", "architecture": "amd64"}]
     packages = locked_packages(NLP, LOCK_FILE, lock, {"python": pip_list(lock),
                                                       "debian": debian})
     torch = next(p for p in packages["python"] if p["name"] == "torch")

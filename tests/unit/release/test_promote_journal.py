@@ -14,11 +14,14 @@ from typing import Any
 import docker
 import pytest
 
+from torchstack.backend.credentials import Credentials
 from torchstack.backend.docker import DockerBackend
+from torchstack.backend.identity import ImageInspect
 from torchstack.backend.registry import RemoteImage
 from torchstack.errors import ConfigError, EngineError, Interrupted, PromoteError
-from torchstack.release.journal import Journal, Promoter
+from torchstack.release.journal import Journal, JournalEntry, Promoter
 from torchstack.resolve.tags import TagDecision
+from torchstack.settings import PAUSE_ENV, Settings
 from torchstack.signals import deferred_signals
 
 IMAGE = "sha256:" + "c" * 64
@@ -39,7 +42,7 @@ class FakeTags:
             self.journal_seen.append(self.journal.path.exists())
         self.tags[ref] = image
 
-    def inspect(self, ref: str) -> dict[str, object] | None:
+    def inspect(self, ref: str) -> ImageInspect | None:
         image = self.image_id(ref)
         return {"Id": image} if image else None  # a classic-store answer: Id is the config
 
@@ -113,11 +116,17 @@ def test_signals_are_held_until_the_block_ends() -> None:
 def test_a_refused_release_push_puts_local_tags_back_and_keeps_the_journal(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("torchstack.release.journal.BACKOFF_S", 0.0)
-    monkeypatch.setattr("torchstack.release.journal.fetch_manifest",
-                        lambda ref: RemoteImage("sha256:" + "d" * 64, IMAGE))
+    logins: list[Credentials] = []
+
+    def fetch(ref: str, *, credentials: Credentials) -> RemoteImage:
+        logins.append(credentials)
+        return RemoteImage("sha256:" + "d" * 64, IMAGE)
+
+    monkeypatch.setattr("torchstack.release.journal.fetch_manifest", fetch)
     # The candidate's content proof reads blobs (tests/integration/test_promote_zstd.py).
     monkeypatch.setattr("torchstack.release.journal.prove_content",
-                        lambda ref, content: RemoteImage("sha256:" + "d" * 64, IMAGE))
+                        lambda ref, content, credentials: RemoteImage("sha256:" + "d" * 64,
+                                                                      IMAGE))
     journal = Journal(tmp_path / "journal.json")
     old = OLD
     fake = FakeTags(fail_push=True)
@@ -129,8 +138,12 @@ def test_a_refused_release_push_puts_local_tags_back_and_keeps_the_journal(
     assert journal.pending()[0]["previous"] == {"repo:1.0": old, "repo:latest": None}
 
     fake.fail_push = False  # the registry is back: the next run finishes the move
-    results = Promoter(fake, journal, push=True, on_event=lambda _: None).resume()
+    login = Credentials("robot", "s3cret")
+    logins.clear()
+    results = Promoter(fake, journal, push=True, on_event=lambda _: None,
+                       credentials=login).resume()
     assert [r.error for r in results] == [None, None]
+    assert logins and set(logins) == {login}  # each registry read goes with the login given
     assert fake.tags == {"repo:img-abc": IMAGE, "repo:1.0": IMAGE, "repo:latest": IMAGE}
     assert not journal.path.exists()
 
@@ -160,8 +173,8 @@ def test_a_journal_naming_a_deleted_image_is_dropped_with_an_error(tmp_path: Pat
 
 
 # A corrupt or truncated journal: exit 6, the file left in place, --discard-journal the way out.
-VALID = [{"image": "img", "docker_id": IMAGE, "refs": ["repo:1.0"], "push": False,
-          "previous": {"repo:1.0": OLD}}]
+VALID: list[JournalEntry] = [{"image": "img", "docker_id": IMAGE, "refs": ["repo:1.0"],
+                               "push": False, "previous": {"repo:1.0": OLD}}]
 CORRUPT = {
     "truncated": json.dumps(VALID, indent=2)[:40],
     "empty": "",
@@ -264,3 +277,12 @@ def test_a_daemon_refusing_a_tag_is_a_promote_error(tmp_path: Path,
     with pytest.raises(PromoteError, match=r"docker tag .* failed: .*no space left") as caught:
         promoter.promote(decision("repo:1.0"), IMAGE)
     assert caught.value.exit_code == 6
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("0.5", 0.5), ("", 0.0), ("soon", 0.0),
+                                               ("-1", 0.0), ("nan", 0.0)])
+def test_the_pause_hook_comes_from_settings(text: str, seconds: float) -> None:
+    """The test hook that pauses between release tags is read once, by Settings; a value that
+    is no pause is none (it never stops a promotion)."""
+    assert Settings.from_environ({PAUSE_ENV: text}).tag_pause_s == seconds
+    assert Settings.from_environ({}).tag_pause_s == 0.0

@@ -25,6 +25,7 @@ import pytest
 
 from tests.paths import REPO
 from torchstack.backend.docker import ContainerRun, DockerBackend
+from torchstack.backend.identity import ImageInspect
 from torchstack.checks import SUITE_VERSION
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
@@ -37,6 +38,7 @@ from torchstack.resolve.order import input_hash
 from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.state import Resolution, resolve
 from torchstack.resolve.tags import TagDecision
+from torchstack.workspace.json_types import JSONObject
 from torchstack.workspace.runs import RunDir
 
 
@@ -78,7 +80,7 @@ class FakeImage:
                         "digest": digest_of(self.gzip_layer), "size": len(self.gzip_layer)}],
         }).encode()
 
-    def inspect(self) -> dict[str, Any]:
+    def inspect(self) -> ImageInspect:
         """What `docker image inspect` says of it."""
         return {"Id": self.id, "Architecture": "amd64", "Os": "linux", "Config": {},
                 "RootFS": {"Type": "layers", "Layers": [digest_of(self.layer)]}}
@@ -187,7 +189,7 @@ class Engine:
             return ref if ref in (IMAGE, OLD, *self.labels) else None
         return self.tags.get(ref)
 
-    def inspect(self, ref: str) -> dict[str, Any] | None:
+    def inspect(self, ref: str) -> ImageInspect | None:
         image = self.image_id(ref)
         return IMAGES[image].inspect() if image else None
 
@@ -285,7 +287,7 @@ def test_a_registry_tag_holding_another_image_is_never_reported_as_pushed(
 # --- 12. installed packages that differ from the lock stop promotion ------------------------
 
 BASE = "torch2.9.1-cu128-py3.11-base"
-FACTS = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
+FACTS: JSONObject = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
          "python": "3.11.9", "torchvision": None, "torchaudio": None, "torchcodec": None}
 
 

@@ -8,6 +8,8 @@ run. skopeo's argv is the one tests/integration/test_promote_zstd.py runs for re
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,9 @@ from typing import Any
 import pytest
 
 from tests.integration.fixture_matrix import write_fixture_matrix
-from torchstack.backend.recompress import ZstdPublisher, find_zstd_publisher
+from torchstack.backend.credentials import ANONYMOUS, Credentials
+from torchstack.backend.identity import ImageInspect
+from torchstack.backend.recompress import ZstdPublisher, _write_authfile, find_zstd_publisher
 from torchstack.backend.registry import RegistryError, RemoteImage
 from torchstack.cli import main
 from torchstack.config.matrix import load_matrix
@@ -39,6 +43,17 @@ def test_skopeo_writes_zstd_from_the_engine(tmp_path: Path) -> None:
     remote = skopeo.argv(IMAGE, "ghcr.io/acme/ts:t", None, tmp_path)
     assert "--dest-tls-verify=false" not in remote  # TLS is verified off loopback
     assert remote[-4:-2] == ["--dest-authfile", str(tmp_path / "auth.json")]
+
+
+def test_skopeo_gets_the_login_in_a_private_auth_file(tmp_path: Path) -> None:
+    """The password reaches skopeo by file (mode 0600), never by argv."""
+    login = tmp_path / "login"
+    _write_authfile(login, "ghcr.io", Credentials("robot", "s3cret"))
+    assert login.stat().st_mode & 0o777 == 0o600
+    token = json.loads(login.read_text())["auths"]["ghcr.io"]["auth"]
+    assert base64.b64decode(token) == b"robot:s3cret"
+    _write_authfile(tmp_path / "anonymous", "ghcr.io", ANONYMOUS)
+    assert not (tmp_path / "anonymous").exists()
 
 
 def test_buildx_rebuilds_from_the_gzip_variant_with_forced_zstd(tmp_path: Path) -> None:
@@ -129,7 +144,7 @@ class FakeEngine:
     def tag(self, image: str, ref: str) -> None:
         self.tags[ref] = image
 
-    def inspect(self, ref: str) -> dict[str, object] | None:
+    def inspect(self, ref: str) -> ImageInspect | None:
         image = ref if ref == IMAGE else self.tags.get(ref)
         return {"Id": image, "RootFS": {"Layers": []}} if image else None
 
@@ -150,7 +165,8 @@ class FakeZstd:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str | None]] = []
 
-    def publish(self, docker_id: str, ref: str, source: str | None) -> str:
+    def publish(self, docker_id: str, ref: str, source: str | None,
+                credentials: Credentials = ANONYMOUS) -> str:
         self.calls.append((docker_id, ref, source))
         return ZSTD_DIGEST
 
@@ -160,7 +176,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """What the fake registry serves per ref; `bad` refs fail their proof."""
     state: dict[str, Any] = {"bad": set(), "put": [], "proven": []}
 
-    def prove(ref: str, content: object) -> RemoteImage:
+    def prove(ref: str, content: object, credentials: Credentials) -> RemoteImage:
         state["proven"].append(ref)
         if ref in state["bad"]:
             raise RegistryError(f"{ref} is not the checked image: its config differs in Env")
@@ -171,13 +187,13 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return RemoteImage(ZSTD_DIGEST if zstd else GZIP_DIGEST, IMAGE, "",
                            (LayerBlob(media, "sha256:" + "3" * 64, 1),), b"{}")
 
-    def put(ref: str, image: RemoteImage) -> str:
+    def put(ref: str, image: RemoteImage, credentials: Credentials) -> str:
         state["put"].append(ref)
         return image.digest
 
     monkeypatch.setattr("torchstack.release.journal.prove_content", prove)
     monkeypatch.setattr("torchstack.release.journal.fetch_manifest",
-                        lambda ref: RemoteImage(ZSTD_DIGEST if ref.endswith("-zstd")
+                        lambda ref, credentials: RemoteImage(ZSTD_DIGEST if ref.endswith("-zstd")
                                                 or "@" + ZSTD_DIGEST in ref
                                                 or state.get("zstd_only") else GZIP_DIGEST,
                                                 IMAGE))

@@ -7,11 +7,11 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.paths import REPO
+from torchstack.backend.identity import ImageInspect
 from torchstack.build.builder import read_contexts
 from torchstack.cli import main
 from torchstack.config.matrix import load_matrix
@@ -36,7 +36,7 @@ class Engine:
     def image_id(self, ref: str) -> str | None:
         return ref if ref in self.refs.values() else self.refs.get(ref)
 
-    def inspect(self, ref: str) -> dict[str, Any] | None:
+    def inspect(self, ref: str) -> ImageInspect | None:
         image = self.image_id(ref)
         return {"Id": image} if image else None
 

@@ -10,13 +10,14 @@ import pytest
 from tests.paths import REPO
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import ImageSpec, Matrix
-from torchstack.resolve.records import CheckRecord, RecordStore, new_record
+from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.tags import decide, fact_mismatches
+from torchstack.workspace.json_types import JSONObject
 
 REPOSITORY = "127.0.0.1:5000/torchstack"
 HASH = "ab" * 32
 BASE = "torch2.9.1-cu128-py3.11-base"
-FACTS = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
+FACTS: JSONObject = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
          "python": "3.11.2", "torchvision": None, "torchaudio": None}
 
 
@@ -30,7 +31,7 @@ def spec(matrix: Matrix, image_id: str = BASE) -> ImageSpec:
 
 
 def record(level: Any = "gpu", passed: bool = True, **facts: Any) -> CheckRecord:
-    return new_record(image_id=BASE, docker_id="sha256:" + "1" * 64, input_hash=HASH,
+    return CheckRecord(image_id=BASE, docker_id="sha256:" + "1" * 64, input_hash=HASH,
                       suite_version="1.0.0", level=level, passed=passed,
                       facts={**FACTS, **facts}, summary={}, report="r/report.json")
 

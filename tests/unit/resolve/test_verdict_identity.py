@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.paths import REPO
+from torchstack.backend.identity import ImageInspect
 from torchstack.checks import SUITE_VERSION
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
@@ -23,6 +24,7 @@ from torchstack.resolve.records import CheckRecord, RecordStore
 from torchstack.resolve.staging import staging_tag
 from torchstack.resolve.state import Resolution, resolve
 from torchstack.resolve.tags import decide
+from torchstack.workspace.json_types import JSONObject
 
 BASE = "torch2.9.1-cu128-py3.11-base"
 VISION = "torch2.9.1-cu128-py3.11-vision"
@@ -48,11 +50,11 @@ class Engine:
     def image_id(self, ref: str) -> str | None:
         return ref if ref in self.labels or ref in self.layers else self.refs.get(ref)
 
-    def inspect(self, ref: str) -> dict[str, Any] | None:
+    def inspect(self, ref: str) -> ImageInspect | None:
         image = self.image_id(ref)
         if image is None:
             return None
-        return {"Id": image, "RootFS": {"Layers": self.layers.get(image)}}
+        return {"Id": image, "RootFS": {"Layers": self.layers.get(image, [])}}
 
     def images_with_label(self, key: str, value: str) -> list[tuple[str, list[str]]]:
         return [(image, [r for r, target in self.refs.items() if target == image])
@@ -113,7 +115,7 @@ def test_a_staged_image_is_not_adopted_when_its_parents_layers_are_unknown(
 
 # --- 9. the torch CUDA label alone blocks a release ------------------------------------------
 
-FACTS = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
+FACTS: JSONObject = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nccl": "2.27.5",
          "python": "3.11.9", "torchvision": None, "torchaudio": None, "torchcodec": None}
 
 
