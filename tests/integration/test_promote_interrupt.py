@@ -84,8 +84,13 @@ def test_kill_9_mid_move_leaves_old_or_new_tags_and_the_next_run_finishes(
     assert process.returncode == -signal.SIGKILL
 
     journal = json.loads((fixture_copy / JOURNAL).read_text())
-    assert journal == [{"image": ALPHA, "docker_id": new, "refs": refs, "push": True,
-                        "previous": dict.fromkeys(refs, old)}]
+    [entry] = journal
+    variants = entry.pop("variants")
+    assert entry == {"image": ALPHA, "docker_id": new, "refs": refs, "push": True,
+                     "compression": "gzip", "suffix": "-zstd",
+                     "previous": dict.fromkeys(refs, old)}
+    # The candidate went first, as gzip; its digest is what the release tags will serve.
+    assert list(variants) == ["gzip"] and variants["gzip"].startswith("sha256:")
     local = [local_id(docker_api, ref) for ref in refs]
     assert set(local) == {old, new}, "mid-move: some tags moved, none missing or elsewhere"
     # Tags move locally first and are pushed after: the registry still serves the old image.

@@ -22,6 +22,7 @@ import zstandard
 from tests.integration.dockerutil import run_cli
 from tests.integration.fixture_matrix import ALPHA, BASE
 from tests.integration.promoteutil import ACCEPT, built, http_manifest, local_id, write_record
+from torchstack.backend.credentials import Credentials
 from torchstack.backend.docker import DockerBackend
 from torchstack.backend.identity import content_of_inspect
 from torchstack.backend.recompress import ZstdPublisher
@@ -146,10 +147,11 @@ def test_a_zstd_variant_with_other_content_is_refused_before_any_release_tag_mov
     write_record(fixture_copy, BASE, docker_id, input_hash, "cpu")
     publish = ZstdPublisher.publish
 
-    def tampered(self: ZstdPublisher, image: str, ref: str, source: str | None) -> str:
+    def tampered(self: ZstdPublisher, image: str, ref: str, source: str | None,
+                 credentials: Credentials) -> str:
         if tamper == "other-image":  # a real skopeo push of another image under the tag
-            return publish(self, other, ref, source)
-        publish(self, image, ref, source)
+            return publish(self, other, ref, source, credentials)
+        publish(self, image, ref, source, credentials)
         return _swap_layers(ref)
 
     monkeypatch.setattr(ZstdPublisher, "publish", tampered)
