@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from torchstack.backend.artifacts import OCI_INDEX, OCI_MANIFEST, Published, Repository
 from torchstack.backend.registry import RegistryError
@@ -139,7 +140,17 @@ class Attached:
     attempts: int
 
 
-def attach(repository: Repository, digest: str, attachments: list[Attachment],
+class AttestationStore(Protocol):
+    """What attaching asks of a repository (backend.artifacts.Repository; fakes in tests)."""
+
+    name: str
+
+    def manifest(self, tag: str) -> bytes | None: ...
+    def put_blob(self, data: bytes) -> str: ...
+    def put_manifest(self, tag: str, body: bytes) -> str: ...
+
+
+def attach(repository: AttestationStore, digest: str, attachments: list[Attachment],
            lock: Path | None) -> Attached:
     """Append `attachments` to the `.att` of `digest`; never drops an earlier layer."""
     tag = att_tag(digest)

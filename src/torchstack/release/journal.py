@@ -32,7 +32,6 @@ from torchstack.backend.identity import (
     content_of_inspect,
     is_same_image,
 )
-from torchstack.backend.recompress import ZstdPublisher
 from torchstack.backend.registry import (
     RegistryError,
     RemoteImage,
@@ -213,10 +212,17 @@ class TagEngine(Protocol):
     def push(self, ref: str) -> str | None: ...
 
 
+class ZstdWriter(Protocol):
+    """What writes an image's zstd variant (backend.recompress.ZstdPublisher; fakes in tests)."""
+
+    def publish(self, docker_id: str, ref: str, source: str | None,
+                credentials: Credentials) -> str: ...
+
+
 class Promoter:
     def __init__(self, backend: TagEngine, journal: Journal, push: bool,
                  on_event: Callable[[str], None], compression: Compression = "gzip",
-                 suffix: str = "-zstd", zstd: ZstdPublisher | None = None, *,
+                 suffix: str = "-zstd", zstd: ZstdWriter | None = None, *,
                  credentials: Credentials = ANONYMOUS, pause_s: float = 0.0) -> None:
         self.backend, self.journal, self.push, self.say = backend, journal, push, on_event
         self.compression, self.suffix, self.zstd = compression, suffix, zstd

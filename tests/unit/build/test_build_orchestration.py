@@ -24,7 +24,7 @@ from tests.integration.fixture_matrix import (
 )
 from tests.paths import REPO
 from tests.resolved import local_image
-from tests.unit.build_fakes import OS_IMAGE_ID, FakeBackend, FakeBuildkit, Recorder
+from tests.unit.fakes import OS_IMAGE_ID, FakeBackend, FakeBuildkit, Recorder
 from torchstack.build.builder import (
     Builder,
     BuildSummary,

@@ -216,9 +216,9 @@ class RacyRepository:
 def test_attach_reads_back_and_retries_when_its_layer_went_missing(key: SigningKey) -> None:
     repository = RacyRepository()
     ours = Attachment(verdict(key, "2026-12-03T10:00:00Z"), VERDICT_PREDICATE, "ours")
-    done = attach(repository, DIGEST, [ours], None)  # type: ignore[arg-type]
+    done = attach(repository, DIGEST, [ours], None)
     assert done.attempts == 2 and done.added == 1
     keys = [layer.key for layer in layers_of(repository.manifests[att_tag(DIGEST)])]
     assert keys == ["theirs", "ours"]  # the other writer's layer is kept too
-    again = attach(repository, DIGEST, [ours], None)  # type: ignore[arg-type]
+    again = attach(repository, DIGEST, [ours], None)
     assert (again.added, again.already, repository.puts) == (0, 1, 2)

@@ -14,9 +14,9 @@ from typing import Any
 import docker
 import pytest
 
+from tests.unit.fakes import EARLIER_IMAGE, TAGGED_IMAGE, FakeTagEngine
 from torchstack.backend.credentials import Credentials
 from torchstack.backend.docker import DockerBackend
-from torchstack.backend.identity import ImageInspect
 from torchstack.backend.registry import RemoteImage
 from torchstack.errors import ConfigError, EngineError, Interrupted, PromoteError
 from torchstack.release.journal import Journal, JournalEntry, Promoter
@@ -24,43 +24,7 @@ from torchstack.resolve.tags import TagDecision
 from torchstack.settings import PAUSE_ENV, Settings
 from torchstack.signals import deferred_signals
 
-IMAGE = "sha256:" + "c" * 64
-OLD = "sha256:" + "0" * 64
-
-
-class FakeTags:
-    """Stands in for the Docker backend's tag/push; records what moved."""
-
-    def __init__(self, journal: Journal | None = None, fail_push: bool = False) -> None:
-        self.tags: dict[str, str] = {}
-        self.journal_seen: list[bool] = []
-        self.journal = journal
-        self.fail_push = fail_push
-
-    def tag(self, image: str, ref: str) -> None:
-        if self.journal is not None:
-            self.journal_seen.append(self.journal.path.exists())
-        self.tags[ref] = image
-
-    def inspect(self, ref: str) -> ImageInspect | None:
-        image = self.image_id(ref)
-        return {"Id": image} if image else None  # a classic-store answer: Id is the config
-
-    def image_id(self, ref: str) -> str | None:
-        if ref.startswith("sha256:"):
-            return ref if ref in (IMAGE, OLD) else None  # the images that exist
-        return self.tags.get(ref)
-
-    def remove_image(self, ref: str) -> None:
-        self.tags.pop(ref, None)
-
-    def push(self, ref: str) -> str:
-        if self.fail_push and not ref.startswith("repo:img-"):
-            raise PromoteError(f"{ref}: registry down")
-        return "sha256:" + "d" * 64
-
-    def push_fails(self, ref: str) -> str:
-        raise PromoteError(f"{ref}: registry down")
+IMAGE, OLD = TAGGED_IMAGE, EARLIER_IMAGE
 
 
 def decision(*releases: str) -> TagDecision:
@@ -69,7 +33,7 @@ def decision(*releases: str) -> TagDecision:
 
 def test_release_move_is_journaled_then_cleared(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal.json")
-    fake = FakeTags(journal)
+    fake = FakeTagEngine(journal=journal)
     promoter = Promoter(fake, journal, push=False, on_event=lambda _: None)
     results = promoter.promote(decision("repo:1.0", "repo:latest"), IMAGE)
     assert [r.ref for r in results] == ["repo:img-abc", "repo:1.0", "repo:latest"]
@@ -83,7 +47,7 @@ def test_a_left_journal_is_finished_on_the_next_run(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal.json")
     journal.write([{"image": "img", "docker_id": IMAGE, "refs": ["repo:1.0", "repo:latest"],
                     "push": False}])
-    fake = FakeTags()
+    fake = FakeTagEngine()
     events: list[str] = []
     results = Promoter(fake, journal, push=False, on_event=events.append).resume()
     assert fake.tags == {"repo:1.0": IMAGE, "repo:latest": IMAGE}
@@ -95,9 +59,8 @@ def test_a_left_journal_is_finished_on_the_next_run(tmp_path: Path) -> None:
 def test_failed_candidate_push_moves_no_release_tag(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("torchstack.release.journal.BACKOFF_S", 0.0)
-    monkeypatch.setattr(FakeTags, "push", FakeTags.push_fails)
     journal = Journal(tmp_path / "journal.json")
-    fake = FakeTags()
+    fake = FakeTagEngine(refused=lambda ref: True)
     results = Promoter(fake, journal, push=True, on_event=lambda _: None).promote(
         decision("repo:1.0"), IMAGE)
     assert len(results) == 1 and results[0].error and "registry down" in results[0].error
@@ -129,7 +92,7 @@ def test_a_refused_release_push_puts_local_tags_back_and_keeps_the_journal(
                                                                       IMAGE))
     journal = Journal(tmp_path / "journal.json")
     old = OLD
-    fake = FakeTags(fail_push=True)
+    fake = FakeTagEngine(refused=lambda ref: not ref.startswith("repo:img-"))
     fake.tags["repo:1.0"] = old  # the previous release; repo:latest did not exist
     results = Promoter(fake, journal, push=True, on_event=lambda _: None).promote(
         decision("repo:1.0", "repo:latest"), IMAGE)
@@ -137,7 +100,7 @@ def test_a_refused_release_push_puts_local_tags_back_and_keeps_the_journal(
     assert fake.tags == {"repo:img-abc": IMAGE, "repo:1.0": old}
     assert journal.pending()[0]["previous"] == {"repo:1.0": old, "repo:latest": None}
 
-    fake.fail_push = False  # the registry is back: the next run finishes the move
+    fake.refused = lambda ref: False  # the registry is back: the next run finishes the move
     login = Credentials("robot", "s3cret")
     logins.clear()
     results = Promoter(fake, journal, push=True, on_event=lambda _: None,
@@ -164,7 +127,7 @@ def test_a_journal_naming_a_deleted_image_is_dropped_with_an_error(tmp_path: Pat
     journal = Journal(tmp_path / "journal.json")
     journal.write([{"image": "img", "docker_id": "sha256:" + "d" * 64, "refs": ["repo:1.0"],
                     "push": False, "previous": {"repo:1.0": IMAGE}}])
-    fake = FakeTags()
+    fake = FakeTagEngine()
     results = Promoter(fake, journal, push=False, on_event=lambda _: None).resume()
     assert [r.error for r in results] == [f"image sha256:{'d' * 12} no longer exists;"
                                           " move abandoned"]
@@ -195,7 +158,7 @@ def test_a_corrupt_journal_stops_promotion_and_stays_in_place(tmp_path: Path, te
     path.parent.mkdir()
     path.write_bytes(text.encode("utf-8", "surrogateescape"))
     journal = Journal(path, root=tmp_path)
-    fake = FakeTags()
+    fake = FakeTagEngine()
     with pytest.raises(PromoteError, match="promote journal") as caught:
         Promoter(fake, journal, push=False, on_event=lambda _: None).resume()
     assert caught.value.exit_code == 6

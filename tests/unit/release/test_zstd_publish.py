@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.integration.fixture_matrix import write_fixture_matrix
+from tests.unit.fakes import FakeTagEngine
 from torchstack.backend.credentials import ANONYMOUS, Credentials
-from torchstack.backend.identity import ImageInspect
 from torchstack.backend.recompress import ZstdPublisher, _write_authfile, find_zstd_publisher
 from torchstack.backend.registry import RegistryError, RemoteImage
 from torchstack.cli import main
@@ -136,27 +136,8 @@ def test_where_each_variant_is_tagged() -> None:
     assert variant_ref("r:1.0", "gzip", "both", "-zstd") == "r:1.0"
 
 
-class FakeEngine:
-    def __init__(self) -> None:
-        self.tags: dict[str, str] = {}
-        self.pushed: list[str] = []
-
-    def tag(self, image: str, ref: str) -> None:
-        self.tags[ref] = image
-
-    def inspect(self, ref: str) -> ImageInspect | None:
-        image = ref if ref == IMAGE else self.tags.get(ref)
-        return {"Id": image, "RootFS": {"Layers": []}} if image else None
-
-    def image_id(self, ref: str) -> str | None:
-        return ref if ref == IMAGE else self.tags.get(ref)
-
-    def remove_image(self, ref: str) -> None:
-        self.tags.pop(ref, None)
-
-    def push(self, ref: str) -> str:
-        self.pushed.append(ref)
-        return GZIP_DIGEST
+def engine_fake() -> FakeTagEngine:
+    return FakeTagEngine(images=(IMAGE,), push_digest=GZIP_DIGEST)
 
 
 class FakeZstd:
@@ -203,9 +184,9 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 def test_both_proves_each_candidate_variant_then_tags_both_forms(
         tmp_path: Path, registry: dict[str, Any]) -> None:
-    engine, zstd = FakeEngine(), FakeZstd()
+    engine, zstd = engine_fake(), FakeZstd()
     promoter = Promoter(engine, Journal(tmp_path / "j.json"), True, lambda _: None,
-                        "both", "-zstd", zstd)  # type: ignore[arg-type]
+                        "both", "-zstd", zstd)
     results = promoter.promote(TagDecision("img", "r:img-abc", ("r:1.0",), "passed"), IMAGE)
     assert [(r.ref, r.compression, r.digest, r.error) for r in results] == [
         ("r:img-abc", "gzip", GZIP_DIGEST, None), ("r:img-abc-zstd", "zstd", ZSTD_DIGEST, None),
@@ -219,9 +200,9 @@ def test_both_proves_each_candidate_variant_then_tags_both_forms(
 def test_a_refused_zstd_candidate_moves_no_release_tag(
         tmp_path: Path, registry: dict[str, Any]) -> None:
     registry["bad"].add("r:img-abc-zstd")
-    engine, journal = FakeEngine(), Journal(tmp_path / "j.json")
+    engine, journal = engine_fake(), Journal(tmp_path / "j.json")
     promoter = Promoter(engine, journal, True, lambda _: None,
-                        "both", "-zstd", FakeZstd())  # type: ignore[arg-type]
+                        "both", "-zstd", FakeZstd())
     results = promoter.promote(TagDecision("img", "r:img-abc", ("r:1.0",), "passed"), IMAGE)
     assert [r.ref for r in results] == ["r:img-abc", "r:img-abc-zstd"]
     assert results[-1].error is not None and results[-1].error.startswith("refused: ")
@@ -232,9 +213,9 @@ def test_a_refused_zstd_candidate_moves_no_release_tag(
 def test_zstd_alone_never_runs_docker_push_and_a_journal_resumes_it(
         tmp_path: Path, registry: dict[str, Any]) -> None:
     registry["zstd_only"] = True
-    engine, journal = FakeEngine(), Journal(tmp_path / "j.json")
+    engine, journal = engine_fake(), Journal(tmp_path / "j.json")
     promoter = Promoter(engine, journal, True, lambda _: None,
-                        "zstd", "-zstd", FakeZstd())  # type: ignore[arg-type]
+                        "zstd", "-zstd", FakeZstd())
     results = promoter.promote(TagDecision("img", "r:img-abc", ("r:1.0",), "passed"), IMAGE)
     assert [(r.ref, r.compression, r.error) for r in results] == [
         ("r:img-abc", "zstd", None), ("r:1.0", "zstd", None)]

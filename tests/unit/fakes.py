@@ -1,4 +1,5 @@
-"""Stand-ins for the backend's two halves: DockerBackend (tags, labels) and BuildKit's CLI.
+"""Stand-ins for the backend: DockerBackend as builds use it (tags, labels) and as promotion
+uses it (FakeTagEngine: tag, push), and BuildKit's CLI.
 
 FakeBuildkit reads the context folder BuildKit would read and writes BuildKit's plain progress
 lines; it never talks to Docker. What a build saw (files, args, secrets, the tags present while
@@ -15,6 +16,8 @@ from pathlib import Path
 from torchstack.backend.buildkit import BuildRequest, BuildResult
 from torchstack.backend.identity import ImageInspect
 from torchstack.build.builder import BuildSummary, ImageResult
+from torchstack.errors import PromoteError
+from torchstack.release.journal import Journal
 
 TITLE = re.compile(r'org\.opencontainers\.image\.title="([^"]+)"')
 OS_IMAGE_ID = "sha256:" + "0" * 64
@@ -130,3 +133,48 @@ class Recorder:
 
     def end(self, summary: BuildSummary) -> None:
         self.summary = summary
+
+
+TAGGED_IMAGE = "sha256:" + "c" * 64  # the image promotion tags
+EARLIER_IMAGE = "sha256:" + "0" * 64  # what release tags named before
+PUSHED_DIGEST = "sha256:" + "d" * 64  # the manifest digest every push reports
+
+
+@dataclass
+class FakeTagEngine:
+    """The Engine as promotion drives it (release.journal.TagEngine): local tags and pushes,
+    recorded. Pushes to refs in `refused` fail; `journal` makes each tag() note whether the
+    journal file existed at that moment."""
+
+    images: tuple[str, ...] = (TAGGED_IMAGE, EARLIER_IMAGE)  # the image IDs that exist
+    push_digest: str = PUSHED_DIGEST
+    journal: Journal | None = None
+    refused: Callable[[str], bool] = lambda ref: False
+    tags: dict[str, str] = field(default_factory=dict)  # ref -> image ID
+    pushed: list[str] = field(default_factory=list)
+    journal_seen: list[bool] = field(default_factory=list)
+
+    def tag(self, image: str, ref: str) -> None:
+        if self.journal is not None:
+            self.journal_seen.append(self.journal.path.exists())
+        self.tags[ref] = image
+
+    def image_id(self, ref: str) -> str | None:
+        if ref.startswith("sha256:"):
+            return ref if ref in self.images else None
+        return self.tags.get(ref)
+
+    def inspect(self, ref: str) -> ImageInspect | None:
+        image = self.image_id(ref)
+        # A classic-store answer: the Id is the config digest; no layers to compare.
+        return {"Id": image, "RootFS": {"Layers": []}} if image else None
+
+    def remove_image(self, ref: str) -> None:
+        self.tags.pop(ref, None)
+
+    def push(self, ref: str) -> str:
+        if self.refused(ref):
+            raise PromoteError(f"{ref}: registry down")
+        self.pushed.append(ref)
+        return self.push_digest
+
