@@ -224,7 +224,7 @@ class Engine:
 
 
 def promoter(engine: Engine, journal: Journal) -> Promoter:
-    return Promoter(cast(DockerBackend, engine), journal, push=True, on_event=lambda _: None)
+    return Promoter(engine, journal, push=True, on_event=lambda _: None)
 
 
 # --- 10. a registry that refuses only some release tags --------------------------------------
