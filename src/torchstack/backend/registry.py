@@ -343,7 +343,12 @@ class _SafeRedirects(urllib.request.HTTPRedirectHandler):
         if parts.scheme != "https" and not (parts.scheme == "http"
                                             and is_loopback(parts.netloc)):
             raise urllib.error.URLError(f"refusing a redirect to {newurl}")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and parts.netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            # urllib copies every header; the registry's credentials stay with the registry
+            # (a blob store behind the redirect refuses a presigned URL sent with them, too).
+            new.remove_header("Authorization")
+        return new
 
 
 _OPENER = urllib.request.build_opener(_SafeRedirects)

@@ -15,15 +15,20 @@ from pathlib import Path
 
 from torchstack.backend.artifacts import Repository
 from torchstack.backend.registry import RegistryError, split_reference
+from torchstack.cluster.policies import GPU_MODEL_TIP, gpu_model_problem
 from torchstack.commands.common import Subparsers
+from torchstack.commands.signing import read_key_file
 from torchstack.errors import ConfigError, VerifyError
 from torchstack.release.attestations import (
+    SHA256,
     Requirements,
     decide,
     read_envelopes,
     read_referrer_envelopes,
 )
-from torchstack.release.keys import load_verify_key
+from torchstack.release.keys import PUBLIC_TIP, load_verify_key
+
+MAX_REF = 512  # a repository name (255), a tag (128) or a digest (71), and separators
 
 
 def register(sub: Subparsers) -> None:
@@ -42,14 +47,31 @@ def register(sub: Subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def reference_of(ref: str) -> tuple[str, str, str]:
+    """(host, repository, tag or digest) of REF; ConfigError (exit 2) before any request when
+    it is not one. A digest is sha256 in lower-case hex: the only form a registry stores."""
+    if len(ref) > MAX_REF:
+        raise ConfigError(f"REF is {len(ref)} characters long, so not a registry reference",
+                          tip="host[:port]/repository:tag or host[:port]/repository@sha256:…")
     try:
-        pem = args.key.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read --key {args.key}: {exc.strerror or exc}",
-                          tip="pass the .pub file `torchstack keys generate` wrote") from None
-    key = load_verify_key(pem, str(args.key))
-    host, path, tag = split_reference(args.ref)
+        host, path, tag = split_reference(ref)
+    except RegistryError as exc:
+        raise ConfigError(exc.message, tip=exc.tip) from None
+    if "@" in ref and not SHA256.fullmatch(tag):
+        raise ConfigError(f"{ref[:300]!r} is not a registry reference: its digest is not"
+                          " sha256: and 64 lower-case hex digits",
+                          tip="copy the digest as `docker buildx imagetools inspect` or"
+                              " `torchstack promote` prints it")
+    return host, path, tag
+
+
+def run(args: argparse.Namespace) -> int:
+    key = load_verify_key(read_key_file(args.key, "--key", PUBLIC_TIP), str(args.key))
+    host, path, tag = reference_of(args.ref)
+    for model in args.gpu_model:
+        problem = gpu_model_problem(model)
+        if problem:
+            raise ConfigError(f"--gpu-model {model[:300]!r} {problem}", tip=GPU_MODEL_TIP)
     repository = Repository(f"{host}/{path}")
     try:
         published = repository.published(tag)
