@@ -636,3 +636,29 @@ def test_signing_key_refusals_name_the_problem_and_no_key(tmp_path: Path, case: 
     key = load_signing_key(generate(None)[0], None, "x")
     assert "redacted" in repr(key) and base64.b64encode(
         key.key.private_numbers().private_value.to_bytes(32, "big")).decode() not in repr(key)
+
+
+# ---------------------------------------------------------------- --suite-version, --gpu-model
+
+@pytest.mark.parametrize("option, value", [("--suite-version", ""), ("--suite-version", "v1.1"),
+                                           ("--suite-version", "1.1\n"),
+                                           ("--gpu-model", ""), ("--gpu-model", "H100*")])
+def test_verify_requirements_that_mean_nothing(capsys: pytest.CaptureFixture[str],
+                                               pair: tuple[SigningKey, Path, Path],
+                                               option: str, value: str) -> None:
+    # Bug caught: `--suite-version ""` silently requiring nothing; "v1.1" compared as text
+    # and reported as "an old suite" against 1.1.0.
+    code, err = run_cli(capsys, "verify", "127.0.0.1:1/t:v1", "--key", str(pair[2]),
+                        option, value)
+    assert code == 2 and option in err
+
+
+def test_a_suite_version_with_trailing_zeros_is_the_same_version(
+        pair: tuple[SigningKey, Path, Path]) -> None:
+    # Bug caught: the statement's suite 1.1 taken as older than --suite-version 1.1.0.
+    pred = predicate()
+    pred["suite"] = {"version": "1.1"}
+    data = [envelope(pair[0], statement_bytes(pred))]
+    key = pair[0].public()
+    assert decide(DIGEST, data, key, Requirements(suite_version="1.1.0")).satisfied
+    assert not decide(DIGEST, data, key, Requirements(suite_version="1.1.1")).satisfied

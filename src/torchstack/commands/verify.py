@@ -21,6 +21,7 @@ from torchstack.commands.signing import read_key_file
 from torchstack.errors import ConfigError, VerifyError
 from torchstack.release.attestations import (
     SHA256,
+    SUITE_VERSION,
     Requirements,
     decide,
     read_envelopes,
@@ -72,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         problem = gpu_model_problem(model)
         if problem:
             raise ConfigError(f"--gpu-model {model[:300]!r} {problem}", tip=GPU_MODEL_TIP)
+    if args.suite_version is not None and not SUITE_VERSION.fullmatch(args.suite_version):
+        raise ConfigError(f"--suite-version {args.suite_version[:100]!r} is not a version",
+                          tip="numbers and dots, e.g. --suite-version 1.1.0")
     repository = Repository(f"{host}/{path}")
     try:
         published = repository.published(tag)

@@ -349,11 +349,17 @@ def _view(predicate: Mapping[str, object]) -> VerdictView:
                        str(image.get("id")) if isinstance(image, dict) else "")
 
 
+SUITE_VERSION = re.compile(r"^[0-9]{1,9}(?:\.[0-9]{1,9}){0,3}$")  # what --suite-version takes
+
+
 def _version(text: str) -> tuple[int, ...] | None:
-    try:
-        return tuple(int(part) for part in text.split("."))
-    except ValueError:
+    """"1.1.0" -> (1, 1): trailing zeros dropped, so 1.1 and 1.1.0 are the same version."""
+    if not SUITE_VERSION.fullmatch(text):
         return None
+    parts = [int(part) for part in text.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
 
 
 def decide(digest: str, envelopes: list[bytes], key: VerifyKey, wanted: Requirements,
