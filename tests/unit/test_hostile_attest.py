@@ -35,8 +35,10 @@ from torchstack.cli import main
 from torchstack.commands.signing import PASSPHRASE_ENV, SIGNING_KEY_ENV, signing_key_of
 from torchstack.errors import ConfigError
 from torchstack.release.attestations import (
+    Attachment,
     Requirements,
     att_tag,
+    attach,
     decide,
 )
 from torchstack.release.dsse import ENVELOPE_MEDIA_TYPE, sign
@@ -662,3 +664,16 @@ def test_a_suite_version_with_trailing_zeros_is_the_same_version(
     key = pair[0].public()
     assert decide(DIGEST, data, key, Requirements(suite_version="1.1.0")).satisfied
     assert not decide(DIGEST, data, key, Requirements(suite_version="1.1.1")).satisfied
+
+
+def test_attach_never_writes_an_envelope_verify_would_refuse(
+        pair: tuple[SigningKey, Path, Path]) -> None:
+    # Bug caught: a huge SBOM envelope attached beside the verdicts; verify (which refuses an
+    # envelope over MAX_ENVELOPE rather than skip it) then fails for that digest for ever.
+    class NoRegistry(Repository):
+        def _send(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            raise AssertionError("nothing may be sent")
+
+    huge = Attachment(b"x" * (MAX_ENVELOPE + 1), "https://cyclonedx.org/bom", "sbom")
+    with pytest.raises(RegistryError, match="more than verify reads"):
+        attach(NoRegistry("127.0.0.1:1/t"), DIGEST, [huge], None)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchstack.backend.artifacts import Published, Repository
+from torchstack.backend.artifacts import MAX_ENVELOPE, Published, Repository
 from torchstack.backend.docker import DockerBackend
 from torchstack.backend.identity import Content, content_of_blob, content_of_inspect
 from torchstack.config.model import Matrix
@@ -162,8 +162,12 @@ def attach_image(state: ImageState, matrix: Matrix, *, repository: Repository,
     if sbom is not None and sbom.is_file():
         document = json.loads(sbom.read_text(encoding="utf-8"))
         envelope = sign(statement(subjects, SBOM_PREDICATE, document), key).to_json()
-        attachments.append(Attachment(envelope, SBOM_PREDICATE,
-                                      digest_of(f"sbom:{state.local_image_id}{signer}".encode())))
+        if len(envelope) > MAX_ENVELOPE:  # verify would refuse the whole .att for it
+            say(f"the SBOM's envelope is {len(envelope) >> 20} MiB, more than verify reads"
+                f" ({MAX_ENVELOPE >> 20} MiB): not attached")
+        else:
+            attachments.append(Attachment(envelope, SBOM_PREDICATE, digest_of(
+                f"sbom:{state.local_image_id}{signer}".encode())))
     added = already = 0
     for image in published:
         done = attach(repository, image.digest, attachments, lock)

@@ -176,6 +176,11 @@ def attach(repository: Repository, digest: str, attachments: list[Attachment],
            lock: Path | None) -> Attached:
     """Append `attachments` to the `.att` of `digest`; never drops an earlier layer."""
     tag = att_tag(digest)
+    for item in attachments:
+        if len(item.envelope) > MAX_ENVELOPE:  # verify refuses an .att holding one
+            raise RegistryError(f"{repository.name}@{digest}: a {item.predicate_type} envelope"
+                                f" of {len(item.envelope) >> 20} MiB is more than verify reads"
+                                f" ({MAX_ENVELOPE >> 20} MiB); nothing was attached")
     with host_lock(lock):
         for attempt in range(1, ATTEMPTS + 1):
             existing = layers_of(repository.manifest(tag))
