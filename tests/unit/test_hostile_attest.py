@@ -29,7 +29,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.unit.hostileutil import run_cli
-from torchstack.backend.artifacts import MAX_ENVELOPE, MAX_LAYERS, Repository
+from torchstack.backend.artifacts import (
+    MAX_ENVELOPE,
+    MAX_ENVELOPE_BYTES,
+    MAX_LAYERS,
+    Repository,
+)
 from torchstack.backend.registry import RegistryError
 from torchstack.cli import main
 from torchstack.commands.signing import PASSPHRASE_ENV, SIGNING_KEY_ENV, signing_key_of
@@ -677,3 +682,21 @@ def test_attach_never_writes_an_envelope_verify_would_refuse(
     huge = Attachment(b"x" * (MAX_ENVELOPE + 1), "https://cyclonedx.org/bom", "sbom")
     with pytest.raises(RegistryError, match="more than verify reads"):
         attach(NoRegistry("127.0.0.1:1/t"), DIGEST, [huge], None)
+
+
+def test_envelopes_adding_up_past_the_total_cap_are_refused_unread(
+        capsys: pytest.CaptureFixture[str], registry: Registry,
+        pair: tuple[SigningKey, Path, Path]) -> None:
+    # Bug caught: 1000 layers each just under the per-envelope cap (16 GiB in memory); and
+    # one blob listed many times fetched many times.
+    data = envelope(pair[0], statement_bytes(predicate()))
+    distinct = [envelope(pair[0], statement_bytes(predicate())) for _ in range(5)]
+    assert len(set(distinct)) == 5  # ECDSA signatures differ each time
+    registry.att(distinct, sizes=[MAX_ENVELOPE] * 5)  # each allowed, together too much
+    code, err = verify(capsys, registry, pair[2])
+    assert code == 8 and f"more than {MAX_ENVELOPE_BYTES >> 20} MiB" in err
+    assert sum(1 for path, _ in registry.seen if "/blobs/" in path) == 0
+    registry.att([data] * 50)
+    registry.seen.clear()
+    assert verify(capsys, registry, pair[2])[0] == 0
+    assert sum(1 for path, _ in registry.seen if "/blobs/" in path) == 1

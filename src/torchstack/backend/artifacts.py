@@ -28,6 +28,7 @@ MAX_BLOB = 64 << 20  # an envelope or an SBOM is kilobytes to a few MiB
 MAX_MANIFEST = registry.MAX_BODY  # 4 MiB: distribution refuses larger manifests itself
 MAX_ENVELOPE = 16 << 20  # one DSSE envelope; the largest, an SBOM's, is a few MiB
 MAX_LAYERS = 1000  # envelopes in one `.att` (one GET each); a record adds three
+MAX_ENVELOPE_BYTES = 64 << 20  # all the envelopes one `verify` reads, together
 READ_CHUNK = 64 << 10
 
 

@@ -82,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
         if published is None:
             raise VerifyError(f"{args.ref}: no such tag or digest in the registry")
         envelopes = read_envelopes(repository, published.digest)
+        stored = set(envelopes)  # by hash: comparing each pair of large blobs is quadratic
         envelopes += [e for e in read_referrer_envelopes(repository, published.digest)
-                      if e not in envelopes]
+                      if e not in stored]
     except RegistryError as exc:
         raise VerifyError(f"{args.ref}: cannot read its attestations: {exc.message}",
                           tip="is the registry reachable?") from None

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from torchstack.backend.artifacts import (
     MAX_ENVELOPE,
+    MAX_ENVELOPE_BYTES,
     MAX_LAYERS,
     OCI_INDEX,
     OCI_MANIFEST,
@@ -127,6 +128,33 @@ def envelope_of(repository: Repository, layer: Layer) -> bytes:
         raise RegistryError(f"{repository.name}: the envelope {layer.digest[:19]}… is"
                             f" {layer.size} bytes, larger than {MAX_ENVELOPE >> 20} MiB")
     return repository.blob(layer.digest, MAX_ENVELOPE)
+
+
+class EnvelopeReader:
+    """Reads envelope blobs for one decision: each distinct blob once, and no more than
+    MAX_ENVELOPE_BYTES in all (1000 layers of 16 MiB each would otherwise fill memory)."""
+
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+        self.blobs: dict[str, bytes] = {}
+        self.total = 0
+
+    def read(self, layers: list[Layer]) -> list[bytes]:
+        new = {layer.digest: layer.size for layer in layers if layer.digest not in self.blobs}
+        if self.total + sum(new.values()) > MAX_ENVELOPE_BYTES:
+            raise self._too_much()
+        for layer in layers:
+            if layer.digest not in self.blobs:
+                data = envelope_of(self.repository, layer)
+                self.total += len(data)  # a descriptor may understate its blob
+                if self.total > MAX_ENVELOPE_BYTES:
+                    raise self._too_much()
+                self.blobs[layer.digest] = data
+        return [self.blobs[layer.digest] for layer in layers]
+
+    def _too_much(self) -> RegistryError:
+        return RegistryError(f"{self.repository.name}: the attestations add up to more than"
+                             f" {MAX_ENVELOPE_BYTES >> 20} MiB; not all were read")
 
 
 def att_manifest(layers: list[Layer], config_digest: str, config_size: int) -> bytes:
@@ -285,9 +313,9 @@ def read_referrer_envelopes(repository: Repository, digest: str) -> list[bytes]:
     if len(wanted) > MAX_LAYERS:
         raise RegistryError(f"{repository.name}: {digest} has more than {MAX_LAYERS} envelope"
                             " referrers; none was read")
+    reader = EnvelopeReader(repository)
     for manifest_digest in wanted:
-        layers = layers_of(repository.manifest(str(manifest_digest)))
-        envelopes += [envelope_of(repository, layer) for layer in layers]
+        envelopes += reader.read(layers_of(repository.manifest(str(manifest_digest))))
         if len(envelopes) > MAX_LAYERS:
             raise RegistryError(f"{repository.name}: {digest}'s referrers hold more than"
                                 f" {MAX_LAYERS} envelopes; not all were read")
@@ -456,8 +484,7 @@ def decide(digest: str, envelopes: list[bytes], key: VerifyKey, wanted: Requirem
 
 def read_envelopes(repository: Repository, digest: str) -> list[bytes]:
     """Every DSSE envelope stored in `digest`'s `.att`."""
-    return [envelope_of(repository, layer)
-            for layer in layers_of(repository.manifest(att_tag(digest)))]
+    return EnvelopeReader(repository).read(layers_of(repository.manifest(att_tag(digest))))
 
 
 def payload_of(envelope: bytes) -> bytes:
