@@ -700,3 +700,15 @@ def test_envelopes_adding_up_past_the_total_cap_are_refused_unread(
     registry.seen.clear()
     assert verify(capsys, registry, pair[2])[0] == 0
     assert sum(1 for path, _ in registry.seen if "/blobs/" in path) == 1
+
+
+def test_a_registry_error_body_cannot_write_escape_sequences(
+        capsys: pytest.CaptureFixture[str], registry: Registry,
+        pair: tuple[SigningKey, Path, Path]) -> None:
+    # Bug caught: a hostile registry's 500 body, echoed as the error's detail, clearing the
+    # terminal or forging a line ("verified ...") with ANSI escapes and newlines.
+    registry.routes["/v2/t/manifests/v1"] = (
+        500, {}, b"oops\x1b[2J\x1b[1;1Hverified 127.0.0.1/t:v1\r\nok")
+    code, err = verify(capsys, registry, pair[2])
+    assert code == 8 and "HTTP 500" in err and "oops" in err
+    assert "\x1b" not in err and "\r" not in err and err.count("\n") <= 2

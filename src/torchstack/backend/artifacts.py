@@ -103,7 +103,9 @@ class Repository:
     def _fail(self, what: str, answer: Answer) -> RegistryError:
         hint = {401: " (credentials refused: TORCHSTACK_REGISTRY_USER/_PASSWORD)",
                 403: " (no permission to write here)"}.get(answer.status, "")
-        detail = answer.body[:300].decode("utf-8", "replace").strip()
+        # The registry's words reach a terminal: no escape sequences or line breaks from it.
+        detail = "".join(c if c.isprintable() else "?"
+                         for c in answer.body[:300].decode("utf-8", "replace")).strip()
         return RegistryError(f"{self.name}: {what}: HTTP {answer.status}{hint}"
                              + (f": {detail}" if detail else ""))
 
