@@ -712,3 +712,24 @@ def test_a_registry_error_body_cannot_write_escape_sequences(
     code, err = verify(capsys, registry, pair[2])
     assert code == 8 and "HTTP 500" in err and "oops" in err
     assert "\x1b" not in err and "\r" not in err and err.count("\n") <= 2
+
+
+def test_a_redirect_loop_ends(capsys: pytest.CaptureFixture[str], registry: Registry,
+                              pair: tuple[SigningKey, Path, Path]) -> None:
+    data = envelope(pair[0], statement_bytes(predicate()))
+    registry.att([data])
+    blob = f"/v2/t/blobs/{digest_of(data)}"
+    registry.routes[blob] = (302, {"Location": f"http://{registry.host}{blob}"}, b"")
+    code, err = verify(capsys, registry, pair[2])
+    assert code == 8 and "HTTP 302" in err
+
+
+@pytest.mark.parametrize("value", ["/home/ci/keys/torchstack.key", "MHcCAQEEIBase64DerOnly=="])
+def test_a_signing_key_variable_without_pem_text(value: str) -> None:
+    # Bug caught: a path (or bare base64) in $TORCHSTACK_SIGNING_KEY reported as "not a PEM
+    # private key" with no hint that the variable takes the key's text; the value is never
+    # echoed (it may be key material).
+    with pytest.raises(ConfigError) as caught:
+        signing_key_of(args_of(None, {SIGNING_KEY_ENV: value}))
+    text = str(caught.value) + (caught.value.tip or "")
+    assert "not a path" in text and "--signing-key" in text and value not in text

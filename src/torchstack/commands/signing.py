@@ -38,6 +38,11 @@ def signing_key_of(args: argparse.Namespace) -> SigningKey | None:
         pem, source = read_key_file(path, "--signing-key", KEY_TIP), str(path)
     elif environ.get(SIGNING_KEY_ENV):
         pem, source = environ[SIGNING_KEY_ENV].encode(), f"${SIGNING_KEY_ENV}"
+        if b"-----BEGIN " not in pem:  # its value is never shown: it may be key material
+            raise ConfigError(f"{source} holds no PEM text (-----BEGIN ...); it takes the key"
+                              " itself, not a path to it",
+                              tip=f"{SIGNING_KEY_ENV}=\"$(cat torchstack.key)\", or pass the"
+                                  " file with --signing-key PATH")
     else:
         return None
     passphrase: bytes | None = None
