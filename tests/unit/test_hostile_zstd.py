@@ -2,16 +2,30 @@
 `--compression` on promote and k8s. Each is refused at load or parse time with exit 2 and the
 matrix line, before Docker or a registry is reached (DOCKER_HOST is a closed port), never half
 way through a push.
+
+And hostile answers to the content proofs (registry.prove_content) and to the variant lookup
+of attaching: a manifest or config blob that is not what it should be is a RegistryError or
+"not this image", never a traceback (a real HTTP server on 127.0.0.1:0).
 """
 
 from __future__ import annotations
 
+import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 from tests.unit.hostileutil import copy_project, run_cli
+from tests.unit.test_hostile_attest import OCI, Registry, serve
+from torchstack.backend.artifacts import Repository
+from torchstack.backend.identity import content_of_inspect
+from torchstack.backend.registry import RegistryError, prove_content
+from torchstack.release.attaching import published_digests
+from torchstack.resolve.state import ImageState
 
 TOO_LONG = "characters; a Docker tag has at most 128"
 
@@ -125,3 +139,55 @@ def test_a_compression_flag_outside_its_choices(project: Path,
         run_cli(capsys, *argv)
     assert caught.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- hostile registry answers
+
+DIFF_ID = "sha256:" + "5" * 64
+INSPECTED: dict[str, object] = {"Architecture": "amd64", "Os": "linux", "Config": {},
+                                "RootFS": {"Type": "layers", "Layers": [DIFF_ID]}}
+ODD_CONFIGS = [b"\x00\x01 not json", b"[" * 50_000 + b"]" * 50_000, b"[1, 2]",
+               b'{"rootfs": "layers"}', b'{"config": [1], "rootfs": {"diff_ids": [1]}}',
+               b'{"rootfs": {"diff_ids": 5}}']
+
+
+@pytest.fixture
+def registry() -> Iterator[Registry]:
+    yield from serve(Registry())
+
+
+def image_with_config(registry: Registry, config: bytes, tag: str = "v1") -> None:
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI, "config": {
+        "mediaType": "application/vnd.oci.image.config.v1+json",
+        "digest": registry.blob(config), "size": len(config)}, "layers": []}).encode()
+    registry.manifest(tag, manifest)
+
+
+@pytest.mark.parametrize("config", ODD_CONFIGS)
+def test_a_variant_whose_config_is_no_image_config_is_not_this_image(
+        registry: Registry, config: bytes) -> None:
+    # Bug caught: attaching (promote --push --signing-key) looked for zstd variants under
+    # tag + suffix, and a tag serving some other artifact (a config that is not JSON, or JSON
+    # of another shape) crashed it with a traceback.
+    image_with_config(registry, config, "v1-zstd")
+    state = cast(ImageState, SimpleNamespace(local_image_id="sha256:" + "7" * 64))
+    found = published_digests(Repository(f"{registry.host}/t"), state, ["v1"], INSPECTED,
+                              "-zstd")
+    assert found == []
+    assert any(path.startswith("/v2/t/blobs/") for path, _ in registry.seen)  # it did look
+
+
+@pytest.mark.parametrize("config", ODD_CONFIGS)
+def test_a_content_proof_against_an_odd_config_is_a_registry_error(
+        registry: Registry, config: bytes) -> None:
+    # Bug caught: AttributeError / TypeError / RecursionError out of prove_content (promote's
+    # check that a pushed variant is the checked image) on a config of the wrong shape.
+    image_with_config(registry, config)
+    with pytest.raises(RegistryError, match="config blob"):
+        prove_content(f"{registry.host}/t:v1", content_of_inspect(INSPECTED))
+
+
+def test_a_content_proof_against_a_deeply_nested_manifest(registry: Registry) -> None:
+    registry.manifest("v1", b'{"config": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")
+    with pytest.raises(RegistryError, match="manifest"):
+        prove_content(f"{registry.host}/t:v1", content_of_inspect(INSPECTED))

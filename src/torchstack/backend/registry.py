@@ -157,7 +157,7 @@ def _parse_manifest(ref: str, body: bytes, digest: str) -> RemoteImage:
     try:
         document = json.loads(body)
         config = document["config"]["digest"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise RegistryError(f"{ref}: the registry sent a manifest without a config") from None
     if not isinstance(config, str) or not kinds.DIGEST.fullmatch(config):
         raise RegistryError(f"{ref}: the manifest's config digest is not a digest")
@@ -180,10 +180,14 @@ def fetch_config(ref: str, image: RemoteImage, timeout_s: float = 30) -> dict[st
     body = _blob(ref, image.config_digest, timeout_s, "config")
     try:
         config = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RegistryError(f"{ref}: the config blob {image.config_digest[:19]} is not JSON"
                             ) from None
-    if not isinstance(config, dict):
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    # The shapes identity.content_of_blob reads: a registry's odd answer is no traceback.
+    if not isinstance(config, dict) or not isinstance(config.get("config") or {}, dict) \
+            or not isinstance(rootfs or {}, dict) \
+            or not isinstance((rootfs or {}).get("diff_ids") or [], list):
         raise RegistryError(f"{ref}: the config blob {image.config_digest[:19]} is not an"
                             " image config")
     return config

@@ -86,11 +86,20 @@ def published_digests(repository: Repository, state: ImageState, tags: list[str]
         same = published.config_digest == state.local_image_id
         if not same and local is not None and published.config_digest:
             # a recompressed (zstd) or converted variant: same diff IDs and OCI config
-            blob = json.loads(repository.blob(published.config_digest))
-            same = isinstance(blob, dict) and content_of_blob(blob).id == local.id
+            same = _content_id(repository.blob(published.config_digest)) == local.id
         if same:
             found.append(published)
     return found
+
+
+def _content_id(config: bytes) -> str | None:
+    """The content ID of an image config blob; None when it is not one (a registry may serve
+    any artifact under a tag: its config need not even be JSON)."""
+    try:
+        blob = json.loads(config)
+        return content_of_blob(blob).id if isinstance(blob, dict) else None
+    except (ValueError, RecursionError, AttributeError, TypeError):
+        return None
 
 
 def _sha256(path: Path) -> str | None:
