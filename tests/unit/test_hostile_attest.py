@@ -733,3 +733,17 @@ def test_a_signing_key_variable_without_pem_text(value: str) -> None:
         signing_key_of(args_of(None, {SIGNING_KEY_ENV: value}))
     text = str(caught.value) + (caught.value.tip or "")
     assert "not a path" in text and "--signing-key" in text and value not in text
+
+
+@pytest.mark.parametrize("answer", [b"[" * 50_000 + b"]" * 50_000, b"<html>", b'{"token": 5}'])
+def test_a_token_endpoint_answering_nonsense(capsys: pytest.CaptureFixture[str],
+                                             registry: Registry,
+                                             pair: tuple[SigningKey, Path, Path],
+                                             answer: bytes) -> None:
+    # Bug caught: a RecursionError from the token answer's JSON escaping as a traceback.
+    realm = f"http://{registry.host}/token"
+    registry.routes["/token"] = (200, {}, answer)
+    registry.routes["/v2/t/manifests/v1"] = (
+        401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="r"'}, b"{}")
+    code, err = verify(capsys, registry, pair[2])
+    assert code == 8 and "token endpoint" in err

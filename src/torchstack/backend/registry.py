@@ -389,7 +389,7 @@ def _bearer_token(ref: str, challenge: str, timeout_s: float) -> str:
                             ) from None
     try:
         answer = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RegistryError(f"{ref}: the token endpoint {realm} did not answer JSON") from None
     token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
     if not isinstance(token, str) or not token or kinds.text_problem(token):
