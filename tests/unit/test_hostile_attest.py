@@ -747,3 +747,23 @@ def test_a_token_endpoint_answering_nonsense(capsys: pytest.CaptureFixture[str],
         401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="r"'}, b"{}")
     code, err = verify(capsys, registry, pair[2])
     assert code == 8 and "token endpoint" in err
+
+
+def test_keys_generate_leaves_nothing_when_the_write_fails(tmp_path: Path) -> None:
+    # Bug caught: a full disk (here: a file size limit, EFBIG) after mkdir left a folder with
+    # a truncated private key, and a traceback; the next run then refused "already exists".
+    import subprocess
+    import sys
+    script = ("import resource, signal, sys\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))\n"
+              "from torchstack.cli import main\n"
+              "sys.exit(main(['keys', 'generate', '--out', sys.argv[1]]))\n")
+    out = tmp_path / "keys"
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] /
+                                                               "src")})
+    assert done.returncode == 2, done.stderr
+    assert "cannot write the key pair" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
