@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from http.client import HTTPResponse
 
 from torchstack.backend import registry
 from torchstack.backend.credentials import ANONYMOUS, Credentials
@@ -24,6 +26,11 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 IMAGE_TYPES = f"{registry.MANIFEST_TYPES}, {OCI_INDEX}, {DOCKER_LIST}"
 MAX_BLOB = 64 << 20  # an envelope or an SBOM is kilobytes to a few MiB
+MAX_MANIFEST = registry.MAX_BODY  # 4 MiB: distribution refuses larger manifests itself
+MAX_ENVELOPE = 16 << 20  # one DSSE envelope; the largest, an SBOM's, is a few MiB
+MAX_LAYERS = 1000  # envelopes in one `.att` (one GET each); a record adds three
+MAX_ENVELOPE_BYTES = 64 << 20  # all the envelopes one `verify` reads, together
+READ_CHUNK = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -57,17 +64,16 @@ class Repository:
         return f"{registry.base_url(self.host)}/v2/{self.path}/{tail}"
 
     def _send(self, method: str, url: str, body: bytes | None = None,
-              headers: dict[str, str] | None = None) -> Answer:
-        """One request; a 401 with a Bearer challenge is answered once with a token."""
+              headers: dict[str, str] | None = None, limit: int = MAX_BLOB) -> Answer:
+        """One request; a 401 with a Bearer challenge is answered once with a token. The
+        answer must fit in `limit` bytes and arrive within timeout_s in all (a socket timeout
+        alone bounds each read, so a server trickling bytes would hold it for ever)."""
         for attempt in (1, 2):
             request = urllib.request.Request(url, data=body, method=method,
                                              headers={**(headers or {}), **self._auth})
             try:
                 with registry._OPENER.open(request, timeout=self.timeout_s) as response:
-                    data: bytes = response.read(MAX_BLOB + 1)
-                    if len(data) > MAX_BLOB:
-                        raise RegistryError(f"{url}: the answer is larger than"
-                                            f" {MAX_BLOB >> 20} MiB")
+                    data = self._read(response, url, limit)
                     return Answer(response.status, data, dict(response.headers.items()))
             except urllib.error.HTTPError as exc:
                 challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
@@ -83,17 +89,35 @@ class Repository:
                                     f" {registry.base_url(self.host)} ({reason})") from None
         raise AssertionError("unreachable")
 
+    def _read(self, response: HTTPResponse, url: str, limit: int) -> bytes:
+        deadline = time.monotonic() + self.timeout_s
+        parts: list[bytes] = []
+        size = 0
+        # read1: one socket read at most, so the deadline is looked at between reads
+        while chunk := response.read1(min(READ_CHUNK, limit + 1 - size)):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise RegistryError(f"{url}: the answer is larger than {_size(limit)}")
+            if time.monotonic() > deadline:
+                raise RegistryError(f"{url}: the registry did not answer within"
+                                    f" {self.timeout_s:g} s")
+        return b"".join(parts)
+
     def _fail(self, what: str, answer: Answer) -> RegistryError:
         hint = {401: " (credentials refused: TORCHSTACK_REGISTRY_USER/_PASSWORD)",
                 403: " (no permission to write here)"}.get(answer.status, "")
-        detail = answer.body[:300].decode("utf-8", "replace").strip()
+        # The registry's words reach a terminal: no escape sequences or line breaks from it.
+        detail = "".join(c if c.isprintable() else "?"
+                         for c in answer.body[:300].decode("utf-8", "replace")).strip()
         return RegistryError(f"{self.name}: {what}: HTTP {answer.status}{hint}"
                              + (f": {detail}" if detail else ""))
 
     def published(self, tag: str) -> Published | None:
-        """What `tag` serves (None: no such tag); the digest is checked against the bytes."""
+        """What `tag` (or a digest) serves (None: no such tag); the digest is checked against
+        the bytes, and a digest asked for must be the digest answered."""
         answer = self._send("GET", self._url(f"manifests/{tag}"),
-                            headers={"Accept": IMAGE_TYPES})
+                            headers={"Accept": IMAGE_TYPES}, limit=MAX_MANIFEST)
         if answer.status == 404:
             return None
         if answer.status != 200:
@@ -103,6 +127,10 @@ class Repository:
         if claimed and claimed != digest:
             raise RegistryError(f"{self.name}:{tag}: the manifest hashes to {digest}, the"
                                 f" registry says {claimed}")
+        if tag.startswith("sha256:") and tag != digest:
+            raise RegistryError(f"{self.name}@{tag}: the registry answered another manifest,"
+                                f" {digest}", tip="the registry (or a proxy) is not to be"
+                                " trusted with this image")
         try:
             document = json.loads(answer.body)
             config = document.get("config", {}).get("digest")
@@ -114,7 +142,8 @@ class Repository:
 
     def manifest(self, tag: str, accept: str = OCI_MANIFEST) -> bytes | None:
         """A manifest's (or with `accept`, an index's) bytes by tag or digest; None: none."""
-        answer = self._send("GET", self._url(f"manifests/{tag}"), headers={"Accept": accept})
+        answer = self._send("GET", self._url(f"manifests/{tag}"), headers={"Accept": accept},
+                            limit=MAX_MANIFEST)
         if answer.status == 404:
             return None
         if answer.status != 200:
@@ -128,8 +157,8 @@ class Repository:
             raise self._fail(f"writing the manifest {tag}", answer)
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
-    def blob(self, digest: str) -> bytes:
-        answer = self._send("GET", self._url(f"blobs/{digest}"))
+    def blob(self, digest: str, limit: int = MAX_BLOB) -> bytes:
+        answer = self._send("GET", self._url(f"blobs/{digest}"), limit=limit)
         if answer.status != 200:
             raise self._fail(f"reading the blob {digest}", answer)
         if "sha256:" + hashlib.sha256(answer.body).hexdigest() != digest:
@@ -155,13 +184,18 @@ class Repository:
     def referrers(self, digest: str) -> list[dict[str, object]] | None:
         """The OCI 1.1 referrers of `digest`; None where the API is missing (404)."""
         answer = self._send("GET", f"{registry.base_url(self.host)}/v2/{self.path}"
-                                   f"/referrers/{digest}", headers={"Accept": OCI_INDEX})
+                                   f"/referrers/{digest}", headers={"Accept": OCI_INDEX},
+                            limit=MAX_MANIFEST)
         if answer.status in (404, 405):
             return None
         if answer.status != 200:
             raise self._fail(f"listing the referrers of {digest}", answer)
         try:
             manifests = json.loads(answer.body).get("manifests", [])
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return None
         return [m for m in manifests if isinstance(m, dict)]
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit} bytes"

@@ -158,7 +158,7 @@ def _parse_manifest(ref: str, body: bytes, digest: str) -> RemoteImage:
     try:
         document = json.loads(body)
         config = document["config"]["digest"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise RegistryError(f"{ref}: the registry sent a manifest without a config") from None
     if not isinstance(config, str) or not kinds.DIGEST.fullmatch(config):
         raise RegistryError(f"{ref}: the manifest's config digest is not a digest")
@@ -182,10 +182,14 @@ def fetch_config(ref: str, image: RemoteImage, timeout_s: float = 30, *,
     body = _blob(ref, image.config_digest, timeout_s, "config", credentials)
     try:
         config = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RegistryError(f"{ref}: the config blob {image.config_digest[:19]} is not JSON"
                             ) from None
-    if not isinstance(config, dict):
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    # The shapes identity.content_of_blob reads: a registry's odd answer is no traceback.
+    if not isinstance(config, dict) or not isinstance(config.get("config") or {}, dict) \
+            or not isinstance(rootfs or {}, dict) \
+            or not isinstance((rootfs or {}).get("diff_ids") or [], list):
         raise RegistryError(f"{ref}: the config blob {image.config_digest[:19]} is not an"
                             " image config")
     return config
@@ -351,7 +355,12 @@ class _SafeRedirects(urllib.request.HTTPRedirectHandler):
         if parts.scheme != "https" and not (parts.scheme == "http"
                                             and is_loopback(parts.netloc)):
             raise urllib.error.URLError(f"refusing a redirect to {newurl}")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and parts.netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            # urllib copies every header; the registry's credentials stay with the registry
+            # (a blob store behind the redirect refuses a presigned URL sent with them, too).
+            new.remove_header("Authorization")
+        return new
 
 
 _OPENER = urllib.request.build_opener(_SafeRedirects)
@@ -390,7 +399,7 @@ def bearer_token(ref: str, challenge: str, timeout_s: float, credentials: Creden
                             ) from None
     try:
         answer = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RegistryError(f"{ref}: the token endpoint {realm} did not answer JSON") from None
     token = answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
     if not isinstance(token, str) or not token or kinds.text_problem(token):

@@ -20,6 +20,7 @@ docs/attestations.md says what "newest wins" means for each and how to revoke.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from torchstack.errors import ConfigError
@@ -27,6 +28,28 @@ from torchstack.release.statements import VERDICT_PREDICATE
 from torchstack.resolve.records import LEVEL_RANK
 
 POLICY_NAME = "torchstack-verdict"
+# What nvidia-smi names a GPU ("NVIDIA H100 80GB HBM3", "Tesla V100-SXM2-16GB"). Nothing else
+# is let into a policy: a quote or backslash would end the CUE string, `{{` is a Kyverno
+# variable and `*`/`?` are wildcards in Kyverno's AnyIn (admitting any GPU).
+GPU_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()/+-]{0,127}$")
+GPU_MODEL_TIP = "write the model as nvidia-smi prints it, e.g. --gpu-model 'NVIDIA H100 80GB HBM3'"
+# An image reference with the glob characters both Kyverno and policy-controller take.
+IMAGE_GLOB = re.compile(r"^[A-Za-z0-9*?][A-Za-z0-9._:/@*?-]{0,299}$")
+IMAGE_GLOB_TIP = "e.g. --match '127.0.0.1:5000/torchstack*' or --match 'ghcr.io/org/**'"
+
+
+def gpu_model_problem(model: str) -> str | None:
+    if not GPU_MODEL.fullmatch(model):
+        return ("is not a GPU model name (letters, digits, spaces and . _ ( ) / + -, at most"
+                " 128, starting with a letter or digit)")
+    return None
+
+
+def image_glob_problem(glob: str) -> str | None:
+    if not IMAGE_GLOB.fullmatch(glob):
+        return ("is not an image reference glob (host[:port]/repository[:tag] with * and ?;"
+                " no spaces, quotes or braces)")
+    return None
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,19 @@ import argparse
 from pathlib import Path
 
 from torchstack.cluster.manifests import to_yaml
-from torchstack.cluster.policies import PolicyRequest, kyverno_policy, sigstore_policy
+from torchstack.cluster.policies import (
+    GPU_MODEL_TIP,
+    IMAGE_GLOB_TIP,
+    PolicyRequest,
+    gpu_model_problem,
+    image_glob_problem,
+    kyverno_policy,
+    sigstore_policy,
+)
 from torchstack.commands.common import Subparsers
+from torchstack.commands.signing import read_key_file
 from torchstack.errors import ConfigError
-from torchstack.release.keys import load_verify_key
+from torchstack.release.keys import PUBLIC_TIP, load_verify_key
 
 
 def register(sub: Subparsers) -> None:
@@ -31,16 +40,15 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        pem = args.key.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read --key {args.key}: {exc.strerror or exc}",
-                          tip="pass the .pub file `torchstack keys generate` wrote") from None
-    key = load_verify_key(pem, str(args.key))
+    key = load_verify_key(read_key_file(args.key, "--key", PUBLIC_TIP), str(args.key))
     for glob in args.match:
-        if not glob.strip() or any(c.isspace() for c in glob):
-            raise ConfigError(f"--match {glob!r} is not an image reference glob",
-                              tip="e.g. --match '127.0.0.1:5000/torchstack*'")
+        problem = image_glob_problem(glob)
+        if problem:
+            raise ConfigError(f"--match {glob[:300]!r} {problem}", tip=IMAGE_GLOB_TIP)
+    for model in args.gpu_model:
+        problem = gpu_model_problem(model)
+        if problem:
+            raise ConfigError(f"--gpu-model {model[:300]!r} {problem}", tip=GPU_MODEL_TIP)
     request = PolicyRequest(key.pem(), args.level, tuple(args.gpu_model),
                             tuple(args.match) or ("*",))
     policy = kyverno_policy(request) if args.format == "kyverno" else sigstore_policy(request)

@@ -14,6 +14,8 @@ from torchstack.commands.common import (
 )
 from torchstack.commands.signing import add_signing_key, say_attached, signing_key_of
 from torchstack.config import kinds
+from torchstack.config.expand import zstd_tag_problem
+from torchstack.config.matrix import ZSTD_TAGS_TIP
 from torchstack.config.model import COMPRESSIONS
 from torchstack.errors import ConfigError
 from torchstack.progress import StageReporter
@@ -52,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
                           f" {kinds.repository_problem(args.registry)}",
                           tip="e.g. --registry 127.0.0.1:5000/torchstack")
     repository = args.registry or push_repository(matrix, args.settings.environ)
+    compression = args.compression or matrix.compression
+    if compression == "both" and matrix.compression != "both":  # the matrix checked its own
+        problem = zstd_tag_problem(matrix.images, matrix.tags.candidate, matrix.zstd_suffix)
+        if problem:
+            raise ConfigError(f"--compression both: {problem}", tip=ZSTD_TAGS_TIP)
     key = signing_key_of(args)
     if key is not None and not args.push:
         print("--signing-key: nothing is attached without --push")
@@ -59,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
         aside = journal_of(matrix).discard()
         print(f"promote journal moved aside to {aside.relative_to(matrix.root)}" if aside
               else "no promote journal to discard")
-    compression = args.compression or matrix.compression
     pushed = f", pushing {compression}" if args.push else ""
     print(f"promote into {repository} (policy: release needs {matrix.promotion_level} checks"
           f"{pushed})")

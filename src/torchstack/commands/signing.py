@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -33,17 +35,14 @@ def signing_key_of(args: argparse.Namespace) -> SigningKey | None:
     environ = args.settings.environ
     path: Path | None = getattr(args, "signing_key", None)
     if path is not None:
-        try:
-            with path.open("rb") as handle:
-                pem, source = handle.read(MAX_KEY_BYTES + 1), str(path)
-        except OSError as exc:
-            raise ConfigError(f"cannot read --signing-key {path}: {exc.strerror or exc}",
-                              tip=KEY_TIP) from None
-        if len(pem) > MAX_KEY_BYTES:
-            raise ConfigError(f"--signing-key {path}: larger than {MAX_KEY_BYTES >> 10} KiB,"
-                              " so not a PEM key", tip=KEY_TIP)
+        pem, source = read_key_file(path, "--signing-key", KEY_TIP), str(path)
     elif environ.get(SIGNING_KEY_ENV):
         pem, source = environ[SIGNING_KEY_ENV].encode(), f"${SIGNING_KEY_ENV}"
+        if b"-----BEGIN " not in pem:  # its value is never shown: it may be key material
+            raise ConfigError(f"{source} holds no PEM text (-----BEGIN ...); it takes the key"
+                              " itself, not a path to it",
+                              tip=f"{SIGNING_KEY_ENV}=\"$(cat torchstack.key)\", or pass the"
+                                  " file with --signing-key PATH")
     else:
         return None
     passphrase: bytes | None = None
@@ -53,6 +52,30 @@ def signing_key_of(args: argparse.Namespace) -> SigningKey | None:
         elif sys.stdin.isatty():
             passphrase = getpass.getpass(f"passphrase for {source}: ").encode()
     return load_signing_key(pem, passphrase, source)
+
+
+def read_key_file(path: Path, option: str, tip: str) -> bytes:
+    """A PEM key file's bytes: a regular file of at most MAX_KEY_BYTES. Opened without
+    blocking, so a FIFO cannot hold the command, and never read past the cap (/dev/zero)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {option} {path}: {exc.strerror or exc}",
+                          tip=tip) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{option} {path} is not a regular file (a folder, a device or"
+                              " a pipe), so not a PEM key", tip=tip)
+        pem = os.read(fd, MAX_KEY_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {option} {path}: {exc.strerror or exc}",
+                          tip=tip) from None
+    finally:
+        os.close(fd)
+    if len(pem) > MAX_KEY_BYTES:
+        raise ConfigError(f"{option} {path}: larger than {MAX_KEY_BYTES >> 10} KiB, so not a"
+                          " PEM key", tip=tip)
+    return pem
 
 
 def say_attached(outcome: AttachOutcome) -> None:

@@ -251,5 +251,22 @@ def unique_tags(images: tuple[ImageSpec, ...], node: Located, candidate: str) ->
             owner[tag] = image.id
 
 
+def zstd_tag_problem(images: tuple[ImageSpec, ...], candidate: str, suffix: str) -> str | None:
+    """Why publishing zstd beside gzip (`compression: both`, under tag + `suffix`) would fail
+    or overwrite: a zstd tag longer than a Docker tag may be, or one that is a gzip tag."""
+    gzip_tags = {tag: image.id for image in images for tag in (image.release_tag, *image.aliases)}
+    for image in images:
+        longest = candidate.format(**template_fields(image, hash12="f" * HASH_CHARS))
+        for tag in (longest, image.release_tag, *image.aliases):
+            zstd = tag + suffix
+            if len(zstd) > MAX_TAG:
+                return (f"the zstd tag of {image.id}, '{zstd}', is {len(zstd)} characters; a"
+                        f" Docker tag has at most {MAX_TAG}")
+            if zstd in gzip_tags:
+                return (f"the zstd tag of {image.id}, '{zstd}', is also the gzip tag of"
+                        f" {gzip_tags[zstd]}: one would overwrite the other")
+    return None
+
+
 def glob_match(image_id: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(image_id, pattern)

@@ -15,6 +15,7 @@ from torchstack.config.expand import (
     glob_match,
     mark_default,
     unique_tags,
+    zstd_tag_problem,
 )
 from torchstack.config.layers import layer_chain, load_layers
 from torchstack.config.located import Located, load_yaml, type_name
@@ -25,6 +26,7 @@ from torchstack.config.model import (
     Alias,
     CheckLevel,
     Compression,
+    ImageSpec,
     Layer,
     Matrix,
     OsBase,
@@ -58,6 +60,8 @@ PYTHON_VERSION = re.compile(r"^[0-9]+\.[0-9]+$")
 # A check run longer than a week is a typo, and k8s needs a finite deadline.
 MAX_TIMEOUT_S = 7 * 24 * 3600
 NAME_TIP = "names may use letters, digits, '_', '.' and '-'"
+ZSTD_TAGS_TIP = ("`compression: both` puts zstd under each tag + zstd_suffix: shorten the suffix"
+                 " or the tag templates, or pick a suffix no other tag ends with")
 
 
 def load_matrix(path: Path) -> Matrix:
@@ -90,6 +94,8 @@ def load_matrix(path: Path) -> Matrix:
     unique_tags(images, top["tags"], tags.candidate)
     registry = _registry(top["registry"])
     compression, zstd_suffix = _compression(top["registry"]), _zstd_suffix(top["registry"])
+    if compression == "both":
+        _zstd_tags(top["registry"], images, tags.candidate, zstd_suffix)
     checks = CHECKS.of(top["checks"]) if "checks" in top else {}
     thresholds = _thresholds(checks["thresholds"]) if "thresholds" in checks else Thresholds()
     promotion_level = _promotion(top.get("promotion"))
@@ -313,6 +319,15 @@ def _zstd_suffix(node: Located) -> str:
         fields["zstd_suffix"].fail(f"zstd_suffix {suffix!r} cannot end a tag name",
                                    tip="1 to 32 of letters, digits, '_', '.' and '-', e.g. -zstd")
     return suffix
+
+
+def _zstd_tags(node: Located, images: tuple[ImageSpec, ...], candidate: str,
+               suffix: str) -> None:
+    problem = zstd_tag_problem(images, candidate, suffix)
+    if problem:
+        fields = REGISTRY.of(node)
+        fields.get("zstd_suffix", fields.get("compression", node)).fail(
+            problem, tip=ZSTD_TAGS_TIP)
 
 
 def _promotion(node: Located | None) -> CheckLevel:

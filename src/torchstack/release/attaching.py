@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchstack.backend.artifacts import Published, Repository
+from torchstack.backend.artifacts import MAX_ENVELOPE, Published, Repository
 from torchstack.backend.docker import DockerBackend
 from torchstack.backend.identity import Content, ImageInspect, content_of_blob, content_of_inspect
 from torchstack.config.model import Matrix
@@ -86,11 +86,20 @@ def published_digests(repository: Repository, state: ImageState, tags: list[str]
         same = published.config_digest == state.local_image_id
         if not same and local is not None and published.config_digest:
             # a recompressed (zstd) or converted variant: same diff IDs and OCI config
-            blob = json.loads(repository.blob(published.config_digest))
-            same = isinstance(blob, dict) and content_of_blob(blob).id == local.id
+            same = _content_id(repository.blob(published.config_digest)) == local.id
         if same:
             found.append(published)
     return found
+
+
+def _content_id(config: bytes) -> str | None:
+    """The content ID of an image config blob; None when it is not one (a registry may serve
+    any artifact under a tag: its config need not even be JSON)."""
+    try:
+        blob = json.loads(config)
+        return content_of_blob(blob).id if isinstance(blob, dict) else None
+    except (ValueError, RecursionError, AttributeError, TypeError):
+        return None
 
 
 def _sha256(path: Path) -> str | None:
@@ -163,8 +172,12 @@ def attach_image(state: ImageState, matrix: Matrix, *, repository: Repository,
     if sbom is not None and sbom.is_file():
         document = json.loads(sbom.read_text(encoding="utf-8"))
         envelope = sign(statement(subjects, SBOM_PREDICATE, document), key).to_json()
-        attachments.append(Attachment(envelope, SBOM_PREDICATE,
-                                      digest_of(f"sbom:{state.local_image_id}{signer}".encode())))
+        if len(envelope) > MAX_ENVELOPE:  # verify would refuse the whole .att for it
+            say(f"the SBOM's envelope is {len(envelope) >> 20} MiB, more than verify reads"
+                f" ({MAX_ENVELOPE >> 20} MiB): not attached")
+        else:
+            attachments.append(Attachment(envelope, SBOM_PREDICATE, digest_of(
+                f"sbom:{state.local_image_id}{signer}".encode())))
     added = already = 0
     for image in published:
         done = attach(repository, image.digest, attachments, lock)

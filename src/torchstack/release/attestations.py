@@ -19,14 +19,23 @@ import base64
 import contextlib
 import fcntl
 import json
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from torchstack.backend.artifacts import OCI_INDEX, OCI_MANIFEST, Published, Repository
+from torchstack.backend.artifacts import (
+    MAX_ENVELOPE,
+    MAX_ENVELOPE_BYTES,
+    MAX_LAYERS,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Published,
+    Repository,
+)
 from torchstack.backend.registry import RegistryError
 from torchstack.release.dsse import (
     ENVELOPE_MEDIA_TYPE,
@@ -35,6 +44,7 @@ from torchstack.release.dsse import (
 )
 from torchstack.release.keys import VerifyKey
 from torchstack.release.statements import (
+    STATEMENT_TYPE,
     VERDICT_PREDICATE,
     digest_of,
     parse_time,
@@ -47,6 +57,11 @@ PREDICATE_ANNOTATION = "predicateType"
 KEY_ANNOTATION = "dev.torchstack.key"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 ATTEMPTS = 5
+SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+# A statement dated further ahead of the verifier's clock than this never counts as a pass:
+# the newest wins, so a pass dated 9999 would otherwise outrank every later failure for ever.
+# A failure dated in the future still counts (never fail open). docs/attestations.md.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def att_tag(digest: str) -> str:
@@ -78,23 +93,69 @@ class Attachment:
 
 
 def layers_of(manifest: bytes | None) -> list[Layer]:
-    """The envelope layers of an `.att` manifest (none when there is no manifest)."""
+    """The envelope layers of an `.att` manifest (none when there is no manifest).
+
+    RegistryError when it is not a manifest, names a layer that is not a sha256 digest, or
+    holds more than MAX_LAYERS envelopes (each one is a request)."""
     if manifest is None:
         return []
     try:
         document = json.loads(manifest)
-        rows = document["layers"] if isinstance(document, dict) else []
-    except (ValueError, KeyError):
-        raise RegistryError("the .att manifest is not an OCI manifest") from None
+        rows = document["layers"] if isinstance(document, dict) else None
+    except (ValueError, KeyError, RecursionError):
+        rows = None
+    if not isinstance(rows, list):
+        raise RegistryError("the .att manifest is not an OCI manifest (no layers list)")
     layers = []
-    for row in rows if isinstance(rows, list) else []:
+    for row in rows:
         if isinstance(row, dict) and row.get("mediaType") == ENVELOPE_MEDIA_TYPE:
-            annotations = row.get("annotations")
-            size = row.get("size")
-            layers.append(Layer(str(row.get("digest")), size if isinstance(size, int) else 0,
+            annotations, size, digest = row.get("annotations"), row.get("size"), row.get("digest")
+            if not isinstance(digest, str) or not SHA256.fullmatch(digest):
+                raise RegistryError(f"the .att manifest names the layer {str(digest)[:80]!r},"
+                                    " which is not a sha256 digest")
+            layers.append(Layer(digest, size if type(size) is int else 0,
                                 {str(k): str(v) for k, v in annotations.items()}
                                 if isinstance(annotations, dict) else {}))
+            if len(layers) > MAX_LAYERS:
+                raise RegistryError(f"the .att manifest lists more than {MAX_LAYERS} envelopes;"
+                                    " none was read", tip="someone wrote it on purpose: look"
+                                    " at who can push to this repository")
     return layers
+
+
+def envelope_of(repository: Repository, layer: Layer) -> bytes:
+    """One envelope blob, refused unread when its descriptor says it is too large."""
+    if layer.size > MAX_ENVELOPE:
+        raise RegistryError(f"{repository.name}: the envelope {layer.digest[:19]}… is"
+                            f" {layer.size} bytes, larger than {MAX_ENVELOPE >> 20} MiB")
+    return repository.blob(layer.digest, MAX_ENVELOPE)
+
+
+class EnvelopeReader:
+    """Reads envelope blobs for one decision: each distinct blob once, and no more than
+    MAX_ENVELOPE_BYTES in all (1000 layers of 16 MiB each would otherwise fill memory)."""
+
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+        self.blobs: dict[str, bytes] = {}
+        self.total = 0
+
+    def read(self, layers: list[Layer]) -> list[bytes]:
+        new = {layer.digest: layer.size for layer in layers if layer.digest not in self.blobs}
+        if self.total + sum(new.values()) > MAX_ENVELOPE_BYTES:
+            raise self._too_much()
+        for layer in layers:
+            if layer.digest not in self.blobs:
+                data = envelope_of(self.repository, layer)
+                self.total += len(data)  # a descriptor may understate its blob
+                if self.total > MAX_ENVELOPE_BYTES:
+                    raise self._too_much()
+                self.blobs[layer.digest] = data
+        return [self.blobs[layer.digest] for layer in layers]
+
+    def _too_much(self) -> RegistryError:
+        return RegistryError(f"{self.repository.name}: the attestations add up to more than"
+                             f" {MAX_ENVELOPE_BYTES >> 20} MiB; not all were read")
 
 
 def att_manifest(layers: list[Layer], config_digest: str, config_size: int) -> bytes:
@@ -154,6 +215,11 @@ def attach(repository: AttestationStore, digest: str, attachments: list[Attachme
            lock: Path | None) -> Attached:
     """Append `attachments` to the `.att` of `digest`; never drops an earlier layer."""
     tag = att_tag(digest)
+    for item in attachments:
+        if len(item.envelope) > MAX_ENVELOPE:  # verify refuses an .att holding one
+            raise RegistryError(f"{repository.name}@{digest}: a {item.predicate_type} envelope"
+                                f" of {len(item.envelope) >> 20} MiB is more than verify reads"
+                                f" ({MAX_ENVELOPE >> 20} MiB); nothing was attached")
     with host_lock(lock):
         for attempt in range(1, ATTEMPTS + 1):
             existing = layers_of(repository.manifest(tag))
@@ -203,7 +269,7 @@ def referrer_manifest(item: Attachment, blob: str, subject: Published) -> bytes:
 def _index_entries(index: bytes | None) -> list[dict[str, object]]:
     try:
         rows = json.loads(index).get("manifests", []) if index else []
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         raise RegistryError("the referrers fallback tag does not hold an OCI index") from None
     return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
@@ -252,11 +318,18 @@ def read_referrer_envelopes(repository: Repository, digest: str) -> list[bytes]:
     entries = listed if listed is not None else _index_entries(
         repository.manifest(fallback_tag(digest), OCI_INDEX))
     envelopes = []
-    for entry in entries:
-        if entry.get("artifactType") == ENVELOPE_MEDIA_TYPE and isinstance(
-                entry.get("digest"), str):
-            manifest = repository.manifest(str(entry["digest"]))
-            envelopes += [repository.blob(layer.digest) for layer in layers_of(manifest)]
+    wanted = [entry["digest"] for entry in entries
+              if entry.get("artifactType") == ENVELOPE_MEDIA_TYPE
+              and isinstance(entry.get("digest"), str) and SHA256.fullmatch(str(entry["digest"]))]
+    if len(wanted) > MAX_LAYERS:
+        raise RegistryError(f"{repository.name}: {digest} has more than {MAX_LAYERS} envelope"
+                            " referrers; none was read")
+    reader = EnvelopeReader(repository)
+    for manifest_digest in wanted:
+        envelopes += reader.read(layers_of(repository.manifest(str(manifest_digest))))
+        if len(envelopes) > MAX_LAYERS:
+            raise RegistryError(f"{repository.name}: {digest}'s referrers hold more than"
+                                f" {MAX_LAYERS} envelopes; not all were read")
     return envelopes
 
 
@@ -304,39 +377,60 @@ def _view(predicate: Mapping[str, object]) -> VerdictView:
     suite = predicate.get("suite")
     image = predicate.get("image")
     gpu = node.get("gpuModel") if isinstance(node, dict) else None
-    verdict, level = predicate.get("verdict"), predicate.get("level")
+    verdict, level, when = (predicate.get("verdict"), predicate.get("level"),
+                            predicate.get("checkedAt"))
     if verdict not in ("pass", "fail") or level not in LEVEL_RANK:
         raise ValueError("the verdict predicate lacks verdict or level")
-    return VerdictView(str(verdict), str(level), parse_time(str(predicate.get("checkedAt"))),
+    try:
+        checked_at = parse_time(when) if isinstance(when, str) else None
+    except ValueError:
+        checked_at = None
+    if checked_at is None:
+        raise ValueError(f"its checkedAt {str(when)[:40]!r} is not an RFC 3339 time with a zone")
+    return VerdictView(str(verdict), str(level), checked_at,
                        str(gpu) if gpu else None,
                        str(suite.get("version")) if isinstance(suite, dict) else "",
                        str(image.get("id")) if isinstance(image, dict) else "")
 
 
+SUITE_VERSION = re.compile(r"^[0-9]{1,9}(?:\.[0-9]{1,9}){0,3}$")  # what --suite-version takes
+
+
 def _version(text: str) -> tuple[int, ...] | None:
-    try:
-        return tuple(int(part) for part in text.split("."))
-    except ValueError:
+    """"1.1.0" -> (1, 1): trailing zeros dropped, so 1.1 and 1.1.0 are the same version."""
+    if not SUITE_VERSION.fullmatch(text):
         return None
+    parts = [int(part) for part in text.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
 
 
-def decide(digest: str, envelopes: list[bytes], key: VerifyKey,
-           wanted: Requirements) -> Decision:
-    """Whether the envelopes stored for `digest` satisfy `wanted`, and why not."""
-    signed = about = 0
+def decide(digest: str, envelopes: list[bytes], key: VerifyKey, wanted: Requirements,
+           now: datetime | None = None) -> Decision:
+    """Whether the envelopes stored for `digest` satisfy `wanted`, and why not.
+
+    `now` (default: this host's clock) bounds the check times: a pass dated more than
+    CLOCK_SKEW ahead of it never counts."""
+    now = now or datetime.now(UTC)
+    unreadable = signed = statements = about = 0
     views: list[VerdictView] = []
+    problem = ""  # why the first signed statement about `digest` that was set aside was
     for data in envelopes:
         try:
             envelope = parse_envelope(data)
         except ValueError:
+            unreadable += 1
             continue
         if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE or not envelope.verified_by(key):
             continue
         signed += 1
         try:
             statement = read_statement(envelope.payload)
-        except ValueError:
+        except ValueError as exc:
+            problem = problem or str(exc)
             continue
+        statements += 1
         if digest not in statement.subject_digests:
             continue
         about += 1
@@ -344,8 +438,8 @@ def decide(digest: str, envelopes: list[bytes], key: VerifyKey,
             continue
         try:
             views.append(_view(statement.predicate))
-        except ValueError:
-            continue
+        except ValueError as exc:
+            problem = problem or f"a signed verdict is unusable: {exc}"
 
     def no(reason: str, deciding: VerdictView | None = None) -> Decision:
         return Decision(False, reason, digest, deciding, len(envelopes), about)
@@ -353,28 +447,41 @@ def decide(digest: str, envelopes: list[bytes], key: VerifyKey,
     if not envelopes:
         return no(f"no attestation: the registry holds no {att_tag(digest)} envelopes")
     if not signed:
+        junk = f"; {unreadable} unreadable (not DSSE envelopes)" if unreadable else ""
         return no(f"bad signature: none of the {len(envelopes)} envelopes verifies with the key"
-                  f" {key.fingerprint[:19]}… (altered, or signed with another key)")
+                  f" {key.fingerprint[:19]}… (altered, or signed with another key){junk}")
+    if not statements:
+        return no(f"not an in-toto statement: the {signed} signed payloads are not"
+                  f" {STATEMENT_TYPE} statements ({problem})")
     if not about:
-        return no(f"another digest: the {signed} signed statements name other images, not"
+        return no(f"another digest: the {statements} signed statements name other images, not"
                   f" {digest}")
     if not views:
-        return no(f"no attestation: no signed {VERDICT_PREDICATE} verdict for {digest}")
+        return no(f"no attestation: no usable signed {VERDICT_PREDICATE} verdict for {digest}"
+                  + (f" ({problem})" if problem else ""))
     rank = LEVEL_RANK[wanted.level]
-    deciding_pool = [v for v in views if LEVEL_RANK[v.level] >= rank]
-    if not deciding_pool:
+    at_level = [v for v in views if LEVEL_RANK[v.level] >= rank]
+    if not at_level:
         levels = sorted({v.level for v in views})
         return no(f"{'/'.join(levels)} level only: --level {wanted.level} needs a"
                   f" {wanted.level}-level verdict (run the GPU suite and attach it)")
+    ahead = [v for v in at_level if v.verdict == "pass" and v.checked_at > now + CLOCK_SKEW]
+    deciding_pool = [v for v in at_level if v not in ahead]
+    future = (f"; {len(ahead)} pass(es) dated in the future (latest"
+              f" {max(v.checked_at for v in ahead).isoformat()}) never count: re-attest from a"
+              " host whose clock is right") if ahead else ""
+    if not deciding_pool:
+        return no(f"no attestation: the only {wanted.level}-level passes are dated in the"
+                  f" future{future}")
     newest = max(deciding_pool, key=lambda v: v.checked_at)
     when = newest.checked_at.isoformat()
     if newest.verdict != "pass":
         return no(f"failed verdict: the newest {newest.level}-level statement ({when}) says"
-                  " fail", newest)
+                  f" fail{future}", newest)
     if wanted.gpu_models and newest.gpu_model not in wanted.gpu_models:
         return no(f"another GPU model: the newest verdict ({when}) ran on"
-                  f" {newest.gpu_model or 'no GPU'}, wanted {' or '.join(wanted.gpu_models)}",
-                  newest)
+                  f" {newest.gpu_model or 'no GPU'}, wanted {' or '.join(wanted.gpu_models)}"
+                  f"{future}", newest)
     if wanted.suite_version:
         have, need = _version(newest.suite_version), _version(wanted.suite_version)
         old = (have < need) if have is not None and need is not None \
@@ -382,14 +489,13 @@ def decide(digest: str, envelopes: list[bytes], key: VerifyKey,
         if old:
             return no(f"an old suite: the newest verdict ({when}) ran suite"
                       f" {newest.suite_version}, wanted {wanted.suite_version} or newer", newest)
-    return Decision(True, f"{newest.level}-level pass at {when}", digest, newest,
+    return Decision(True, f"{newest.level}-level pass at {when}{future}", digest, newest,
                     len(envelopes), about)
 
 
 def read_envelopes(repository: Repository, digest: str) -> list[bytes]:
     """Every DSSE envelope stored in `digest`'s `.att`."""
-    return [repository.blob(layer.digest)
-            for layer in layers_of(repository.manifest(att_tag(digest)))]
+    return EnvelopeReader(repository).read(layers_of(repository.manifest(att_tag(digest))))
 
 
 def payload_of(envelope: bytes) -> bytes:

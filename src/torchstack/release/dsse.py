@@ -16,6 +16,7 @@ from torchstack.release.keys import SigningKey, VerifyKey
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
+MAX_SIGNATURES = 16  # each one is an ECDSA verification; cosign writes one
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -55,7 +56,7 @@ def parse_envelope(data: bytes) -> Envelope:
     """The envelope in `data`; ValueError saying what is wrong when it is not one."""
     try:
         document = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ValueError("not JSON") from None
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
@@ -65,6 +66,8 @@ def parse_envelope(data: bytes) -> Envelope:
         raise ValueError("payloadType or payload is missing")
     if not isinstance(signatures, list) or not signatures:
         raise ValueError("no signatures")
+    if len(signatures) > MAX_SIGNATURES:
+        raise ValueError(f"more than {MAX_SIGNATURES} signatures")
     pairs = []
     try:
         body = base64.b64decode(payload, validate=True)

@@ -66,8 +66,19 @@ class VerifyKey:
         return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
+PUBLIC_TIP = "pass the .pub file `torchstack keys generate` wrote"
+
+
 def is_encrypted(pem: bytes) -> bool:
-    return b"ENCRYPTED" in pem.split(b"\n", 1)[0]
+    """PKCS#8 `BEGIN ENCRYPTED PRIVATE KEY`, or OpenSSL's own `Proc-Type: 4,ENCRYPTED` (what
+    `openssl ec -aes256` writes), wherever the PEM starts (CI secrets often lead with blanks)."""
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in pem or b"Proc-Type: 4,ENCRYPTED" in pem
+
+
+def _holds(pem: bytes, kind: bytes) -> bool:
+    """Whether `pem` has a PEM block of `kind` (b"PUBLIC KEY", b"PRIVATE KEY")."""
+    return any(line.startswith(b"-----BEGIN ") and line.rstrip().endswith(kind + b"-----")
+               for line in pem.splitlines())
 
 
 def load_signing_key(pem: bytes, passphrase: bytes | None, source: str) -> SigningKey:
@@ -79,6 +90,10 @@ def load_signing_key(pem: bytes, passphrase: bytes | None, source: str) -> Signi
             if passphrase is None else "is not encrypted, but a passphrase was given"
         raise ConfigError(f"the signing key from {source} {need}", tip=KEY_TIP) from None
     except ValueError:
+        if _holds(pem, b"PUBLIC KEY"):
+            raise ConfigError(f"the signing key from {source} is a public key; signing needs"
+                              " the private key (torchstack.key, not torchstack.pub)",
+                              tip=KEY_TIP) from None
         what = "the passphrase is wrong or it" if passphrase else "it"
         raise ConfigError(f"cannot read the signing key from {source}: {what} is not a PEM"
                           " private key", tip=KEY_TIP) from None
@@ -92,11 +107,13 @@ def load_verify_key(pem: bytes, source: str) -> VerifyKey:
     try:
         key = serialization.load_pem_public_key(pem)
     except ValueError:
-        raise ConfigError(f"{source} is not a PEM public key",
-                          tip="pass the .pub file `torchstack keys generate` wrote") from None
+        if _holds(pem, b"PRIVATE KEY"):
+            raise ConfigError(f"{source} is a private key; verifying needs only the public key"
+                              " (the .pub file beside it): keep the private key on the signer",
+                              tip=PUBLIC_TIP) from None
+        raise ConfigError(f"{source} is not a PEM public key", tip=PUBLIC_TIP) from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise ConfigError(f"{source} is not an ECDSA P-256 public key",
-                          tip="pass the .pub file `torchstack keys generate` wrote")
+        raise ConfigError(f"{source} is not an ECDSA P-256 public key", tip=PUBLIC_TIP)
     return VerifyKey(source, key)
 
 
@@ -115,6 +132,8 @@ def generate(passphrase: bytes | None) -> tuple[bytes, bytes]:
 
 def key_folder_problem(out: Path) -> str | None:
     """Why `out` may not receive a new key pair; None when it may."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in str(out)):
+        return "has a control character (a newline?) in its name"
     if os.path.lexists(out):
         return "already exists (a new folder is made, never reused)"
     absolute = Path.cwd() / out  # not resolved: a link on the way must be seen
@@ -136,12 +155,23 @@ def write_key_pair(out: Path, passphrase: bytes | None) -> tuple[Path, Path]:
                           tip="name a folder that does not exist yet, outside any git work"
                               " tree, e.g. --out ~/.config/torchstack/keys-2026")
     private, public = generate(passphrase)
-    out.mkdir(mode=0o700)
-    out.chmod(0o700)  # mkdir's mode is masked by the umask
+    try:
+        out.mkdir(mode=0o700)
+    except OSError as exc:  # no permission, a read-only or pseudo file system, a race
+        raise ConfigError(f"--out {out}: cannot create the folder: {exc.strerror or exc}",
+                          tip="name a folder you may create, e.g. under your home") from None
     paths = (out / PRIVATE_NAME, out / PUBLIC_NAME)
-    for path, data, mode in ((paths[0], private, 0o600), (paths[1], public, 0o644)):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        path.chmod(mode)
+    try:
+        out.chmod(0o700)  # mkdir's mode is masked by the umask
+        for path, data, mode in ((paths[0], private, 0o600), (paths[1], public, 0o644)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            path.chmod(mode)
+    except OSError as exc:  # a full disk: no half-written pair is left behind
+        for path in paths:
+            path.unlink(missing_ok=True)
+        out.rmdir()
+        raise ConfigError(f"--out {out}: cannot write the key pair: {exc.strerror or exc}",
+                          tip="free some space or pick another folder") from None
     return paths

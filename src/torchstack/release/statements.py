@@ -160,11 +160,24 @@ class ReadStatement:
     predicate: Mapping[str, object]
 
 
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object whose keys are unique: parsers differ on which duplicate wins (Python
+    keeps the last), so a signed statement with one could mean two things."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"the payload has the duplicate key {key[:40]!r}")
+        seen.add(key)
+    return dict(pairs)
+
+
 def read_statement(payload: bytes) -> ReadStatement:
     """ValueError saying what is wrong when `payload` is not an in-toto Statement v1."""
     try:
-        document = json.loads(payload)
-    except ValueError:
+        document = json.loads(payload, object_pairs_hook=_unique)
+    except RecursionError:
+        raise ValueError("the payload is JSON nested too deeply to read") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise ValueError("the payload is not JSON") from None
     if not isinstance(document, dict) or document.get("_type") != STATEMENT_TYPE:
         raise ValueError(f"the payload is not an in-toto statement ({STATEMENT_TYPE})")
