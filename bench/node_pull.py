@@ -171,7 +171,7 @@ def publish(backend: DockerBackend, image_id: str, repository: str, tag: str,
             pushed: list[str]) -> dict[str, float]:
     """Push `image_id` as tag-gzip and tag-zstd; seconds per form."""
     seconds = {}
-    zstd = find_zstd_publisher()
+    zstd = find_zstd_publisher(gzip_first=False)  # skopeo from the Engine, as documented
     for form in FORMS:
         ref = f"{REGISTRY}/{repository}:{tag}-{form}"
         pushed.append(ref)

@@ -112,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results,
         image_digest=expect.image_digest,
         node=node_from_facts(facts, socket.gethostname()),
+        finished_at=time.time(),
     )
     if args.frame:
         text = frame(report.to_dict())

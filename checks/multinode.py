@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     report = Report(SUITE_VERSION, expect.image_id, "required", True,
                     {"nodes": os.environ.get("GROUP_WORLD_SIZE"),
                      "world_size": document["world_size"]}, [result],
-                    image_digest=expect.image_digest)
+                    image_digest=expect.image_digest, finished_at=time.time())
     if args.json:
         print(frame(report.to_dict()) if args.frame else report.to_json(), flush=True)
     else:

@@ -137,10 +137,14 @@ class Report:
     results: list[CheckResult]
     image_digest: str | None = None
     node: Node = field(default_factory=Node)
+    # When the run ended (Unix seconds): an imported verdict is as new as its run, not its
+    # import. None in reports from before it existed.
+    finished_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "suite_version": self.suite_version,
+            "finished_at": self.finished_at,
             "image_id": self.image_id,
             "image_digest": self.image_digest,
             "gpu_mode": self.gpu_mode,
@@ -238,4 +242,5 @@ def parse_report(doc: object) -> Report:
         results=[_parse_result(raw, i) for i, raw in enumerate(checks)],
         image_digest=_field(doc, "image_digest", (str,), "report", optional=True),
         node=node,
+        finished_at=_field(doc, "finished_at", (int, float), "report", optional=True),
     )

@@ -198,7 +198,8 @@ def promote(matrix: Matrix, globs: Iterable[str] = (), *, everything: bool = Fal
     repository = repository or push_repository(matrix, settings.environ)
     chosen = compression or matrix.compression
     # A missing zstd tool stops promotion (exit 3) before anything is tagged or pushed.
-    zstd = find_zstd_publisher() if push and chosen != "gzip" else None
+    # buildx builds FROM a gzip variant, which only `both` pushes.
+    zstd = find_zstd_publisher(gzip_first=chosen == "both") if push and chosen != "gzip" else None
     journal_of(matrix).pending()  # a corrupt journal stops promotion before Docker is asked
     with _engine(backend) as engine:
         resolved = resolve_states(matrix, globs, everything=everything, backend=engine,

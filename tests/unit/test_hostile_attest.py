@@ -35,6 +35,7 @@ from torchstack.backend.artifacts import (
     MAX_LAYERS,
     Repository,
 )
+from torchstack.backend.credentials import Credentials
 from torchstack.backend.registry import RegistryError
 from torchstack.cli import main
 from torchstack.commands.signing import PASSPHRASE_ENV, SIGNING_KEY_ENV, signing_key_of
@@ -105,6 +106,8 @@ def serve(registry: Registry) -> Iterator[Registry]:
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
             registry.seen.append((path, self.headers.get("Authorization", "")))
+            if self.command in ("POST", "PUT"):  # an upload: its body is read and dropped
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
             route = registry.routes.get(path)
             if route is None:
                 route = (404, {}, b'{"errors":[{"code":"NOT_FOUND"}]}')
@@ -120,7 +123,7 @@ def serve(registry: Registry) -> Iterator[Registry]:
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        do_HEAD = do_GET
+        do_HEAD = do_POST = do_PUT = do_GET
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
@@ -492,6 +495,26 @@ def test_a_redirect_to_another_host_gets_no_credentials(
     assert code == 0, err
     assert other.seen == [("/store/blob", "")]
     assert all(auth.startswith("Basic ") for path, auth in registry.seen)
+
+
+def test_an_upload_location_on_another_host_gets_no_credentials(
+        registry: Registry, other: Registry) -> None:
+    # Bug caught: the login sent to whatever host the registry's upload Location names.
+    host = other.host.replace("127.0.0.1", "localhost")
+    registry.routes["/v2/t/blobs/uploads/"] = (202, {"Location": f"http://{host}/up"}, b"")
+    other.routes["/up"] = (201, {}, b"")
+    repository = Repository(f"{registry.host}/t", credentials=Credentials("robot", "s3cret"))
+    assert repository.put_blob(b"an envelope") == digest_of(b"an envelope")
+    assert other.seen == [("/up", "")]
+    assert [auth.startswith("Basic ") for _, auth in registry.seen] == [True, True]  # HEAD, POST
+
+
+def test_an_upload_location_in_plain_http_elsewhere_is_refused(registry: Registry) -> None:
+    registry.routes["/v2/t/blobs/uploads/"] = (
+        202, {"Location": "http://registry.example/up"}, b"")
+    repository = Repository(f"{registry.host}/t", credentials=Credentials("robot", "s3cret"))
+    with pytest.raises(RegistryError, match="neither HTTPS nor this registry"):
+        repository.put_blob(b"an envelope")
 
 
 def test_a_redirect_to_plain_http_elsewhere_is_refused(

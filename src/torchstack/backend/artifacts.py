@@ -68,16 +68,20 @@ class Repository:
         """One request; a 401 with a Bearer challenge is answered once with a token. The
         answer must fit in `limit` bytes and arrive within timeout_s in all (a socket timeout
         alone bounds each read, so a server trickling bytes would hold it for ever)."""
+        # The login goes to this registry's host only: an upload Location (or any URL the
+        # registry names) on another host gets the request without it.
+        own_host = urllib.parse.urlsplit(url).netloc == self.host
         for attempt in (1, 2):
+            auth = self._auth if own_host else {}
             request = urllib.request.Request(url, data=body, method=method,
-                                             headers={**(headers or {}), **self._auth})
+                                             headers={**(headers or {}), **auth})
             try:
                 with registry._OPENER.open(request, timeout=self.timeout_s) as response:
                     data = self._read(response, url, limit)
                     return Answer(response.status, data, dict(response.headers.items()))
             except urllib.error.HTTPError as exc:
                 challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
-                if attempt == 1 and challenge.lower().startswith("bearer "):
+                if attempt == 1 and own_host and challenge.lower().startswith("bearer "):
                     token = registry.bearer_token(self.name, challenge, self.timeout_s,
                                                   self.credentials)
                     self._auth = {"Authorization": f"Bearer {token}"}
@@ -134,7 +138,7 @@ class Repository:
         try:
             document = json.loads(answer.body)
             config = document.get("config", {}).get("digest")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             document, config = {}, None
         media_type = answer.headers.get("Content-Type") or document.get("mediaType")
         return Published(digest, config if isinstance(config, str) else None,
@@ -175,6 +179,12 @@ class Repository:
         if started.status != 202 or not location:
             raise self._fail("starting a blob upload", started)
         target = urllib.parse.urljoin(self._url(""), location)
+        parts = urllib.parse.urlsplit(target)
+        if parts.scheme != "https" and not (parts.scheme == "http" and (
+                parts.netloc == self.host or registry.is_loopback(parts.netloc))):
+            raise RegistryError(f"{self.name}: the registry named {target[:200]!r} for the"
+                                " upload: neither HTTPS nor this registry",
+                                tip="the registry (or a proxy) is not to be trusted")
         target += ("&" if "?" in target else "?") + urllib.parse.urlencode({"digest": digest})
         done = self._send("PUT", target, data, {"Content-Type": "application/octet-stream"})
         if done.status != 201:
@@ -194,6 +204,8 @@ class Repository:
             manifests = json.loads(answer.body).get("manifests", [])
         except (ValueError, AttributeError, RecursionError):
             return None
+        if not isinstance(manifests, list):
+            return None  # not an OCI index: no referrers to read
         return [m for m in manifests if isinstance(m, dict)]
 
 

@@ -107,12 +107,15 @@ def _write_authfile(path: Path, host: str, credentials: Credentials) -> None:
     path.write_text(json.dumps({"auths": {host: {"auth": token}}}), encoding="utf-8")
 
 
-def find_zstd_publisher(which: Callable[[str], str | None] = shutil.which,
+def find_zstd_publisher(gzip_first: bool,
+                        which: Callable[[str], str | None] = shutil.which,
                         run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
                         ) -> ZstdPublisher:
-    """buildx where `docker buildx version` answers, else skopeo; exit 3 with neither."""
+    """buildx where `docker buildx version` answers and a gzip variant is pushed first
+    (`gzip_first`: buildx builds FROM it, as its builders cannot read the Engine's images),
+    else skopeo; exit 3 with neither."""
     docker = which("docker")
-    if docker:
+    if docker and gzip_first:
         try:
             answer = run([docker, "buildx", "version"], capture_output=True, text=True,
                          check=False, timeout=30)
@@ -123,6 +126,12 @@ def find_zstd_publisher(which: Callable[[str], str | None] = shutil.which,
     skopeo = which("skopeo")
     if skopeo:
         return ZstdPublisher("skopeo", skopeo)
+    if not gzip_first:
+        raise DockerUnavailableError(
+            "pushing zstd layers alone needs skopeo, which writes them from the Engine (buildx"
+            " builds from a gzip variant in the registry, and zstd alone pushes none)",
+            tip="install skopeo (`apt-get install skopeo`), or publish both forms"
+                " (--compression both)")
     raise DockerUnavailableError(
         "pushing zstd layers needs docker buildx or skopeo, and neither is installed"
         " (docker push writes gzip only)", tip=INSTALL_TIP)

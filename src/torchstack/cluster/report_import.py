@@ -131,6 +131,18 @@ def prove(report: Report, candidate: Candidate, source: Source) -> None:
                                   " run the Job again; nothing was recorded")
 
 
+CLOCK_SKEW_S = 300  # a cluster node's clock may run this far ahead of this host's
+
+
+def run_time(finished_at: float | None, now: float) -> float:
+    """When an imported verdict was made: its run's end, so that a later run on a runner stays
+    newer than an older cluster run imported after it. A report without one (written before
+    the suite recorded it), or one dated in the future, is dated now."""
+    if finished_at is None or not 0 < finished_at <= now + CLOCK_SKEW_S:
+        return now
+    return float(finished_at)
+
+
 def record_for(imported: Imported, candidate: Candidate, source: Source,
                report_path: str, contract: Mapping[str, object] | None = None) -> CheckRecord:
     """A gpu-level record: the newest verdict for this image, pass or fail; `contract` is the
@@ -141,7 +153,8 @@ def record_for(imported: Imported, candidate: Candidate, source: Source,
         input_hash=candidate.input_hash, suite_version=report.suite_version, level="gpu",
         passed=not imported.failures, facts=report.facts,
         summary=imported.document.get("summary") or {}, report=report_path,
-        checked_at=time.time(), scope=imported.scope, node=report.node.to_dict(),
+        checked_at=run_time(report.finished_at, time.time()), scope=imported.scope,
+        node=report.node.to_dict(),
         source={**source.details, "image_digest": report.image_digest or candidate.digest},
         figures=imported.figures, content_id=candidate.content_id,
         contract=contract or {},

@@ -1,7 +1,8 @@
 """Which verdicts go to which digests: the statements for one image, signed and attached.
 
 Per image: the digests already published for it (its candidate and release tags, and their
-`-zstd` variants, as the registry serves them, each proven to hold the checked content), the
+zstd variants, as the registry serves them, whose config is the checked image's: the same
+config digest, or the same content identity; promote proved their layers when it pushed), the
 newest check record at each level (pass or fail), the suite's per-check results from that
 record's report.json, and the SBOM promote wrote. Each verdict becomes two statements
 (torchstack's verdict and in-toto's test-result), plus the SBOM once per digest; all are

@@ -381,6 +381,9 @@ def _view(predicate: Mapping[str, object]) -> VerdictView:
                             predicate.get("checkedAt"))
     if verdict not in ("pass", "fail") or level not in LEVEL_RANK:
         raise ValueError("the verdict predicate lacks verdict or level")
+    scope = predicate.get("scope", "suite")
+    if scope != "suite":  # a part (multinode NCCL alone) never speaks for the whole suite
+        raise ValueError(f"its scope {str(scope)[:40]!r} is not the whole suite")
     try:
         checked_at = parse_time(when) if isinstance(when, str) else None
     except ValueError:
@@ -473,7 +476,8 @@ def decide(digest: str, envelopes: list[bytes], key: VerifyKey, wanted: Requirem
     if not deciding_pool:
         return no(f"no attestation: the only {wanted.level}-level passes are dated in the"
                   f" future{future}")
-    newest = max(deciding_pool, key=lambda v: v.checked_at)
+    # Newest by signed time; at the same instant a failure wins (never layer order).
+    newest = max(deciding_pool, key=lambda v: (v.checked_at, v.verdict != "pass"))
     when = newest.checked_at.isoformat()
     if newest.verdict != "pass":
         return no(f"failed verdict: the newest {newest.level}-level statement ({when}) says"

@@ -131,6 +131,7 @@ def test_report_json_shape_and_nan_metric_is_null() -> None:
     doc = json.loads(Report("1.0.0", "img", "auto", False, {"torch": None}, results).to_json())
     assert list(doc) == [
         "suite_version",
+        "finished_at",
         "image_id",
         "image_digest",
         "gpu_mode",

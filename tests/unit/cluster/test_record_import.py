@@ -24,7 +24,15 @@ from torchstack.checks import SUITE_VERSION
 from torchstack.checks.frame import frame
 from torchstack.cli import main
 from torchstack.cluster.candidates import Candidate, digest_of_image_id
-from torchstack.cluster.report_import import Source, prove, read_report, record_for, verify
+from torchstack.cluster.report_import import (
+    CLOCK_SKEW_S,
+    Source,
+    prove,
+    read_report,
+    record_for,
+    run_time,
+    verify,
+)
 from torchstack.config.expected import expect_for
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
@@ -251,6 +259,28 @@ def test_an_imported_pass_releases_like_check_gpu_required(matrix: Matrix,
                            "device_count": 1, "hostname": "synthetic-gpu-node"}
     assert record.source == {"kind": "file", "path": "/tmp/report.txt", "image_digest": DIGEST}
     assert record.figures["matmul"] == {"bf16_tflops": {"value": 600.0, "unit": "TFLOP/s"}}
+
+
+def test_an_older_cluster_pass_imported_late_does_not_outvote_a_newer_failure(
+        matrix: Matrix, tmp_path: Path) -> None:
+    """Bug caught: an import dated at import time: a 10:00 cluster pass imported at 12:00
+    became newer than an 11:00 failure on a runner, and released the image."""
+    store = RecordStore(tmp_path)
+    store.add(gpu_record_like_check(False, 11.0 * 3600))  # the runner's failure, at 11:00
+    imported = read_report(framed_synthetic(finished_at=10.0 * 3600), "r")  # ran at 10:00
+    record = record_for(imported, CANDIDATE, FILE, "run/report.json")
+    assert record.passed and record.checked_at == 10.0 * 3600
+    store.add(record)
+    decision = promote_decision(store, matrix)
+    assert decision.refused and not decision.releases
+
+
+@pytest.mark.parametrize("finished_at", [None, float("inf"), -5.0, 4e10])
+def test_a_report_without_a_plausible_run_time_is_dated_at_import(
+        finished_at: float | None) -> None:
+    # A report from before the suite recorded it, or one dated in the future.
+    assert run_time(finished_at, 1000.0) == 1000.0
+    assert run_time(1000.0 + CLOCK_SKEW_S, 1000.0) == 1000.0 + CLOCK_SKEW_S
 
 
 def test_a_genuine_failure_is_the_newest_verdict(logs: dict[str, str], matrix: Matrix,

@@ -50,10 +50,11 @@ def key() -> SigningKey:
 
 
 def verdict(key: SigningKey, when: str, result: str = "pass", level: str = "cpu",
-            digest: str = DIGEST, gpu: str | None = None, suite: str = "1.0") -> bytes:
+            digest: str = DIGEST, gpu: str | None = None, suite: str = "1.0",
+            scope: str = "suite") -> bytes:
     predicate = {"verdict": result, "level": level, "checkedAt": when,
                  "node": {"gpuModel": gpu}, "suite": {"version": suite},
-                 "image": {"id": "x"}}
+                 "image": {"id": "x"}, "scope": scope}
     body = statement((Subject("r/x", digest),), VERDICT_PREDICATE, predicate)
     return sign(body, key).to_json()
 
@@ -115,6 +116,27 @@ def test_newest_by_signed_time_decides_not_layer_order(key: SigningKey) -> None:
     earlier_in_utc = verdict(key, "2026-12-03T12:30:00+02:00", "pass")  # 10:30 UTC
     assert not decide(DIGEST, [newer_fail, earlier_in_utc, verdict(
         key, "2026-12-03T10:45:00Z", "fail")], public, Requirements()).satisfied
+
+
+def test_a_failure_at_the_same_instant_as_a_pass_wins_in_any_layer_order(
+        key: SigningKey) -> None:
+    # Bug caught: max() keeping the first of equal times, so layer order decided after all.
+    public, when = key.public(), "2026-12-03T10:00:00Z"
+    same_pass, same_fail = verdict(key, when, "pass"), verdict(key, when, "fail")
+    assert not decide(DIGEST, [same_pass, same_fail], public, Requirements()).satisfied
+    assert not decide(DIGEST, [same_fail, same_pass], public, Requirements()).satisfied
+
+
+def test_a_part_of_the_suite_never_decides_for_the_whole(key: SigningKey) -> None:
+    # Bug caught: a newer multinode-only (NCCL across nodes) pass outvoting a suite failure.
+    public = key.public()
+    suite_fail = verdict(key, "2026-12-03T10:00:00Z", "fail", "gpu", gpu="NVIDIA H100")
+    part_pass = verdict(key, "2026-12-03T11:00:00Z", "pass", "gpu", gpu="NVIDIA H100",
+                        scope="multinode")
+    decision = decide(DIGEST, [suite_fail, part_pass], public, Requirements("gpu"))
+    assert not decision.satisfied and decision.reason.startswith("failed verdict")
+    only_part = decide(DIGEST, [part_pass], public, Requirements("gpu"))
+    assert not only_part.satisfied
 
 
 def test_a_level_is_decided_by_statements_of_that_level_or_higher(key: SigningKey) -> None:

@@ -86,25 +86,38 @@ def _buildx(code: int) -> Any:
 
 def test_buildx_is_preferred_then_skopeo_then_exit_3() -> None:
     both = _which({"docker": "/d", "skopeo": "/s"})
-    assert find_zstd_publisher(both, _buildx(0)) == ZstdPublisher("buildx", "/d")
+    assert find_zstd_publisher(True, both, _buildx(0)) == ZstdPublisher("buildx", "/d")
     # The docker CLI without the buildx plugin (this host's) falls back to skopeo.
-    assert find_zstd_publisher(both, _buildx(1)) == ZstdPublisher("skopeo", "/s")
+    assert find_zstd_publisher(True, both, _buildx(1)) == ZstdPublisher("skopeo", "/s")
     with pytest.raises(DockerUnavailableError) as caught:
-        find_zstd_publisher(_which({"docker": "/d"}), _buildx(1))
+        find_zstd_publisher(True, _which({"docker": "/d"}), _buildx(1))
     assert caught.value.exit_code == 3
     assert "skopeo" in caught.value.message and "apt-get install skopeo" in str(caught.value.tip)
 
 
+def test_zstd_alone_is_written_by_skopeo_even_where_buildx_answers() -> None:
+    """Bug caught: buildx chosen for `--compression zstd`, which pushes no gzip variant for it
+    to build FROM: every promote on a Docker >= 23 host failed with exit 6."""
+    both = _which({"docker": "/d", "skopeo": "/s"})
+    assert find_zstd_publisher(False, both, _buildx(0)) == ZstdPublisher("skopeo", "/s")
+    with pytest.raises(DockerUnavailableError) as caught:
+        find_zstd_publisher(False, _which({"docker": "/d"}), _buildx(0))
+    assert caught.value.exit_code == 3 and "--compression both" in str(caught.value.tip)
+
+
+@pytest.mark.parametrize(("compression", "said"), [("zstd", "alone needs skopeo"),
+                                                    ("both", "neither is installed")])
 def test_promote_without_a_zstd_tool_exits_3_before_anything_moves(
-        tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch, compression: str,
+        said: str) -> None:
     root = tmp_path / "matrix"
     write_fixture_matrix(root)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")  # and no Engine is asked
     code = main(["--matrix", str(root / "matrix.yaml"), "promote", "--push",
-                 "--compression", "zstd"])
+                 "--compression", compression])
     assert code == 3
-    assert "neither is installed" in capsys.readouterr().err
+    assert said in capsys.readouterr().err
     assert not (root / ".torchstack" / "promote-journal.json").exists()
 
 
