@@ -33,6 +33,7 @@ from torchstack.backend.artifacts import (
     MAX_ENVELOPE,
     MAX_ENVELOPE_BYTES,
     MAX_LAYERS,
+    OCI_INDEX,
     Repository,
 )
 from torchstack.backend.credentials import Credentials
@@ -790,3 +791,16 @@ def test_keys_generate_leaves_nothing_when_the_write_fails(tmp_path: Path) -> No
     assert done.returncode == 2, done.stderr
     assert "cannot write the key pair" in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_odd_manifest_and_referrers_answers_are_no_traceback(registry: Registry) -> None:
+    # Bugs caught: RecursionError from a deeply nested manifest, TypeError from
+    # `{"manifests": 5}`: both reached verify's user as tracebacks.
+    nested = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    registry.manifest("deep", nested)
+    registry.routes[f"/v2/t/referrers/{DIGEST}"] = (200, {"Content-Type": OCI_INDEX},
+                                                    b'{"manifests": 5}')
+    repository = Repository(f"{registry.host}/t")
+    published = repository.published("deep")
+    assert published is not None and published.config_digest is None
+    assert repository.referrers(DIGEST) is None
