@@ -15,12 +15,11 @@ import base64
 import hashlib
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from tests.httpserver import serving
 from tests.unit.hostileutil import run_cli
 from torchstack.backend.artifacts import (
     MAX_ENVELOPE,
@@ -126,16 +126,9 @@ def serve(registry: Registry) -> Iterator[Registry]:
 
         do_HEAD = do_POST = do_PUT = do_GET
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    registry.host = f"127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
+        registry.host = f"127.0.0.1:{server.server_port}"
         yield registry
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

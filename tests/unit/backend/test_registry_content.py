@@ -12,13 +12,13 @@ import hashlib
 import io
 import json
 import tarfile
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import zstandard
 
+from tests.httpserver import serving
 from torchstack.backend.identity import content_of_blob
 from torchstack.backend.registry import RegistryError, RemoteImage, prove_content, put_manifest
 
@@ -113,11 +113,9 @@ def blobs() -> Iterator[Blobs]:
 
         def log_message(self, *args: object) -> None: ...
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    store.host = f"127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield store
-    server.shutdown()
+    with serving(Handler) as server:
+        store.host = f"127.0.0.1:{server.server_port}"
+        yield store
 
 
 @pytest.mark.parametrize("medias", [[GZIP, GZIP], [ZSTD, ZSTD], [TAR, ZSTD, GZIP]])

@@ -8,12 +8,11 @@ temp copy of matrix.yaml, layers/ and the committed images/*/pylock.toml.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.paths import REPO
+from tests.paths import copy_matrix_and_locks
 from torchstack.cli import main
 from torchstack.config.matrix import load_matrix
 from torchstack.config.model import Matrix
@@ -41,12 +40,7 @@ TORCH_SIZE = 899821446
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """matrix.yaml, layers/ and the committed locks, nothing rendered."""
-    shutil.copy2(REPO / "matrix.yaml", tmp_path / "matrix.yaml")
-    shutil.copytree(REPO / "layers", tmp_path / "layers")
-    for lock in (REPO / "images").glob("*/pylock.toml"):
-        target = tmp_path / "images" / lock.parent.name / lock.name
-        target.parent.mkdir(parents=True)
-        shutil.copy2(lock, target)
+    copy_matrix_and_locks(tmp_path)
     return tmp_path
 
 

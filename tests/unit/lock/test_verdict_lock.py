@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from tests.paths import REPO
+from tests.httpserver import serving
+from tests.paths import copy_matrix_and_locks
 from torchstack.config.inputs import BuildInputs
 from torchstack.config.matrix import load_matrix
 from torchstack.errors import ConfigError
@@ -37,12 +36,7 @@ MIRROR_FILES = "https://mirror.internal.example/packages"
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """matrix.yaml, layers/ and the committed locks, nothing rendered."""
-    shutil.copy2(REPO / "matrix.yaml", tmp_path / "matrix.yaml")
-    shutil.copytree(REPO / "layers", tmp_path / "layers")
-    for lock in (REPO / "images").glob("*/pylock.toml"):
-        target = tmp_path / "images" / lock.parent.name / lock.name
-        target.parent.mkdir(parents=True)
-        shutil.copy2(lock, target)
+    copy_matrix_and_locks(tmp_path)
     return tmp_path
 
 
@@ -84,14 +78,8 @@ class Index(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def mirror() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Index)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Index) as server:
         yield f"http://127.0.0.1:{server.server_port}/simple"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def uv_answer(dists: list[LockedDist]) -> str:

@@ -13,17 +13,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import shutil
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from tests.paths import REPO
+from tests.httpserver import serving
+from tests.paths import copy_matrix_and_locks
 from torchstack.backend.docker import ContainerRun, DockerBackend
 from torchstack.backend.identity import ImageInspect
 from torchstack.checks import SUITE_VERSION
@@ -160,15 +159,9 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
     monkeypatch.delenv("TORCHSTACK_REGISTRY_USER", raising=False)
     monkeypatch.setattr("torchstack.release.journal.BACKOFF_S", 0.0)
     state = Registry()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(state))
-    state.port = server.server_port
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(handler(state)) as server:
+        state.port = server.server_port
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass
@@ -294,13 +287,7 @@ FACTS: JSONObject = {"torch": "2.9.1+cu128", "cuda": "12.8", "cudnn": 91002, "nc
 @pytest.fixture
 def project(tmp_path: Path) -> Matrix:
     """matrix.yaml, layers/ and the committed locks in tmp_path (the journal goes there)."""
-    shutil.copy2(REPO / "matrix.yaml", tmp_path / "matrix.yaml")
-    shutil.copytree(REPO / "layers", tmp_path / "layers")
-    for lock in (REPO / "images").glob("*/pylock.toml"):
-        target = tmp_path / "images" / lock.parent.name / lock.name
-        target.parent.mkdir(parents=True)
-        shutil.copy2(lock, target)
-    return load_matrix(tmp_path / "matrix.yaml")
+    return load_matrix(copy_matrix_and_locks(tmp_path))
 
 
 def locked(matrix: Matrix) -> list[dict[str, str]]:
