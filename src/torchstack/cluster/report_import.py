@@ -22,6 +22,7 @@ from torchstack.cluster.candidates import Candidate, digest_of_image_id
 from torchstack.config.model import ImageSpec, Matrix
 from torchstack.errors import ConfigError
 from torchstack.names import SHA256_DIGEST
+from torchstack.release.attestations import CLOCK_SKEW
 from torchstack.resolve.outcome import SuiteDocument
 from torchstack.resolve.records import CheckRecord, Scope
 from torchstack.workspace.json_types import JSONObject
@@ -131,14 +132,12 @@ def prove(report: Report, candidate: Candidate, source: Source) -> None:
                                   " run the Job again; nothing was recorded")
 
 
-CLOCK_SKEW_S = 300  # a cluster node's clock may run this far ahead of this host's
-
-
 def run_time(finished_at: float | None, now: float) -> float:
     """When an imported verdict was made: its run's end, so that a later run on a runner stays
     newer than an older cluster run imported after it. A report without one (written before
     the suite recorded it), or one dated in the future, is dated now."""
-    if finished_at is None or not 0 < finished_at <= now + CLOCK_SKEW_S:
+    # A cluster node's clock may run ahead of this host's by what verify also allows.
+    if finished_at is None or not 0 < finished_at <= now + CLOCK_SKEW.total_seconds():
         return now
     return float(finished_at)
 
